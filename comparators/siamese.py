@@ -1,0 +1,82 @@
+"""The siamese CNN comparator: a timm backbone embeds each face once, a small head compares.
+
+``embed`` runs the backbone (pooled features); ``compare`` projects both embeddings and
+classifies [p_a, p_b, p_a − p_b, p_a ⊙ p_b] into FIRST / SECOND / SIMILAR. With
+``symmetric=True`` the logits are averaged with the label-reversed logits of the swapped pair,
+so the comparator is forward/reverse consistent by construction at the cost of one extra
+head pass (the backbone is not run again).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .backbones import create_backbone, normalisation
+from .base import Comparator
+from .losses import reverse_labels
+from .transforms import make_transform
+
+
+@dataclass
+class SiameseConfig:
+    backbone: str = "mobilenetv2_100"
+    weights: str = "imagenet"  # imagenet | random | path to a checkpoint
+    image_size: int = 224
+    projection: int = 256
+    hidden: int = 256
+    dropout: float = 0.1
+    num_classes: int = 3  # 3: FIRST/SECOND/SIMILAR; 2: FIRST/SECOND
+    symmetric: bool = True
+    augment: list[str] = field(default_factory=lambda: ["hflip"])
+
+
+class SiameseComparator(Comparator):
+    splits = True
+
+    def __init__(self, config: SiameseConfig):
+        super().__init__()
+        if config.num_classes not in (2, 3):
+            raise ValueError(f"num_classes must be 2 or 3, got {config.num_classes}")
+        self.config = config
+        self.num_classes = config.num_classes
+        self.backbone = create_backbone(config.backbone, config.weights)
+        self.project = nn.Sequential(nn.Linear(self.backbone.num_features, config.projection), nn.LayerNorm(config.projection))
+        self.head = nn.Sequential(
+            nn.Linear(4 * config.projection, config.hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.num_classes),
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.backbone.num_features
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def compare(self, emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
+        p_a, p_b = self.project(emb_a), self.project(emb_b)
+        logits = self.head(torch.cat([p_a, p_b, p_a - p_b, p_a * p_b], dim=-1))
+        if self.config.symmetric:
+            swapped = self.head(torch.cat([p_b, p_a, p_b - p_a, p_a * p_b], dim=-1))
+            logits = 0.5 * (logits + reverse_labels(swapped))
+        return logits
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.project.parameters(), *self.head.parameters()]
+
+    def preprocess(self) -> Callable[[Any], torch.Tensor]:
+        mean, std = normalisation(self.config.backbone)
+        return make_transform(self.config.image_size, mean, std, train=False)
+
+    def train_preprocess(self) -> Callable[[Any], torch.Tensor]:
+        mean, std = normalisation(self.config.backbone)
+        return make_transform(self.config.image_size, mean, std, train=True, augment=self.config.augment)
+
+
+def build(**kwargs: Any) -> SiameseComparator:
+    return SiameseComparator(SiameseConfig(**kwargs))

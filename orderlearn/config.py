@@ -1,0 +1,256 @@
+"""Experiment configs: dataclasses loaded from YAML, validated on load, saved with every run.
+
+Unknown keys and wrongly typed values are errors that name the key (``train.epoch``: did
+you mean ``train.epochs``?). ``model`` and ``scorer`` keep their own keyword arguments in
+``args``; those are validated by the model's or scorer's config dataclass when built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how validation is carved from the training files."""
+
+    kind: str = "synthetic"  # synthetic | scut | manifest
+    root: Optional[str] = None  # dataset folder, manifest file, or where to write synthetic data
+    split: str = "fold1"  # scut: 60-40 | fold1..fold5; manifest: foldK (fold column) or "split"
+    ratings: Optional[str] = "auto"  # scut: auto | path to All_Ratings.xlsx / rating_distribution.csv
+    val_fraction: float = 0.1
+    val_seed: int = 0
+    limit_train: Optional[int] = None  # use a seeded subset of the training files (small real-data runs)
+    limit_test: Optional[int] = None
+    synthetic_images: int = 1000
+    synthetic_image_size: int = 128
+    score_low: float = 1.0
+    score_high: float = 5.0
+
+
+@dataclass
+class ModelConfig:
+    """A registered comparator or regressor by ``name``; its own options go to ``args``."""
+
+    name: str = "siamese"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PairsConfig:
+    recipe: str = "balanced-3"
+    total: int = 90_000
+    val_total: int = 6_000
+    margin: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"  # ce | wce | ce+kl
+    class_weights: Optional[list[float]] = None  # wce: per class (FIRST, SECOND, SIMILAR)
+    kl_weight: float = 1.0  # λ_KL of LMOL eq. 9
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9  # sgd only
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # constant | step | cosine
+    step_size: int = 30  # step: epochs between decays
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    grad_accum: int = 1
+    mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
+    num_workers: int = 0
+    frozen_backbone: bool = False  # embed once, train only the head
+    max_steps_per_epoch: Optional[int] = None
+    select_metric: str = "val_loss"  # val_loss (lower) | val_accuracy | val_pc (higher)
+    log_every: int = 50
+    tracker: str = "tensorboard"  # tensorboard | none
+
+
+@dataclass
+class BankConfig:
+    bin_width: float = 0.1
+    per_bin: int = 10
+    seed: int = 0
+
+
+@dataclass
+class ScorerConfig:
+    name: str = "bt-grid"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one run needs; ``task`` says whether ``model`` is a comparator or a regressor."""
+
+    name: str = "experiment"
+    seed: int = 0
+    output_dir: str = "runs/experiment"
+    task: str = "comparator"  # comparator | regressor
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    bank: BankConfig = field(default_factory=BankConfig)
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    direct_baseline: bool = True  # also fit a regression head on the comparator's embeddings
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Union[str, Path]) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+CHOICES = {
+    "data.kind": ("synthetic", "scut", "manifest"),
+    "task": ("comparator", "regressor"),
+    "loss.name": ("ce", "wce", "ce+kl"),
+    "optim.name": ("adamw", "adam", "sgd"),
+    "schedule.name": ("constant", "step", "cosine"),
+    "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
+    "train.select_metric": ("val_loss", "val_accuracy", "val_pc"),
+    "train.tracker": ("tensorboard", "none"),
+}
+OPEN_SECTIONS = ("model", "scorer")  # keys besides `name` are the component's own arguments
+
+
+def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -> ExperimentConfig:
+    """Read a YAML config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    for override in overrides or []:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise ConfigError(f"override {override!r} must look like key.sub=value")
+        _set_path(raw, key.split("."), yaml.safe_load(value))
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    for section in OPEN_SECTIONS:
+        if isinstance(raw.get(section), dict) and "args" not in raw[section]:
+            body = dict(raw[section])
+            raw[section] = {"name": body.pop("name", getattr(ExperimentConfig(), section).name), "args": body}
+    config = _build(ExperimentConfig, raw, "")
+    for key, allowed in CHOICES.items():
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
+    _check_ranges(config)
+    return config
+
+
+def _check_ranges(config: ExperimentConfig) -> None:
+    checks = {
+        "data.val_fraction": 0.0 <= config.data.val_fraction < 1.0,
+        "pairs.total": config.pairs.total > 0,
+        "pairs.margin": config.pairs.margin >= 0,
+        "optim.lr": config.optim.lr > 0,
+        "train.epochs": config.train.epochs > 0,
+        "train.batch_size": config.train.batch_size > 0,
+        "train.grad_accum": config.train.grad_accum > 0,
+        "data.score_high": config.data.score_high > config.data.score_low,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            section, name = key.split(".")
+            raise ConfigError(f"{key}: bad value {getattr(getattr(config, section), name)!r}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {sorted(names)}"
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(o for o in options if o is not type(None))
+        origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint in (int, str, bool, float) and type(value) is hint:
+        return value
+    raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _set_path(raw: dict, keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        raw = raw.setdefault(key, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"override {'.'.join(keys)}: {key} is not a section")
+    raw[keys[-1]] = value

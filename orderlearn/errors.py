@@ -1,0 +1,10 @@
+"""Errors raised for bad input. Each names the file (and line or key) and the problem."""
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """A dataset file is missing, malformed or inconsistent."""
+
+
+class ConfigError(ValueError):
+    """A config has an unknown key or a bad value."""
