@@ -24,6 +24,7 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {
     "siamese": Entry("comparator", "comparators.siamese:build"),
     "embedding-regressor": Entry("regressor", "comparators.direct_head:build"),
+    "adashare-aff": Entry("regressor", "comparators.regressors.adashare_aff:build"),
 }
 
 

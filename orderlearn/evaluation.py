@@ -1,0 +1,106 @@
+"""Metrics and reports: PC / MAE / RMSE / Spearman for scores, and comparator diagnostics.
+
+Comparator diagnostics are computed on the test × bank comparisons the scorer used, with
+labels from the true scores: accuracy, per-class accuracy, confusion matrix, and
+forward/reverse agreement (does comparing (ref, test) give the label-reversed answer?).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .pairs import pair_labels
+from .types import PairLabel
+
+
+def score_metrics(predicted: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
+    """Pearson correlation (PC), MAE, RMSE and Spearman's ρ of predicted against true scores."""
+    p, t = np.asarray(predicted, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if p.shape != t.shape or p.size == 0:
+        raise ValueError(f"predicted {p.shape} and true {t.shape} scores must be equal, non-empty shapes")
+    constant = p.std() == 0 or t.std() == 0
+    return {
+        "pc": float("nan") if constant else float(stats.pearsonr(p, t)[0]),
+        "mae": float(np.abs(p - t).mean()),
+        "rmse": float(np.sqrt(((p - t) ** 2).mean())),
+        "spearman": float("nan") if constant else float(stats.spearmanr(p, t)[0]),
+        "n": int(p.size),
+    }
+
+
+def comparator_metrics(
+    probs: torch.Tensor,
+    test_scores: torch.Tensor,
+    ref_scores: torch.Tensor,
+    margin: float,
+    probs_reverse: Optional[torch.Tensor] = None,
+) -> dict[str, object]:
+    """Diagnostics of comparisons ``probs[N, R, K]`` (test first) against the true labels."""
+    k = probs.shape[-1]
+    truth = torch.from_numpy(pair_labels(test_scores[:, None].numpy(), ref_scores[None, :].numpy(), margin))
+    predicted = probs.argmax(-1)
+    mask = truth < k  # a two-class comparator is judged on the pairs that are not SIMILAR
+    truth_m, pred_m = truth[mask], predicted[mask]
+    names = [PairLabel(i).name for i in range(k)]
+    confusion = torch.zeros(k, k, dtype=torch.long)
+    confusion.index_put_((truth_m, pred_m), torch.ones_like(truth_m), accumulate=True)
+    per_class = {names[c]: (float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else math.nan) for c in range(k)}
+    result: dict[str, object] = {
+        "accuracy": float((truth_m == pred_m).float().mean()),
+        "per_class_accuracy": per_class,
+        "confusion": {"rows_true_cols_predicted": names, "matrix": confusion.tolist()},
+        "pairs": int(mask.sum()),
+    }
+    if probs_reverse is not None:
+        swapped = probs_reverse.argmax(-1)
+        reverse_as_forward = torch.where(swapped == PairLabel.FIRST, PairLabel.SECOND, torch.where(swapped == PairLabel.SECOND, PairLabel.FIRST, swapped))
+        result["forward_reverse_agreement"] = float((reverse_as_forward == predicted).float().mean())
+    return result
+
+
+def markdown_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
+    """A markdown table; floats with 4 decimals; ``mean ± std`` strings pass through."""
+    def cell(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=float))
+    tmp.replace(path)
+
+
+def scatter_plot(path: Path, truth: Sequence[float], series: dict[str, Sequence[float]], title: str = "") -> Path:
+    """Predicted against true scores, one panel per method, identity line for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 4.2), squeeze=False)
+    t = np.asarray(truth)
+    lo, hi = float(t.min()) - 0.2, float(t.max()) + 0.2
+    for ax, (name, values) in zip(axes[0], series.items()):
+        m = score_metrics(values, t)
+        ax.scatter(t, values, s=6, alpha=0.5)
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="true score", ylabel="predicted score",
+               title=f"{name}\nPC {m['pc']:.3f}  MAE {m['mae']:.3f}  RMSE {m['rmse']:.3f}")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,191 @@
+"""The main job: train a comparator, build the bank, score the test set, report both routes.
+
+``run_experiment(config)`` writes into ``config.output_dir``:
+``config.yaml``, ``checkpoints/`` (per epoch, best chosen on validation), ``bank.json``,
+``scores.csv`` (per test image: true, order-learned with std and 95% interval, direct),
+``results.json`` (all metrics), ``report.md`` (the direct-vs-order-learned table) and
+``scatter.png``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from accelerate import Accelerator
+
+import comparators
+import scorers
+from comparators.direct_head import EmbeddingRegressor
+from comparators.losses import ComparatorLoss
+
+from .bank import ReferenceBank
+from .config import ExperimentConfig
+from .data import TrainingSplits, load_test, load_training
+from .embedding import cache_key, compare_all, embed_samples
+from .evaluation import comparator_metrics, markdown_table, scatter_plot, score_metrics, write_json
+from .images import EmbeddingPairDataset, PairDataset, sample_targets
+from .pairs import sample_pairs
+from .training import ComparatorObjective, HeadOnly, RegressorObjective, fit, load_weights, make_accelerator
+
+log = logging.getLogger(__name__)
+EMBED_CACHE = Path("runs") / "cache" / "embeddings"
+
+
+class EmbeddingImageDataset(torch.utils.data.Dataset):
+    """Samples as precomputed embeddings plus their targets (the direct head's training data)."""
+
+    def __init__(self, embeddings: torch.Tensor, samples: list):
+        self.embeddings, self.targets = embeddings, [sample_targets(s) for s in samples]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.embeddings[i], **self.targets[i]}
+
+
+@dataclass
+class Embedder:
+    """Embeds sample lists with one comparator, caching frozen-backbone embeddings on disk."""
+
+    model: Any
+    accelerator: Accelerator
+    config: ExperimentConfig
+    cacheable: bool
+
+    def __call__(self, samples: list, desc: str) -> torch.Tensor:
+        cache = None
+        if self.cacheable:
+            spec = {k: v for k, v in self.config.model.args.items() if k in ("backbone", "weights", "image_size")}
+            cache = EMBED_CACHE / f"{self.config.model.name}-{cache_key(spec, samples)}.pt"
+        return embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
+                             self.config.train.eval_batch_size, self.config.train.num_workers, cache, desc)
+
+
+def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
+    """Train, score and evaluate as configured; return the results dictionary."""
+    if config.task != "comparator":
+        raise NotImplementedError("task 'regressor' runs through `orderlearn compare`; this job trains comparators")
+    started = time.time()
+    out = Path(config.output_dir)
+    accelerator = accelerator or make_accelerator(config, out)
+    torch.manual_seed(config.seed)
+    splits = load_training(config.data)
+    accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
+
+    model = comparators.create(config.model.name, **config.model.args)
+    if comparators.kind_of(config.model.name) != "comparator":
+        raise ValueError(f"model {config.model.name!r} is a regressor; set task: regressor")
+    frozen = config.train.frozen_backbone
+    embedder = Embedder(model, accelerator, config, cacheable=frozen)
+    model.to(accelerator.device)
+
+    result = train_comparator(model, splits, config, accelerator, embedder, resume)
+    load_weights(model, result.best_checkpoint)
+    model.to(accelerator.device).eval()
+
+    bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
+    test = load_test(config.data)
+    accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
+    train_emb = embedder(splits.train, "embed train")  # from the disk cache when the backbone is frozen
+    val_emb = embedder(splits.val, "embed val")
+    bank.embeddings = embedder(bank.samples, "embed bank")
+    test_emb = embedder(test, "embed test")
+    probs = compare_all(model.compare, test_emb, bank.embeddings, accelerator, desc="test x bank")
+    probs_rev = compare_all(model.compare, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1)
+
+    scorer = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **config.scorer.args)
+    scores = scorer.score(probs.double(), bank.scores)
+    truth = [s.score for s in test]
+    order_learned = score_metrics(scores.value.tolist(), truth)
+
+    results: dict[str, Any] = {
+        "name": config.name,
+        "comparator": config.model.name,
+        "train": {"best_epoch": result.best_epoch, "best_" + config.train.select_metric: result.best_metric, "history": result.history},
+        "bank_size": len(bank),
+        "order_learned": order_learned,
+        "comparator_metrics": comparator_metrics(probs, torch.tensor(truth, dtype=torch.float64), bank.scores, config.pairs.margin, probs_rev),
+    }
+    direct_scores = None
+    if config.direct_baseline:
+        direct_scores = train_direct_head(model, train_emb, val_emb, test_emb, splits, config, accelerator)
+        results["direct"] = score_metrics(direct_scores.tolist(), truth)
+    results["seconds"] = time.time() - started
+
+    if accelerator.is_main_process:
+        bank.save(out / "bank.json")
+        write_scores_csv(out / "scores.csv", test, scores, direct_scores)
+        write_json(out / "results.json", results)
+        rows = [{"method": f"{config.model.name} + {config.scorer.name}", "route": "order-learned", **order_learned}]
+        if direct_scores is not None:
+            rows.insert(0, {"method": f"{config.model.name} embeddings + regression head", "route": "direct", **results["direct"]})
+        table = markdown_table(rows, ["method", "route", "pc", "mae", "rmse", "spearman", "n"])
+        cm = results["comparator_metrics"]
+        report = (f"# {config.name}\n\n{table}\n\ncomparator accuracy on test x bank pairs: {cm['accuracy']:.4f}; "
+                  f"per class: {cm['per_class_accuracy']}; forward/reverse agreement: {cm.get('forward_reverse_agreement', float('nan')):.4f}\n")
+        (out / "report.md").write_text(report)
+        series = {"order-learned": scores.value.tolist()}
+        if direct_scores is not None:
+            series = {"direct": direct_scores.tolist(), **series}
+        scatter_plot(out / "scatter.png", truth, series, title=config.name)
+        accelerator.print("\n" + report)
+    accelerator.end_training()
+    return results
+
+
+def train_comparator(model, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator, embedder: Embedder, resume: bool):
+    """Pairs from train and validation images, then the shared loop (head-only when frozen)."""
+    p = config.pairs
+    train_pairs = sample_pairs([s.score for s in splits.train], p.recipe, p.total, p.margin, p.seed)
+    val_pairs = sample_pairs([s.score for s in splits.val], p.recipe, p.val_total, p.margin, p.seed + 1)
+    accelerator.print(f"pairs: train {train_pairs.class_counts()}, validation {val_pairs.class_counts()}")
+    if config.train.frozen_backbone:
+        module = HeadOnly(model)
+        train_data = EmbeddingPairDataset(embedder(splits.train, "embed train"), train_pairs)
+        val_data = EmbeddingPairDataset(embedder(splits.val, "embed val"), val_pairs)
+    else:
+        module = model
+        train_data = PairDataset(splits.train, train_pairs, model.train_preprocess())
+        val_data = PairDataset(splits.val, val_pairs, model.preprocess())
+    loss = ComparatorLoss(config.loss.name, config.loss.class_weights, config.loss.kl_weight)
+    return fit(module, ComparatorObjective(loss), train_data, val_data, config, Path(config.output_dir) / "comparator", accelerator, resume, desc="comparator")
+
+
+def train_direct_head(model, train_emb, val_emb, test_emb, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator) -> torch.Tensor:
+    """The direct baseline: a regression head on the same embeddings, selected on validation."""
+    mean_score = sum(s.score for s in splits.train) / len(splits.train)
+    head = EmbeddingRegressor(train_emb.shape[-1], score_mean=mean_score)
+    head_config = dataclasses.replace(
+        config, name=config.name + "-direct",
+        train=dataclasses.replace(config.train, select_metric="val_loss", frozen_backbone=True, tracker="none"),
+    )
+    result = fit(head, RegressorObjective(), EmbeddingImageDataset(train_emb, splits.train), EmbeddingImageDataset(val_emb, splits.val),
+                 head_config, Path(config.output_dir) / "direct", accelerator, desc="direct head")
+    load_weights(head, result.best_checkpoint)
+    head.eval()
+    with torch.no_grad():
+        return head(test_emb).score.double().clamp(config.data.score_low, config.data.score_high)
+
+
+def write_scores_csv(path: Path, test: list, scores: "scorers.Scores", direct: Optional[torch.Tensor]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "true_score", "score", "std", "lower95", "upper95", "direct_score"])
+        for i, sample in enumerate(test):
+            writer.writerow([
+                str(sample.path), f"{sample.score:.6f}", f"{float(scores.value[i]):.6f}",
+                _fmt(scores.std, i), _fmt(scores.lower, i), _fmt(scores.upper, i),
+                f"{float(direct[i]):.6f}" if direct is not None else "",
+            ])
+
+
+def _fmt(values: Optional[torch.Tensor], i: int) -> str:
+    return "" if values is None else f"{float(values[i]):.6f}"
