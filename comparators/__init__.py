@@ -23,8 +23,13 @@ class Entry:
 
 _REGISTRY: dict[str, Entry] = {
     "siamese": Entry("comparator", "comparators.siamese:build"),
+    "llava": Entry("comparator", "comparators.llava:build"),
     "embedding-regressor": Entry("regressor", "comparators.direct_head:build"),
     "adashare-aff": Entry("regressor", "comparators.regressors.adashare_aff:build"),
+    "relative-position": Entry("regressor", "comparators.regressors.relative_position:build"),
+    "dual-label-distribution": Entry("regressor", "comparators.regressors.dual_label_distribution:build"),
+    "comboloss": Entry("regressor", "comparators.regressors.comboloss:build"),
+    "plain": Entry("regressor", "comparators.regressors.plain:build"),
 }
 
 

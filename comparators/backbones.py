@@ -26,6 +26,8 @@ import timm
 import torch
 from torch import nn
 
+from . import ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
+
 log = logging.getLogger(__name__)
 
 
@@ -169,6 +171,9 @@ def load_checkpoint(model: nn.Module, path: Path, by_order: bool = False) -> Non
     # by name; a classifier in the file is ignored (the backbone has none: num_classes=0)
     classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or "classifier"
     extra = {k for k in source if k not in target and k.startswith(f"{classifier}.")}
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in source.items() if k in target and v.shape != target[k].shape]
+    if wrong:
+        raise WeightsNotFoundError(f"{path} does not fit this backbone: shape mismatch {wrong[:3]}")
     result = model.load_state_dict({k: v for k, v in source.items() if k not in extra}, strict=False)
     if result.unexpected_keys or result.missing_keys:
         raise WeightsNotFoundError(

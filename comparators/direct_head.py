@@ -28,7 +28,8 @@ class EmbeddingRegressor(Regressor):
         nn.init.constant_(self.net[-1].bias, score_mean)  # start at the data's mean score, not at 0
 
     def forward(self, images: torch.Tensor) -> RegressorOutput:
-        embeddings = images.flatten(1) if images.dim() > 2 else images
+        # token embeddings (e.g. LLaVA's [B, P, H]) are mean-pooled; feature maps are flattened
+        embeddings = images.mean(dim=1) if images.dim() == 3 else images.flatten(1)
         return RegressorOutput(score=self.net(embeddings.float()).squeeze(-1))
 
     def loss(self, output: RegressorOutput, batch: Batch) -> torch.Tensor:

@@ -70,15 +70,20 @@ def embed_samples(
 
 @torch.no_grad()
 def compare_all(
-    compare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    model: nn.Module,
     test: torch.Tensor,
     refs: torch.Tensor,
     accelerator: Accelerator,
     pair_batch: int = 8192,
     desc: str = "compare",
 ) -> torch.Tensor:
-    """Probabilities ``[N, R, K]`` of comparing every test embedding with every reference."""
+    """Probabilities ``[N, R, K]`` of comparing every test embedding with every reference.
+
+    A comparator with its own ``compare_grid`` (the LLaVA one shares the first image's prompt
+    prefix across references) is asked for each test image's row of logits directly.
+    """
     device = accelerator.device
+    grid = getattr(model, "compare_grid", None)
     refs = refs.to(device)
     rows = list(range(len(test)))
     with accelerator.split_between_processes(rows) as mine:
@@ -87,10 +92,13 @@ def compare_all(
         for start in tqdm(range(0, len(mine), per_chunk), desc=desc, disable=not accelerator.is_local_main_process, leave=False):
             idx = mine[start : start + per_chunk]
             a = test[idx].to(device)
-            emb_a = a.repeat_interleave(len(refs), dim=0)
-            emb_b = refs.repeat(len(idx), *([1] * (refs.dim() - 1)))
             with accelerator.autocast():
-                logits = compare(emb_a, emb_b).float()
+                if grid is not None:
+                    logits = grid(a, refs).float()
+                else:
+                    emb_a = a.repeat_interleave(len(refs), dim=0)
+                    emb_b = refs.repeat(len(idx), *([1] * (refs.dim() - 1)))
+                    logits = model.compare(emb_a, emb_b).float()
             out.append(logits.softmax(-1).reshape(len(idx), len(refs), -1).cpu())
         local = torch.cat(out) if out else torch.empty(0)
     return _gather_in_order(local, accelerator)

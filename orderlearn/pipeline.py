@@ -76,6 +76,9 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     out = Path(config.output_dir)
     accelerator = accelerator or make_accelerator(config, out)
     torch.manual_seed(config.seed)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.yaml")
     splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
 
@@ -97,8 +100,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     val_emb = embedder(splits.val, "embed val")
     bank.embeddings = embedder(bank.samples, "embed bank")
     test_emb = embedder(test, "embed test")
-    probs = compare_all(model.compare, test_emb, bank.embeddings, accelerator, desc="test x bank")
-    probs_rev = compare_all(model.compare, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1)
+    probs = compare_all(model, test_emb, bank.embeddings, accelerator, desc="test x bank")
+    probs_rev = compare_all(model, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1)
 
     scorer = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **config.scorer.args)
     scores = scorer.score(probs.double(), bank.scores)

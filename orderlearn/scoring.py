@@ -55,7 +55,7 @@ def score_run(run: Path, images: Optional[Path] = None, out: Optional[Path] = No
         bank.embeddings = embed_samples(model.embed, bank.samples, transform, accelerator, config.train.eval_batch_size, desc="embed bank")
     samples = folder_samples(images) if images else load_test(config.data)
     test_emb = embed_samples(model.embed, samples, transform, accelerator, config.train.eval_batch_size, desc="embed images")
-    probs = compare_all(model.compare, test_emb, bank.embeddings, accelerator)
+    probs = compare_all(model, test_emb, bank.embeddings, accelerator)
     args = dict(config.scorer.args) if scorer_name in (None, config.scorer.name) else {}
     scorer = scorers.create(scorer_name or config.scorer.name, low=config.data.score_low, high=config.data.score_high, **args)
     scores = scorer.score(probs.double(), bank.scores)
