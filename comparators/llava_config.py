@@ -1,0 +1,101 @@
+"""Configuration of the LMOL comparator (LLaVA-1.5 + LoRA), validated on construction.
+
+Defaults follow the paper where it says something (LLaVA-1.5-7B, the question of eq. 4,
+the labels First/Second/Similar, frozen CLIP encoder) and state a choice where it does
+not: the paper gives no LoRA hyper-parameters, so r=8, alpha=16, dropout 0.05 on the
+language model's attention and MLP projections is the common PEFT recipe (alpha = 2r);
+the projector is trained by default, as in the public LMOL re-implementations
+(projector lr 2e-5, LoRA lr 2e-4 — see :meth:`LlavaComparator.parameter_groups`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional
+
+from comparators.llava_prompt import DEFAULT_TEMPLATE, IMAGE_TOKEN
+
+DTYPES = ("bfloat16", "float16", "float32")
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LlavaComparatorConfig:
+    """Everything that defines an LMOL comparator; saved next to every adapter.
+
+    ``prompt_template`` default: ``"USER: <image>\\n<image>\\n{question} Answer with
+    {choices}. ASSISTANT:"`` where ``{choices}`` is "First, Second or Similar" (or
+    "First or Second" when ``two_class``). ``labels`` are in :class:`PairLabel` order
+    (FIRST, SECOND, SIMILAR); ``two_class`` keeps the first two.
+    """
+
+    checkpoint: str = "llava-hf/llava-1.5-7b-hf"
+    tokenizer: Optional[str] = None  # defaults to the checkpoint's own tokenizer
+    question: str = "Which face looks more attractive?"
+    labels: tuple[str, ...] = ("First", "Second", "Similar")
+    prompt_template: str = DEFAULT_TEMPLATE
+    answer_separator: str = " "  # "ASSISTANT:" + " " + "First", as in LLaVA's conversation format
+    two_class: bool = False
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    train_projector: bool = True
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    gradient_checkpointing: bool = False
+    torch_dtype: str = "bfloat16"
+    attn_implementation: Optional[str] = None  # None: transformers' default (sdpa)
+    seed: int = 0  # LoRA initialisation
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(self.labels)
+        self.lora_target_modules = tuple(self.lora_target_modules)
+        if len(self.labels) != 3 or len(set(self.labels)) != 3 or not all(
+                isinstance(x, str) and x.strip() for x in self.labels):
+            raise ValueError(f"labels: need three distinct non-empty words (FIRST, SECOND, SIMILAR), got {self.labels!r}")
+        if self.prompt_template.count(IMAGE_TOKEN) != 2 or "{question}" not in self.prompt_template:
+            raise ValueError(f"prompt_template: needs two {IMAGE_TOKEN!r} placeholders and a '{{question}}' field, "
+                             f"got {self.prompt_template!r}")
+        if not isinstance(self.lora_r, int) or self.lora_r < 1:
+            raise ValueError(f"lora_r: must be a positive integer, got {self.lora_r!r}")
+        if not self.lora_alpha > 0:
+            raise ValueError(f"lora_alpha: must be positive, got {self.lora_alpha!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout!r}")
+        if not self.lora_target_modules or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m)
+                                                   for m in self.lora_target_modules):
+            raise ValueError(f"lora_target_modules: need module names like 'q_proj', got {self.lora_target_modules!r}")
+        if self.torch_dtype not in DTYPES:
+            raise ValueError(f"torch_dtype: expected one of {DTYPES}, got {self.torch_dtype!r}")
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("load_in_4bit and load_in_8bit: choose at most one")
+
+    @property
+    def active_labels(self) -> tuple[str, ...]:
+        """The answer words the comparator scores: all three, or First/Second when two-class."""
+        return self.labels[:2] if self.two_class else self.labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LlavaComparatorConfig":
+        """Build from a mapping (YAML/JSON); unknown keys are errors that name the key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"LlavaComparatorConfig: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def lora_target_regex(modules: tuple[str, ...]) -> str:
+    """peft target regex: the named projections of the *language model* only.
+
+    A bare list like ["q_proj", "v_proj"] would also hit CLIP's attention projections
+    (same names) and silently adapt the vision tower, which LMOL keeps frozen.
+    """
+    return r".*language_model\..*\.(" + "|".join(re.escape(m) for m in modules) + r")"
+
+
+__all__ = ["LlavaComparatorConfig", "DEFAULT_LORA_TARGETS", "lora_target_regex", "DTYPES"]

@@ -1,0 +1,169 @@
+"""Where an LMOL comparator's LLaVA weights and tokenizer come from.
+
+Two sources, never mixed silently: a real checkpoint (hub id or local folder), or a tiny
+random LLaVA built from configs with the real Llama-2 tokenizer (tests, synthetic demo).
+When the real checkpoint cannot be found the error says how to point the config at a
+local copy — a silent random initialisation would train a useless comparator.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from comparators.llava_config import LlavaComparatorConfig
+from comparators.llava_prompt import IMAGE_TOKEN
+
+IMAGE_TOKEN_ID = 32000  # llava-hf: <image>
+PAD_TOKEN = "<pad>"
+PAD_TOKEN_ID = 32001  # llava-hf: <pad>
+LLAVA_VOCAB = 32064  # the -hf embedding matrix is padded to 32,064 rows
+
+
+class CheckpointNotFoundError(OSError):
+    """The configured LLaVA checkpoint is neither a local folder nor reachable on the hub."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """"bfloat16" -> torch.bfloat16 (names validated by the config)."""
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def quantization_config(config: LlavaComparatorConfig) -> Optional[Any]:
+    """A ``BitsAndBytesConfig`` for QLoRA (4-bit NF4, double quantisation) or 8-bit; None if off.
+
+    The vision tower, projector and LM head stay unquantised: the projector may be trained
+    and the head's rows are read as label logits. Raises ValueError (naming the option)
+    when bitsandbytes or CUDA is missing, before any download starts.
+    """
+    if not (config.load_in_4bit or config.load_in_8bit):
+        return None
+    option = "load_in_4bit" if config.load_in_4bit else "load_in_8bit"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(f"{option}: needs the bitsandbytes package (`pip install bitsandbytes`); "
+                         f"or set {option}: false to load in {config.torch_dtype}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{option}: bitsandbytes quantisation needs a CUDA GPU and none is visible; "
+                         f"set {option}: false to load in {config.torch_dtype}")
+    from transformers import BitsAndBytesConfig
+
+    skip = ["vision_tower", "multi_modal_projector", "lm_head"]
+    if config.load_in_4bit:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch_dtype(config.torch_dtype),
+                                  llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, read now (huggingface_hub reads them at import)."""
+    from huggingface_hub import constants
+
+    env = any(os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return env or bool(constants.HF_HUB_OFFLINE)
+
+
+def _looks_like_path(checkpoint: str) -> bool:
+    return checkpoint.startswith(("/", ".", "~")) or checkpoint.count("/") > 1 or os.sep != "/" and os.sep in checkpoint
+
+
+def missing_checkpoint_message(checkpoint: str, reason: str) -> str:
+    """The instructions a user needs when the weights are not here."""
+    return (
+        f"model.checkpoint: cannot load LLaVA checkpoint {checkpoint!r} ({reason}). "
+        f"Point the config at a local copy, e.g. `model.checkpoint: /path/to/llava-1.5-7b-hf` "
+        f"(a folder with config.json, the *.safetensors weights and the tokenizer files). "
+        f"To get one, on a machine with hub access run "
+        f"`huggingface-cli download llava-hf/llava-1.5-7b-hf --local-dir /path/to/llava-1.5-7b-hf` "
+        f"and copy the folder here, or set HF_HOME to a cache that already holds it. "
+        f"No random weights are used in its place (LlavaComparator.tiny() builds a tiny random model on purpose).")
+
+
+def load_pretrained(config: LlavaComparatorConfig) -> tuple[Any, Any]:
+    """Load ``LlavaForConditionalGeneration`` and its tokenizer from ``config.checkpoint``.
+
+    Local folders are checked first; a hub id is looked up only in the local cache when
+    HF_HUB_OFFLINE is set. Raises :class:`CheckpointNotFoundError` with the fix when
+    neither works; ValueError when the tokenizer's ``<image>`` id disagrees with the model.
+    """
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    quant = quantization_config(config)
+    ckpt = config.checkpoint
+    local = Path(ckpt).expanduser()
+    if local.exists():
+        source, local_only = str(local), True
+    elif _looks_like_path(ckpt):
+        raise CheckpointNotFoundError(missing_checkpoint_message(ckpt, "no such local folder"))
+    else:
+        source, local_only = ckpt, _hub_offline()
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(config.torch_dtype), "local_files_only": local_only}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    tok_source = config.tokenizer or source
+    try:
+        model = LlavaForConditionalGeneration.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(tok_source, local_files_only=local_only or _hub_offline())
+    except OSError as err:  # huggingface_hub's not-found / offline errors are OSErrors
+        from_hub_cache_only = local_only and not local.exists()
+        reason = ("HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" if from_hub_cache_only
+                  else str(err).strip().splitlines()[0])
+        raise CheckpointNotFoundError(missing_checkpoint_message(ckpt, reason)) from err
+    check_image_token(tokenizer, int(model.config.image_token_id))
+    return model, tokenizer
+
+
+def check_image_token(tokenizer: Any, expected: int) -> None:
+    """Raise ValueError unless ``<image>`` is one token with the model's image_token_id."""
+    ids = tokenizer.encode(IMAGE_TOKEN, add_special_tokens=False)
+    if ids != [expected]:
+        raise ValueError(f"tokenizer: {IMAGE_TOKEN!r} encodes to {ids}, the model expects [{expected}]")
+
+
+def sentencepiece_tokenizer(path: str | Path) -> Any:
+    """The Llama-2 tokenizer from ``tokenizer.model`` plus llava-hf's two added tokens.
+
+    ``<image>`` = 32000 and ``<pad>`` = 32001 are appended after the 32,000 pieces, as in
+    the llava-hf checkpoints; BOS is added like theirs. Raises ValueError if the ids differ.
+    """
+    from transformers import LlamaTokenizer
+
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    if not (folder / "tokenizer.model").is_file():
+        raise FileNotFoundError(f"tokenizer_path: no tokenizer.model in {folder}")
+    tok = LlamaTokenizer.from_pretrained(str(folder), add_bos_token=True, add_eos_token=False, legacy=False)
+    tok.add_tokens([IMAGE_TOKEN], special_tokens=True)
+    tok.add_special_tokens({"pad_token": PAD_TOKEN})
+    got = tok.convert_tokens_to_ids([IMAGE_TOKEN, PAD_TOKEN])
+    if got != [IMAGE_TOKEN_ID, PAD_TOKEN_ID]:
+        raise ValueError(f"tokenizer_path: <image>/<pad> got ids {got}, expected [{IMAGE_TOKEN_ID}, {PAD_TOKEN_ID}] "
+                         f"(is {folder}/tokenizer.model the 32,000-piece Llama-2 model?)")
+    return tok
+
+
+def tiny_llava_config(image_size: int = 32, patch_size: int = 16, vision_hidden: int = 32, vision_layers: int = 2,
+                      text_hidden: int = 64, text_layers: int = 2, heads: int = 4, intermediate: int = 128) -> Any:
+    """A ``LlavaConfig`` with LLaVA-1.5's structure and special ids but toy widths.
+
+    Same vocab (32,064), ``<image>`` 32000, pad 32001, feature layer −2, "default"
+    select strategy and a 2-layer GELU projector; (image_size / patch)^2 image tokens.
+    """
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    vision = CLIPVisionConfig(hidden_size=vision_hidden, intermediate_size=2 * vision_hidden,
+                              num_hidden_layers=vision_layers, num_attention_heads=max(1, heads // 2),
+                              image_size=image_size, patch_size=patch_size, projection_dim=vision_hidden)
+    text = LlamaConfig(vocab_size=LLAVA_VOCAB, hidden_size=text_hidden, intermediate_size=intermediate,
+                       num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=heads,
+                       max_position_embeddings=4096, rms_norm_eps=1e-5, pad_token_id=PAD_TOKEN_ID,
+                       bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    n_patches = (image_size // patch_size) ** 2
+    return LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN_ID,
+                       image_seq_length=n_patches, vision_feature_layer=-2,
+                       vision_feature_select_strategy="default", projector_hidden_act="gelu")

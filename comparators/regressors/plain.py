@@ -1,0 +1,128 @@
+"""Plain regression: one linear output on a backbone's pooled features, trained with L1 or MSE.
+
+This is the baseline every method of the literature is measured against (ComboLoss, Table 4:
+"L1 Loss" and "MSE Loss" rows, SEResNeXt50 under the ComboLoss recipe), and the simplest
+:class:`~comparators.base.Regressor`: ``score = w·features + b``.
+
+Scores are **not clipped** by default (neither the baselines nor the methods compared clip);
+set ``score_range: [lo, hi]`` to clamp scores to the rating scale at evaluation time only
+(in training a clamp would zero the gradient of every out-of-range prediction).
+
+Training recipe (:data:`PAPER_RECIPE`; the ComboLoss paper's setting, Sec. 3.2, under which its
+L1/MSE baselines were trained): SGD, lr 0.01, momentum 0.9, weight decay 1e-3; lr divided by 10
+every 50 epochs; 200 epochs; batch 64; 224 px random crop, colour jitter and rotation.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from comparators.backbones import create_backbone, normalisation
+from comparators.base import Batch, Regressor, RegressorOutput
+from comparators.transforms import make_transform
+
+PAPER_RECIPE: dict[str, Any] = {
+    "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3},
+    "schedule": {"name": "step", "step_size": 50, "gamma": 0.1},
+    "train": {"epochs": 200, "batch_size": 64},
+    "augment": ["crop", "color_jitter", "rotation"],
+}
+
+LOSSES = ("l1", "mse")
+
+C = TypeVar("C")
+
+
+def config_from_kwargs(cls: type[C], kwargs: dict[str, Any]) -> C:
+    """Build config dataclass ``cls`` from ``kwargs``; an unknown key is a ValueError naming it.
+
+    Shared by every regressor's ``build`` so a typo in a YAML config fails loudly with the list
+    of valid keys instead of being silently ignored.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(names)}")
+    return cls(**kwargs)
+
+
+def check_score_range(score_range: Optional[Sequence[float]], what: str = "score_range") -> Optional[tuple[float, float]]:
+    """Validate an optional ``[lo, hi]`` pair (YAML gives lists) and return it as a tuple."""
+    if score_range is None:
+        return None
+    values = tuple(float(v) for v in score_range)
+    if len(values) != 2 or not values[0] < values[1]:
+        raise ValueError(f"{what} must be [lo, hi] with lo < hi, got {score_range!r}")
+    return values  # type: ignore[return-value]
+
+
+def float32_head(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Run a small output head in float32 even under autocast.
+
+    A score near 4 in bfloat16 has a resolution of 1/32, coarser than the MAE differences the
+    papers report; the head costs nothing, so it runs in its parameters' precision.
+    """
+    dtype = next(head.parameters()).dtype  # float32 unless the whole module was cast on purpose
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return head(features.to(dtype))
+
+
+@dataclass
+class PlainConfig:
+    """Model settings of the plain regressor; training settings live in :data:`PAPER_RECIPE`."""
+
+    backbone: str = "seresnext50_32x4d"
+    weights: str = "imagenet"  # "imagenet" | "random" | path to a checkpoint
+    loss: str = "l1"  # "l1" | "mse"
+    image_size: int = 224
+    augment: tuple[str, ...] = ("crop", "color_jitter", "rotation")
+    score_range: Optional[tuple[float, float]] = None  # clamp at eval time; None = no clipping
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        self.augment = tuple(self.augment)
+        self.score_range = check_score_range(self.score_range)
+
+
+class PlainRegressor(Regressor):
+    """Backbone -> pooled features -> Linear(num_features, 1) -> score."""
+
+    def __init__(self, config: PlainConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = create_backbone(config.backbone, weights=config.weights)
+        self.head = nn.Linear(self.backbone.num_features, 1)
+
+    def forward(self, images: torch.Tensor) -> RegressorOutput:
+        score = float32_head(self.head, self.backbone(images)).squeeze(1)
+        if self.config.score_range is not None and not self.training:
+            score = score.clamp(*self.config.score_range)
+        return RegressorOutput(score=score)
+
+    def loss(self, output: RegressorOutput, batch: Batch) -> torch.Tensor:
+        """Mean absolute (``l1``) or mean squared (``mse``) error against ``batch["score"]``."""
+        target = batch["score"].to(output.score)
+        if self.config.loss == "l1":
+            return F.l1_loss(output.score, target)
+        return F.mse_loss(output.score, target)
+
+    def preprocess(self) -> Callable[[Any], torch.Tensor]:
+        mean, std = normalisation(self.config.backbone)
+        return make_transform(self.config.image_size, mean, std, train=False)
+
+    def train_preprocess(self) -> Callable[[Any], torch.Tensor]:
+        mean, std = normalisation(self.config.backbone)
+        return make_transform(self.config.image_size, mean, std, train=True, augment=self.config.augment)
+
+
+def build(**kwargs: Any) -> PlainRegressor:
+    """Factory for the registry: ``build(backbone=..., loss="mse", ...)``."""
+    return PlainRegressor(config_from_kwargs(PlainConfig, kwargs))

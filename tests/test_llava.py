@@ -1,0 +1,320 @@
+"""Tests of the LMOL LLaVA comparator on a tiny random LLaVA with the real Llama-2 tokenizer.
+
+The tokenizer facts (prompt ids, label ids 3824/6440/13999) are checked against the real
+SentencePiece model and transformers' own ``LlavaProcessor``; the model facts (cached ==
+naive, masked softmax, LoRA placement, adapter round trip, learning) on a 4M-parameter
+LLaVA with LLaVA-1.5's structure and special ids.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+TOKENIZER_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "llama2-tokenizer"
+if not (TOKENIZER_DIR / "tokenizer.model").is_file():
+    pytest.skip(f"Llama-2 tokenizer not found at {TOKENIZER_DIR}", allow_module_level=True)
+
+from comparators.llava import (CheckpointNotFoundError, LlavaComparator, LlavaComparatorConfig,  # noqa: E402
+                               build, load_checkpoint_ensemble, masked_softmax, pairs_per_second)
+from comparators.llava_loading import IMAGE_TOKEN_ID, PAD_TOKEN_ID, sentencepiece_tokenizer  # noqa: E402
+from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, num_image_tokens,  # noqa: E402
+                                      render_prompt)
+
+PATCHES = 4  # tiny model: 32 px images, patch 16 -> 2 x 2 patches per image
+PROMPT = ("USER: <image>\n<image>\nWhich face looks more attractive? Answer with First, Second or Similar. "
+          "ASSISTANT:")
+
+
+_TOKENIZER = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny shapes: extra threads only add contention on shared CI cores; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tok():
+    """The converted tokenizer, built once per session (conversion from SentencePiece costs ~1 s)."""
+    if not _TOKENIZER:
+        _TOKENIZER.append(sentencepiece_tokenizer(TOKENIZER_DIR))
+    return _TOKENIZER[0]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return _tok()
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LlavaComparator:
+    torch.manual_seed(0)
+    return LlavaComparator.tiny(_tok()).eval()
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------- tokenizer / prompt
+def test_added_token_ids(tokenizer):
+    assert tokenizer.convert_tokens_to_ids(["<image>", "<pad>"]) == [IMAGE_TOKEN_ID, PAD_TOKEN_ID] == [32000, 32001]
+    assert len(tokenizer) == 32002
+
+
+def test_label_ids_are_the_answer_pieces(tokenizer):
+    assert answer_token_ids(tokenizer, PROMPT, ["First", "Second", "Similar"]) == [3824, 6440, 13999]
+    assert tokenizer.convert_ids_to_tokens([3824, 6440, 13999]) == ["▁First", "▁Second", "▁Similar"]
+
+
+def test_leading_space_trap_is_real_and_avoided(tokenizer):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(TOKENIZER_DIR / "tokenizer.model"))
+    naive = [sp.encode(" " + w)[0] for w in ("First", "Second", "Similar")]
+    assert naive == [29871, 29871, 29871]  # the public re-implementation's bug
+    assert len(set(answer_token_ids(tokenizer, PROMPT, ["First", "Second", "Similar"]))) == 3
+
+
+def test_non_distinct_labels_raise(tokenizer):
+    with pytest.raises(ValueError, match="non-distinct first answer tokens"):
+        answer_token_ids(tokenizer, PROMPT, ["First", "Firstly", "Similar"])  # both start with ▁First
+
+
+def test_trailing_space_template_raises(tokenizer):
+    with pytest.raises(ValueError, match="whitespace"):
+        answer_token_ids(tokenizer, PROMPT + " ", ["First", "Second", "Similar"])
+
+
+def test_prompt_expansion_two_images(tokenizer):
+    prompt = render_prompt(LlavaComparatorConfig().prompt_template, "Which face looks more attractive?",
+                           ("First", "Second", "Similar"))
+    assert prompt == PROMPT
+    layout = build_prompt_ids(tokenizer, prompt, PATCHES, IMAGE_TOKEN_ID)
+    ids = layout.input_ids.tolist()
+    assert ids.count(32000) == 2 * PATCHES
+    assert (layout.a_start, layout.b_start) == (5, 10)
+    assert ids[:5] == [1, 3148, 1001, 29901, 29871]  # <s> ▁US ER : ▁
+    assert ids[9] == ids[14] == 13  # "\n" after each image
+    assert tokenizer.decode(ids[15:]) == ("Which face looks more attractive? Answer with First, Second or Similar. "
+                                          "ASSISTANT:")
+    # the real model: 336 px, patch 14 -> 576 tokens per image, 1152 in the prompt
+    assert num_image_tokens(336, 14, "default") == 576
+    big = build_prompt_ids(tokenizer, prompt, 576, IMAGE_TOKEN_ID)
+    assert int((big.input_ids == 32000).sum()) == 1152 and big.length == len(ids) - 2 * PATCHES + 1152
+
+
+def test_prompt_matches_transformers_llava_processor(tiny):
+    from PIL import Image
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    rng = np.random.default_rng(0)
+    ims = [Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)),  # landscape
+           Image.fromarray(rng.integers(0, 256, (64, 41, 3), dtype=np.uint8))]  # portrait, odd crop margin
+    proc = LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32},
+                                                                crop_size={"height": 32, "width": 32}),
+                          tokenizer=tiny.tokenizer, patch_size=16, vision_feature_select_strategy="default",
+                          num_additional_image_tokens=1)
+    out = proc(images=ims, text=tiny.prompt, return_tensors="pt")
+    assert out["input_ids"][0].tolist() == tiny.prompt_ids.tolist()
+    mine = torch.stack([tiny.preprocess()(im) for im in ims])
+    assert mine.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(mine, out["pixel_values"], atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------- model
+def test_masked_softmax_equals_softmax_over_label_logits(tiny):
+    ids = [3824, 6440, 13999]
+    vocab = torch.randn(4, 32064, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(masked_softmax(vocab, ids), torch.softmax(vocab[:, ids], -1))
+    # on the model: full-vocabulary logits of the last prompt position, masked (eq. 5)
+    a, b = _images(2, 2), _images(2, 3)
+    with torch.no_grad():
+        full = tiny.llava(input_ids=tiny.prompt_ids.expand(2, -1),
+                          pixel_values=torch.stack([a, b], 1).flatten(0, 1)).logits[:, -1]
+        probs = torch.softmax(tiny(a, b), -1)
+    torch.testing.assert_close(masked_softmax(full, tiny.label_ids), probs, atol=1e-6, rtol=1e-5)
+
+
+def test_cached_equals_naive(tiny):
+    a, b = _images(3, 4), _images(3, 5)
+    with torch.no_grad():
+        naive = tiny.forward_naive(a, b)
+        cached = tiny.compare(tiny.embed(a), tiny.embed(b))
+        fwd = tiny(a, b)
+        ea, eb = tiny.embed(a), tiny.embed(b)
+        one_to_many = tiny.compare_one_to_many(ea[0], eb, batch=2)
+        one_fixed = tiny.compare(ea[:1].expand(3, -1, -1), eb)
+        grid = tiny.compare_grid(ea[:2], eb, batch=2)
+        grid_ref = torch.stack([tiny.compare(ea[i: i + 1].expand(3, -1, -1), eb) for i in range(2)])
+    assert naive.shape == (3, 3) and ea.shape == (3, PATCHES, 64)
+    assert naive.std() > 1e-3  # not a degenerate constant
+    torch.testing.assert_close(cached, naive, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fwd, naive, atol=1e-5, rtol=0)
+    torch.testing.assert_close(one_to_many, one_fixed, atol=1e-5, rtol=0)
+    assert grid.shape == (2, 3, 3)
+    torch.testing.assert_close(grid, grid_ref, atol=1e-5, rtol=0)
+    # swapping the images changes the answer (the two image slots are distinct)
+    assert not torch.allclose(tiny.compare(eb, ea), cached, atol=1e-4)
+
+
+def test_both_orders_is_label_swap_symmetric(tiny):
+    a, b = _images(2, 6), _images(2, 7)
+    with torch.no_grad():
+        ea, eb = tiny.embed(a), tiny.embed(b)
+        p = tiny.compare_both_orders(ea, eb)
+        q = tiny.compare_both_orders(eb, ea)
+        manual = 0.5 * (torch.softmax(tiny.compare(ea, eb), -1) + torch.softmax(tiny.compare(eb, ea), -1)[:, [1, 0, 2]])
+    torch.testing.assert_close(p, manual)
+    torch.testing.assert_close(p, q[:, [1, 0, 2]])
+    torch.testing.assert_close(p.sum(-1), torch.ones(2))
+
+
+def test_only_lora_and_projector_train(tiny):
+    trainable = [n for n, p in tiny.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "multi_modal_projector.modules_to_save" in n for n in trainable)
+    assert all("language_model" in n for n in trainable if "lora_" in n)  # no LoRA in the vision tower
+    assert not any(p.requires_grad for p in tiny.llava.model.vision_tower.parameters())
+    # hand count, r = 8: per layer q,k,v,o 4*8*(64+64) + gate,up 2*8*(64+128) + down 8*(128+64) = 8704; 2 layers
+    # projector: (32*64 + 64) + (64*64 + 64) = 6272
+    assert tiny.trainable_parameters() | {"total": 0} == {"lora": 17408, "projector": 6272, "other": 0,
+                                                          "trainable": 23680, "total": 0}
+    frozen_proj = LlavaComparator.tiny(_tok(), config=LlavaComparatorConfig(
+        checkpoint="tiny-random", torch_dtype="float32", train_projector=False, lora_target_modules=("q_proj",)))
+    assert frozen_proj.trainable_parameters()["projector"] == 0
+    assert frozen_proj.trainable_parameters()["lora"] == 2 * 8 * (64 + 64)
+
+
+def _train_steps(model: LlavaComparator, steps: int, seed: int = 8) -> list[float]:
+    a, b = _images(4, seed), _images(4, seed + 1)
+    labels = torch.tensor([0, 1, 2, 0])
+    opt = torch.optim.AdamW(model.parameter_groups(lora_lr=1e-2, projector_lr=1e-2), weight_decay=0.0)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(a, b), labels)  # eq. 6 on the comparator's logits
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def test_a_few_steps_lower_the_ce_loss():
+    model = LlavaComparator.tiny(_tok(), seed=1)
+    losses = _train_steps(model, 8)
+    assert losses[0] == pytest.approx(np.log(3), abs=0.1)  # random init: near-uniform over 3 labels
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_adapter_round_trip_and_ensemble(tmp_path):
+    trained = LlavaComparator.tiny(_tok(), seed=3)
+    _train_steps(trained, 3)
+    trained.save_adapter(tmp_path / "ckpt_a")
+    _train_steps(trained, 2)
+    trained.save_adapter(tmp_path / "ckpt_b")
+    a, b = _images(2, 10), _images(2, 11)
+    with torch.no_grad():
+        want = trained(a, b)
+    fresh = LlavaComparator.tiny(_tok(), seed=3).eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh(a, b), want, atol=1e-4)
+        fresh.load_adapter(tmp_path / "ckpt_b")
+        torch.testing.assert_close(fresh(a, b), want, atol=0, rtol=0)
+    # checkpoint ensemble: mean of the two adapters' probabilities
+    ens, names = load_checkpoint_ensemble(fresh, [tmp_path / "ckpt_a", tmp_path / "ckpt_b"])
+    with torch.no_grad():
+        per = []
+        for n in names:
+            with ens.using_adapter(n):
+                per.append(torch.softmax(ens(a, b), -1))
+        torch.testing.assert_close(ens.ensemble_probs(a, b, names), 0.5 * (per[0] + per[1]))
+        torch.testing.assert_close(per[1], torch.softmax(want, -1))
+        assert not torch.allclose(per[0], per[1], atol=1e-4)
+
+
+def test_adapter_from_other_setup_is_refused(tmp_path, tiny):
+    other = LlavaComparator.tiny(_tok(), config=LlavaComparatorConfig(
+        checkpoint="tiny-random", torch_dtype="float32", two_class=True))
+    other.save_adapter(tmp_path / "two")
+    with pytest.raises(ValueError, match="two_class"):
+        tiny.load_adapter(tmp_path / "two")
+
+
+def test_two_class_variant_through_the_registry_factory():
+    model = build(tiny=True, tokenizer_path=_tok(), two_class=True).eval()
+    assert model.num_classes == 2 and model.label_ids == [3824, 6440]
+    assert model.prompt.endswith("Answer with First or Second. ASSISTANT:")
+    with torch.no_grad():
+        out = model(_images(3, 12), _images(3, 13))
+    assert out.shape == (3, 2)
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    a, b, y = _images(2, 14), _images(2, 15), torch.tensor([0, 2])
+    grads = []
+    for gc in (False, True):
+        model = LlavaComparator.tiny(_tok(), seed=4, config=LlavaComparatorConfig(
+            checkpoint="tiny-random", torch_dtype="float32", gradient_checkpointing=gc, lora_dropout=0.0)).train()
+        torch.nn.functional.cross_entropy(model(a, b), y).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+
+
+def test_benchmark_runs(tiny):
+    res = pairs_per_second(tiny, n_images=4, n_pairs=8, batch=4, repeats=1)
+    assert set(res) >= {"cached_pairs_per_s", "naive_pairs_per_s", "cached_vs_naive"}
+    assert all(v > 0 for v in res.values())
+
+
+# ---------------------------------------------------------------------- config / loading errors
+def test_missing_local_checkpoint_message():
+    cfg = LlavaComparatorConfig(checkpoint="/nonexistent/llava-1.5-7b-hf")
+    with pytest.raises(CheckpointNotFoundError) as err:
+        LlavaComparator.from_config(cfg)
+    msg = str(err.value)
+    assert "/nonexistent/llava-1.5-7b-hf" in msg and "no such local folder" in msg
+    assert "model.checkpoint: /path/to/llava-1.5-7b-hf" in msg and "huggingface-cli download" in msg
+
+
+def test_offline_hub_id_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointNotFoundError) as err:
+        LlavaComparator.from_config(LlavaComparatorConfig(checkpoint="llava-hf/llava-1.5-7b-hf-not-cached"))
+    msg = str(err.value)
+    assert "HF_HUB_OFFLINE" in msg and "model.checkpoint: /path/to/llava-1.5-7b-hf" in msg and "HF_HOME" in msg
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None and torch.cuda.is_available(),
+                    reason="bitsandbytes and CUDA present: quantised loading would be attempted")
+def test_quantisation_without_bitsandbytes_or_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="load_in_4bit"):
+        LlavaComparator.from_config(LlavaComparatorConfig(checkpoint="/nonexistent", load_in_4bit=True))
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"torch_dtype": "fp8"}, "torch_dtype"),
+    ({"load_in_4bit": True, "load_in_8bit": True}, "load_in_4bit"),
+    ({"labels": ("First", "First", "Similar")}, "labels"),
+    ({"prompt_template": "USER: <image>\n{question} ASSISTANT:"}, "prompt_template"),
+    ({"lora_r": 0}, "lora_r"),
+])
+def test_config_validation(bad, key):
+    with pytest.raises(ValueError, match=key):
+        LlavaComparatorConfig(**bad)
+
+
+def test_config_round_trip_and_unknown_key():
+    cfg = LlavaComparatorConfig(lora_r=4, labels=["First", "Second", "Same"])
+    assert LlavaComparatorConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="lora_rank"):
+        LlavaComparatorConfig.from_dict({"lora_rank": 4})
