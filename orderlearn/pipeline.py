@@ -70,8 +70,10 @@ class Embedder:
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
     """Train, score and evaluate as configured; return the results dictionary."""
-    if config.task != "comparator":
-        raise NotImplementedError("task 'regressor' runs through `orderlearn compare`; this job trains comparators")
+    if config.task == "regressor":
+        from .regression import run_regressor_experiment
+
+        return run_regressor_experiment(config, resume, accelerator)
     started = time.time()
     out = Path(config.output_dir)
     accelerator = accelerator or make_accelerator(config, out)
@@ -124,21 +126,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
 
     if accelerator.is_main_process:
         bank.save(out / "bank.json")
-        write_scores_csv(out / "scores.csv", test, scores, direct_scores)
-        write_json(out / "results.json", results)
-        rows = [{"method": f"{config.model.name} + {config.scorer.name}", "route": "order-learned", **order_learned}]
-        if direct_scores is not None:
-            rows.insert(0, {"method": f"{config.model.name} embeddings + regression head", "route": "direct", **results["direct"]})
-        table = markdown_table(rows, ["method", "route", "pc", "mae", "rmse", "spearman", "n"])
-        cm = results["comparator_metrics"]
-        report = (f"# {config.name}\n\n{table}\n\ncomparator accuracy on test x bank pairs: {cm['accuracy']:.4f}; "
-                  f"per class: {cm['per_class_accuracy']}; forward/reverse agreement: {cm.get('forward_reverse_agreement', float('nan')):.4f}\n")
-        (out / "report.md").write_text(report)
-        series = {"order-learned": scores.value.tolist()}
-        if direct_scores is not None:
-            series = {"direct": direct_scores.tolist(), **series}
-        scatter_plot(out / "scatter.png", truth, series, title=config.name)
-        accelerator.print("\n" + report)
+        write_run_outputs(out, config, test, scores, direct_scores, results, direct_label=f"{config.model.name} embeddings + regression head")
     accelerator.end_training()
     return results
 
@@ -175,6 +163,29 @@ def train_direct_head(model, train_emb, val_emb, test_emb, splits: TrainingSplit
     head.eval()
     with torch.no_grad():
         return head(test_emb).score.double().clamp(config.data.score_low, config.data.score_high)
+
+
+def write_run_outputs(
+    out: Path, config: ExperimentConfig, test: list, scores: "scorers.Scores", direct_scores: Optional[torch.Tensor],
+    results: dict[str, Any], direct_label: str,
+) -> None:
+    """scores.csv, results.json, report.md (the direct-vs-order-learned table) and scatter.png."""
+    truth = [s.score for s in test]
+    write_scores_csv(out / "scores.csv", test, scores, direct_scores)
+    write_json(out / "results.json", results)
+    rows = [{"method": f"{config.model.name} + {config.scorer.name}", "route": "order-learned", **results["order_learned"]}]
+    if direct_scores is not None:
+        rows.insert(0, {"method": direct_label, "route": "direct", **results["direct"]})
+    table = markdown_table(rows, ["method", "route", "pc", "mae", "rmse", "spearman", "n"])
+    cm = results["comparator_metrics"]
+    report = (f"# {config.name}\n\n{table}\n\ncomparator accuracy on test x bank pairs: {cm['accuracy']:.4f}; "
+              f"per class: {cm['per_class_accuracy']}; forward/reverse agreement: {cm.get('forward_reverse_agreement', float('nan')):.4f}\n")
+    (out / "report.md").write_text(report)
+    series = {"order-learned": scores.value.tolist()}
+    if direct_scores is not None:
+        series = {"direct": direct_scores.tolist(), **series}
+    scatter_plot(out / "scatter.png", truth, series, title=config.name)
+    print("\n" + report)
 
 
 def write_scores_csv(path: Path, test: list, scores: "scorers.Scores", direct: Optional[torch.Tensor]) -> None:

@@ -175,140 +175,157 @@ def _rotate(pts: Sequence[tuple[float, float]], ox: float, oy: float, deg: float
     return [(ox + (x - ox) * ca - (y - oy) * sa, oy + (x - ox) * sa + (y - oy) * ca) for x, y in pts]
 
 
-def paint_face(p: FaceParams, size: int) -> Image.Image:
-    """Paint one face as a ``size`` x ``size`` RGB image (pure: same params, same pixels).
+@dataclass(frozen=True)
+class _Frame:
+    """Canvas geometry shared by the part painters: the head's centre and half-axes in
+    pixels of the supersampled canvas, and the face's horizontal guide lines."""
 
-    Drawing order: background, clothes/neck, back hair, ears, head, skin marks, eyes,
-    brows, nose, mouth, top hair; then roll, downsample, lighting gradient and noise.
-    """
-    if size < 16:
-        raise ValueError(f"image size must be >= 16 pixels, got {size}")
-    ss = SUPERSAMPLE
-    S = size * ss
-    rng = np.random.default_rng(p.detail_seed)
-    img = Image.new("RGB", (S, S), p.background)
-    d = ImageDraw.Draw(img)
-    lw = max(1, round(S / 160))  # base line width
+    S: float  # canvas side
+    lw: int  # base line width
+    cx: float
+    cy: float
+    W: float  # head half-width
+    H: float  # head half-height (upper half; the lower half grows with sag)
+    eye_y: float
+    mouth_y: float
+    ear_y: float
 
-    cx, cy = p.center_x * S, p.center_y * S
-    base = 0.245 * S * p.scale
-    W = base * math.sqrt(p.face_ratio)
-    H = base / math.sqrt(p.face_ratio)
-    chin_y = cy + H * (1.0 + 0.16 * p.sag)
-    skin_shadow = _scale_rgb(p.skin, 0.82)
+    @classmethod
+    def of(cls, p: FaceParams, S: int) -> "_Frame":
+        base = 0.245 * S * p.scale  # W * H is constant: the face ratio does not change the face's area
+        cx, cy = p.center_x * S, p.center_y * S
+        W, H = base * math.sqrt(p.face_ratio), base / math.sqrt(p.face_ratio)
+        return cls(S=S, lw=max(1, round(S / 160)), cx=cx, cy=cy, W=W, H=H,
+                   eye_y=cy - 0.1 * H, mouth_y=cy + 0.52 * H, ear_y=cy - 0.02 * H)
 
-    # clothes and neck
-    shoulder_y = chin_y + 0.10 * S
-    d.ellipse((cx - 0.55 * S, shoulder_y, cx + 0.55 * S, shoulder_y + 0.7 * S), fill=p.clothes)
-    d.rectangle((cx - 0.42 * W, cy + 0.3 * H, cx + 0.42 * W, shoulder_y + 0.06 * S), fill=skin_shadow)
 
-    # back hair (long hair frames the face and falls to the shoulders)
-    hair_top = cy - H * (1.10 + 0.08 * p.hair_volume)
-    if p.hair_length > 0.05:
-        bottom = cy + H * (0.25 + 1.25 * p.hair_length)
-        hw = W * (1.18 + 0.12 * p.hair_volume)
-        d.ellipse((cx - hw, hair_top, cx + hw, cy + 0.6 * H), fill=p.hair)
-        d.rounded_rectangle((cx - hw, cy - 0.2 * H, cx + hw, bottom), radius=0.35 * W, fill=p.hair)
+def _paint_body(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
+    """Clothes (a big ellipse) and the neck."""
+    shoulder_y = f.cy + f.H * (1.0 + 0.16 * p.sag) + 0.10 * f.S
+    d.ellipse((f.cx - 0.55 * f.S, shoulder_y, f.cx + 0.55 * f.S, shoulder_y + 0.7 * f.S), fill=p.clothes)
+    d.rectangle((f.cx - 0.42 * f.W, f.cy + 0.3 * f.H, f.cx + 0.42 * f.W, shoulder_y + 0.06 * f.S),
+                fill=_scale_rgb(p.skin, 0.82))
 
-    # ears
-    ear_y = cy - 0.02 * H
+
+def _paint_back_hair(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
+    """Long hair behind the head, framing the face and falling towards the shoulders."""
+    if p.hair_length <= 0.05:
+        return
+    top = f.cy - f.H * (1.10 + 0.08 * p.hair_volume)
+    bottom = f.cy + f.H * (0.25 + 1.25 * p.hair_length)
+    hw = f.W * (1.18 + 0.12 * p.hair_volume)
+    d.ellipse((f.cx - hw, top, f.cx + hw, f.cy + 0.6 * f.H), fill=p.hair)
+    d.rounded_rectangle((f.cx - hw, f.cy - 0.2 * f.H, f.cx + hw, bottom), radius=0.35 * f.W, fill=p.hair)
+
+
+def _paint_head(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
+    """Ears, the head outline, and blemishes (reddish-brown spots: skin smoothness)."""
     for sgn in (-1, 1):
-        ex = cx + sgn * 0.96 * W
-        d.ellipse((ex - 0.13 * W, ear_y - 0.17 * H, ex + 0.13 * W, ear_y + 0.17 * H), fill=_scale_rgb(p.skin, 0.9))
-
-    # head
-    d.polygon(_head_outline(cx, cy, W, H, p), fill=p.skin)
-
-    # blemishes: reddish-brown spots on the face (skin smoothness)
+        ex = f.cx + sgn * 0.96 * f.W
+        d.ellipse((ex - 0.13 * f.W, f.ear_y - 0.17 * f.H, ex + 0.13 * f.W, f.ear_y + 0.17 * f.H),
+                  fill=_scale_rgb(p.skin, 0.9))
+    d.polygon(_head_outline(f.cx, f.cy, f.W, f.H, p), fill=p.skin)
     spot = _mix(p.skin, (120, 45, 35), 0.7)
     for u, v, r in p.blemishes:
-        bx, by, br = cx + u * 0.78 * W, cy + v * 0.8 * H, r * S
+        bx, by, br = f.cx + u * 0.78 * f.W, f.cy + v * 0.8 * f.H, r * f.S
         d.ellipse((bx - br, by - br, bx + br, by + br), fill=spot)
 
-    eye_y = cy - 0.1 * H
-    mouth_y = cy + 0.52 * H
-    line_dark = _scale_rgb(p.skin, 0.45)
 
-    # wrinkles: forehead lines, crow's feet, nasolabial folds (age)
-    if p.wrinkles > 0.02:
-        wc = _mix(p.skin, _scale_rgb(p.skin, 0.55), min(1.0, 0.35 + 0.65 * p.wrinkles))
-        ww = max(1, round(lw * (0.8 + 0.8 * p.wrinkles)))
-        n_lines = 1 + int(round(3 * p.wrinkles))
-        top, bot = cy - 0.72 * H, cy - 0.42 * H
-        for k in range(n_lines):
-            y = bot - (bot - top) * (k + 0.5) / n_lines + rng.normal(0, 0.01 * H)
-            half = W * (0.35 + 0.15 * rng.random())
-            d.line(_curve(cx - half, cx + half, y, -0.03 * H * rng.uniform(0.5, 1.5)), fill=wc, width=ww)
-        n_feet = int(round(3 * p.wrinkles))
-        for sgn in (-1, 1):
-            ox = cx + sgn * (p.eye_spacing + p.eye_size * 1.15) * W
-            for k in range(n_feet):
-                ang = (k - (n_feet - 1) / 2) * 0.35
-                L = 0.12 * W * (0.6 + 0.6 * p.wrinkles)
-                d.line([(ox, eye_y), (ox + sgn * L * math.cos(ang), eye_y + L * math.sin(ang))], fill=wc, width=ww)
-            fold = [(cx + sgn * 0.2 * W, cy + 0.2 * H), (cx + sgn * 0.33 * W, cy + 0.42 * H),
-                    (cx + sgn * (p.mouth_width + 0.06) * W, mouth_y + 0.06 * H)]
-            d.line(fold, fill=wc, width=ww)
-
-    # eyes
+def _paint_wrinkles(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame, rng: np.random.Generator) -> None:
+    """Forehead lines, crow's feet and nasolabial folds; count, length and darkness grow
+    with ``wrinkles`` (age)."""
+    if p.wrinkles <= 0.02:
+        return
+    cx, cy, W, H = f.cx, f.cy, f.W, f.H
+    wc = _mix(p.skin, _scale_rgb(p.skin, 0.55), min(1.0, 0.35 + 0.65 * p.wrinkles))
+    ww = max(1, round(f.lw * (0.8 + 0.8 * p.wrinkles)))
+    n_lines = 1 + int(round(3 * p.wrinkles))
+    top, bot = cy - 0.72 * H, cy - 0.42 * H
+    for k in range(n_lines):
+        y = bot - (bot - top) * (k + 0.5) / n_lines + rng.normal(0, 0.01 * H)
+        half = W * (0.35 + 0.15 * rng.random())
+        d.line(_curve(cx - half, cx + half, y, -0.03 * H * rng.uniform(0.5, 1.5)), fill=wc, width=ww)
+    n_feet = int(round(3 * p.wrinkles))
     for sgn in (-1, 1):
-        scale = p.eye_scale_right if sgn > 0 else 1.0
-        ex = cx + sgn * p.eye_spacing * W
-        ey = eye_y + (p.eye_dy * H if sgn > 0 else 0.0)
-        ew = p.eye_size * W * scale
+        ox = cx + sgn * (p.eye_spacing + p.eye_size * 1.15) * W
+        for k in range(n_feet):
+            ang = (k - (n_feet - 1) / 2) * 0.35
+            L = 0.12 * W * (0.6 + 0.6 * p.wrinkles)
+            d.line([(ox, f.eye_y), (ox + sgn * L * math.cos(ang), f.eye_y + L * math.sin(ang))], fill=wc, width=ww)
+        fold = [(cx + sgn * 0.2 * W, cy + 0.2 * H), (cx + sgn * 0.33 * W, cy + 0.42 * H),
+                (cx + sgn * (p.mouth_width + 0.06) * W, f.mouth_y + 0.06 * H)]
+        d.line(fold, fill=wc, width=ww)
+
+
+def _paint_eyes(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
+    """Eyes (white, iris, pupil, lid line), eye bags and brows; the right eye carries the
+    asymmetry (``eye_dy``, ``eye_scale_right``)."""
+    line_dark = _scale_rgb(p.skin, 0.45)
+    brow_col = _scale_rgb(p.hair, 0.8)
+    bw = max(1, round(f.S * (0.006 + 0.014 * p.brow_thickness)))
+    for sgn in (-1, 1):
+        ex = f.cx + sgn * p.eye_spacing * f.W
+        ey = f.eye_y + (p.eye_dy * f.H if sgn > 0 else 0.0)
+        ew = p.eye_size * f.W * (p.eye_scale_right if sgn > 0 else 1.0)
         eh = ew * 0.55
         if p.eye_bags > 0.02:
             bag = _mix(p.skin, _scale_rgb(p.skin, 0.6), 0.3 + 0.7 * p.eye_bags)
             d.arc((ex - ew, ey - eh * 0.2, ex + ew, ey + eh * (1.6 + 0.8 * p.eye_bags)), 20, 160, fill=bag,
-                  width=max(1, round(lw * (0.8 + p.eye_bags))))
-        d.ellipse((ex - ew, ey - eh, ex + ew, ey + eh), fill=(245, 245, 240), outline=line_dark, width=lw)
+                  width=max(1, round(f.lw * (0.8 + p.eye_bags))))
+        d.ellipse((ex - ew, ey - eh, ex + ew, ey + eh), fill=(245, 245, 240), outline=line_dark, width=f.lw)
         ir = eh * 0.9
         d.ellipse((ex - ir, ey - ir, ex + ir, ey + ir), fill=p.iris)
         pr = ir * 0.45
         d.ellipse((ex - pr, ey - pr, ex + pr, ey + pr), fill=(15, 10, 10))
-        d.arc((ex - ew, ey - eh, ex + ew, ey + eh), 180, 360, fill=(25, 20, 20), width=lw + 1)
-        # brow
-        by = ey - eh - 0.13 * H
-        brow_col = _scale_rgb(p.hair, 0.8)
-        bw = max(1, round(S * (0.006 + 0.014 * p.brow_thickness)))
-        bx0, bx1 = ex - 1.2 * ew, ex + 1.2 * ew
-        d.line(_curve(bx0, bx1, by, -0.10 * H * p.brow_arch), fill=brow_col, width=bw)
+        d.arc((ex - ew, ey - eh, ex + ew, ey + eh), 180, 360, fill=(25, 20, 20), width=f.lw + 1)
+        by = ey - eh - 0.13 * f.H
+        d.line(_curve(ex - 1.2 * ew, ex + 1.2 * ew, by, -0.10 * f.H * p.brow_arch), fill=brow_col, width=bw)
 
-    # nose
-    nx = cx + p.nose_dx * W
-    nose_base = eye_y + p.nose_length * (mouth_y - eye_y)
+
+def _paint_nose(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
+    """Bridge line, base arc and nostrils; the base sits ``nose_length`` of the way from
+    the eye line to the mouth."""
+    W, H = f.W, f.H
+    nx = f.cx + p.nose_dx * W
+    base = f.eye_y + p.nose_length * (f.mouth_y - f.eye_y)
     nw = 0.13 * W
-    d.line([(nx - 0.02 * W, eye_y + 0.12 * H), (nx + 0.04 * W, nose_base - 0.04 * H)], fill=skin_shadow, width=lw)
-    d.arc((nx - nw, nose_base - 0.07 * H, nx + nw, nose_base + 0.03 * H), 10, 170, fill=line_dark, width=lw)
+    d.line([(nx - 0.02 * W, f.eye_y + 0.12 * H), (nx + 0.04 * W, base - 0.04 * H)], fill=_scale_rgb(p.skin, 0.82),
+           width=f.lw)
+    d.arc((nx - nw, base - 0.07 * H, nx + nw, base + 0.03 * H), 10, 170, fill=_scale_rgb(p.skin, 0.45), width=f.lw)
     for sgn in (-1, 1):
-        d.ellipse((nx + sgn * 0.55 * nw - 0.03 * W, nose_base - 0.025 * H, nx + sgn * 0.55 * nw + 0.03 * W,
-                   nose_base), fill=_scale_rgb(p.skin, 0.55))
+        d.ellipse((nx + sgn * 0.55 * nw - 0.03 * W, base - 0.025 * H, nx + sgn * 0.55 * nw + 0.03 * W, base),
+                  fill=_scale_rgb(p.skin, 0.55))
 
-    # mouth: lips around a curve whose middle drops with the smile (corners lift)
-    mw = p.mouth_width * W
-    bend = 0.13 * H * p.smile
-    thick = (0.025 + 0.04 * p.lip_fullness) * H
-    upper = _curve(cx - mw, cx + mw, mouth_y - 0.3 * thick, bend)
-    lower = _curve(cx - mw, cx + mw, mouth_y, bend + 1.6 * thick)
-    upper_top = _curve(cx - mw, cx + mw, mouth_y, bend - 1.3 * thick)
-    lips_poly = _rotate(upper_top + lower[::-1], cx, mouth_y, p.mouth_tilt_deg)
-    d.polygon(lips_poly, fill=p.lips)
-    d.line(_rotate(upper, cx, mouth_y, p.mouth_tilt_deg), fill=_scale_rgb(p.lips, 0.4), width=lw + 1)
 
-    # top hair: a chord of an ellipse above the hairline, plus a style-specific fringe
-    hairline_y = cy - H * (0.55 + 0.3 * p.hairline)
+def _paint_mouth(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
+    """Lips around a parabola whose middle drops with ``smile`` (the corners lift),
+    tilted by ``mouth_tilt_deg`` (asymmetry)."""
+    cx, y = f.cx, f.mouth_y
+    mw = p.mouth_width * f.W
+    bend = 0.13 * f.H * p.smile
+    thick = (0.025 + 0.04 * p.lip_fullness) * f.H
+    parting = _curve(cx - mw, cx + mw, y - 0.3 * thick, bend)
+    lower = _curve(cx - mw, cx + mw, y, bend + 1.6 * thick)
+    upper = _curve(cx - mw, cx + mw, y, bend - 1.3 * thick)
+    d.polygon(_rotate(upper + lower[::-1], cx, y, p.mouth_tilt_deg), fill=p.lips)
+    d.line(_rotate(parting, cx, y, p.mouth_tilt_deg), fill=_scale_rgb(p.lips, 0.4), width=f.lw + 1)
+
+
+def _paint_top_hair(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame, rng: np.random.Generator) -> None:
+    """Hair cap above the hairline (an ellipse chord), sideburns, a style-specific fringe
+    and light strands for greying."""
+    cx, W, H = f.cx, f.W, f.H
+    hairline_y = f.cy - H * (0.55 + 0.3 * p.hairline)
     a, b = W * 1.07, H * (1.10 + 0.08 * p.hair_volume)
-    cy0 = cy - 0.02 * H
+    cy0 = f.cy - 0.02 * H
     phi = math.degrees(math.asin(max(-1.0, min(1.0, (cy0 - hairline_y) / b))))
-    arc = [(cx + a * math.cos(t), cy0 + b * math.sin(t))
-           for t in np.radians(np.linspace(180 + phi, 360 - phi, 48))]
+    arc = [(cx + a * math.cos(t), cy0 + b * math.sin(t)) for t in np.radians(np.linspace(180 + phi, 360 - phi, 48))]
     d.polygon(arc, fill=p.hair)  # the chord, as a polygon (Pillow's chord misdraws float angles)
     x_left = cx - a * math.cos(math.radians(phi))
     x_right = cx + a * math.cos(math.radians(phi))
-    side_w = 0.13 * W
     for xs, sgn in ((x_left, -1), (x_right, 1)):  # sideburns down to the ears
-        d.polygon([(xs, hairline_y), (cx + sgn * 1.03 * W, ear_y - 0.12 * H), (cx + sgn * 0.9 * W, ear_y - 0.12 * H),
-                   (xs - sgn * side_w, hairline_y)], fill=p.hair)
+        d.polygon([(xs, hairline_y), (cx + sgn * 1.03 * W, f.ear_y - 0.12 * H), (cx + sgn * 0.9 * W, f.ear_y - 0.12 * H),
+                   (xs - sgn * 0.13 * W, hairline_y)], fill=p.hair)
     if p.hair_style == 1:  # side-swept
         d.polygon([(x_left, hairline_y), (cx + 0.25 * W, hairline_y + 0.22 * H), (x_right, hairline_y - 0.02 * H),
                    (cx, hairline_y - 0.1 * H)], fill=p.hair)
@@ -319,11 +336,9 @@ def paint_face(p: FaceParams, size: int) -> Image.Image:
             px, py = cx + a * math.cos(t), cy0 + b * math.sin(t)
             d.ellipse((px - r, py - r, px + r, py + r), fill=p.hair)
     elif p.hair_style == 3:  # fringe of small triangles below the hairline
-        n = 7
-        span = x_right - x_left
+        n, span = 7, x_right - x_left
         for k in range(n):
-            x0 = x_left + span * k / n
-            x1 = x_left + span * (k + 1) / n
+            x0, x1 = x_left + span * k / n, x_left + span * (k + 1) / n
             d.polygon([(x0, hairline_y - 0.02 * H), (x1, hairline_y - 0.02 * H), ((x0 + x1) / 2, hairline_y + 0.12 * H)],
                       fill=p.hair)
     if p.grey_strands > 0.02:
@@ -333,24 +348,54 @@ def paint_face(p: FaceParams, size: int) -> Image.Image:
             rr = rng.uniform(0.55, 0.98)
             px, py = cx + a * rr * math.cos(t), cy0 + b * rr * math.sin(t)
             if py < hairline_y:
-                d.line([(px, py), (px + rng.normal(0, 0.06 * W), py + rng.uniform(0.03, 0.1) * H)], fill=strand, width=lw)
+                d.line([(px, py), (px + rng.normal(0, 0.06 * W), py + rng.uniform(0.03, 0.1) * H)], fill=strand,
+                       width=f.lw)
 
-    if ss != 1:
-        img = img.reduce(ss)  # box filter: the anti-aliasing step, and cheap
+
+def _photometric(img: Image.Image, p: FaceParams, rng: np.random.Generator) -> Image.Image:
+    """Lighting gradient across the image and luminance noise (nuisance)."""
+    if not (p.light_strength or p.noise_sd):
+        return img
+    size = img.size[0]
+    arr = np.array(img, dtype=np.float32)
+    if p.light_strength:
+        g = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+        proj = math.cos(p.light_angle) * g[None, :] + math.sin(p.light_angle) * g[:, None]
+        arr *= (1.0 + np.float32(p.light_strength) * proj)[:, :, None]
+    if p.noise_sd:
+        # one noise field for all channels: a third of the cost of RGB noise
+        arr += rng.standard_normal(size=(size, size, 1), dtype=np.float32) * np.float32(p.noise_sd)
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+
+
+def paint_face(p: FaceParams, size: int) -> Image.Image:
+    """Paint one face as a ``size`` x ``size`` RGB image (pure: same params, same pixels).
+
+    The face is drawn at ``SUPERSAMPLE`` times the size, back to front (body, back hair,
+    head, wrinkles, eyes, nose, mouth, top hair), box-reduced (anti-aliasing), rolled,
+    then lit and noised.
+    """
+    if size < 16:
+        raise ValueError(f"image size must be >= 16 pixels, got {size}")
+    S = size * SUPERSAMPLE
+    rng = np.random.default_rng(p.detail_seed)
+    f = _Frame.of(p, S)
+    img = Image.new("RGB", (S, S), p.background)
+    d = ImageDraw.Draw(img)
+    _paint_body(d, p, f)
+    _paint_back_hair(d, p, f)
+    _paint_head(d, p, f)
+    _paint_wrinkles(d, p, f, rng)
+    _paint_eyes(d, p, f)
+    _paint_nose(d, p, f)
+    _paint_mouth(d, p, f)
+    _paint_top_hair(d, p, f, rng)
+    if SUPERSAMPLE != 1:
+        img = img.reduce(SUPERSAMPLE)
     if p.roll_deg:  # rotating after the reduction costs a quarter of rotating the canvas
-        img = img.rotate(p.roll_deg, resample=Image.BILINEAR, center=(cx / ss, cy / ss), fillcolor=p.background)
-
-    if p.light_strength or p.noise_sd:
-        arr = np.array(img, dtype=np.float32)
-        if p.light_strength:
-            g = np.linspace(-0.5, 0.5, size, dtype=np.float32)
-            proj = math.cos(p.light_angle) * g[None, :] + math.sin(p.light_angle) * g[:, None]
-            arr *= (1.0 + np.float32(p.light_strength) * proj)[:, :, None]
-        if p.noise_sd:
-            # luminance noise (one field for all channels): a third of the cost of RGB noise
-            arr += rng.standard_normal(size=(size, size, 1), dtype=np.float32) * np.float32(p.noise_sd)
-        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
-    return img
+        img = img.rotate(p.roll_deg, resample=Image.BILINEAR, center=(f.cx / SUPERSAMPLE, f.cy / SUPERSAMPLE),
+                         fillcolor=p.background)
+    return _photometric(img, p, rng)
 
 
 # --------------------------------------------------------------------------------------

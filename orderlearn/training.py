@@ -204,6 +204,7 @@ def fit(
 
     for epoch in range(state["epoch"] + 1, train_cfg.epochs + 1):
         sampler.set_epoch(epoch)
+        _call_hook(model, "on_epoch_start", epoch, train_cfg.epochs)
         model.train()
         started, running, seen = time.time(), 0.0, 0
         bar = tqdm(total=steps_per_epoch, desc=f"{desc} epoch {epoch}/{train_cfg.epochs}", disable=not accelerator.is_local_main_process, leave=False)
@@ -227,6 +228,7 @@ def fit(
                 if step >= steps_per_epoch:
                     break
         bar.close()
+        _call_hook(model, "on_epoch_end", epoch, train_cfg.epochs)
         model.eval()
         metrics = objective.evaluate(model, val_loader, accelerator)
         metrics.update(epoch=epoch, train_loss=running / max(seen, 1), seconds=time.time() - started)
@@ -299,6 +301,14 @@ def load_weights(model: nn.Module, checkpoint: Path) -> nn.Module:
     target = _unwrap(model)
     target.load_state_dict(load_file(str(checkpoint)))
     return model
+
+
+def _call_hook(model: nn.Module, name: str, epoch: int, num_epochs: int) -> None:
+    """Per-epoch hooks a method may define (``on_epoch_start``/``on_epoch_end(epoch, num_epochs)``):
+    stage switches, reference re-selection, ... — the loop stays the same for every method."""
+    hook = getattr(_unwrap(model), name, None)
+    if callable(hook):
+        hook(epoch, num_epochs)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -220,6 +220,14 @@ class AdaShareAFFRegressor(Regressor):
         self.stage = stage
         self.policy_logits.requires_grad_(stage == "policy")
 
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        """Training-loop hook: shared warm-up for the first 20% of epochs, then policy learning.
+
+        The split is AdaShare's (``PAPER_RECIPE["train"]["stages"]``); the FBP paper states none.
+        """
+        warmup_epochs = round(PAPER_RECIPE["train"]["stages"]["warmup"] * num_epochs)
+        self.set_stage("warmup" if epoch <= warmup_epochs else "policy")
+
     def get_extra_state(self) -> dict[str, str]:
         return {"stage": self.stage}
 

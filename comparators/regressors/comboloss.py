@@ -144,6 +144,13 @@ class ComboLossRegressor(Regressor):
                 "set_class_weights(class_weights_from_scores(train_scores)) is called (Eq. 6)"
             )
 
+    def setup_from_training(self, scores: Iterable[float]) -> None:
+        """Training-data hook of the shared pipeline: Eq. 6 weights from the training scores,
+        unless the config fixed them."""
+        if self.config.class_weights is None:
+            c = self.config
+            self.set_class_weights(class_weights_from_scores(torch.as_tensor(list(scores)), c.num_classes, c.class_min))
+
     def set_class_weights(self, weights: Iterable[float]) -> None:
         """Install w_c (Eq. 6), e.g. ``class_weights_from_scores(train_scores)``."""
         values = torch.as_tensor(list(weights), dtype=torch.float32)

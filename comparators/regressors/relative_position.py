@@ -214,12 +214,12 @@ class RelativePositionRegressor(Regressor):
         return F.cross_entropy(logits[known].float(), gender[known])
 
     # --- training-loop hooks ------------------------------------------------------------
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, num_epochs: Optional[int] = None) -> None:
         """Start tracking this epoch's min-error sample per label afresh."""
         if self.selector is not None:
             self.selector.reset_epoch()
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epoch: int, num_epochs: Optional[int] = None) -> None:
         """Fix this epoch's min-error samples as the references of the next epoch (Algorithm 1)."""
         if self.selector is not None:
             self.selector.commit()
