@@ -123,6 +123,7 @@ class ExperimentConfig:
     bank: BankConfig = field(default_factory=BankConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     direct_baseline: bool = True  # also fit a regression head on the comparator's embeddings
+    ensemble_last: int = 1  # average the label probabilities of the last K epoch checkpoints
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -192,12 +193,15 @@ def _check_ranges(config: ExperimentConfig) -> None:
         "train.epochs": config.train.epochs > 0,
         "train.batch_size": config.train.batch_size > 0,
         "train.grad_accum": config.train.grad_accum > 0,
+        "ensemble_last": 1 <= config.ensemble_last <= config.train.epochs,
         "data.score_high": config.data.score_high > config.data.score_low,
     }
     for key, ok in checks.items():
         if not ok:
-            section, name = key.split(".")
-            raise ConfigError(f"{key}: bad value {getattr(getattr(config, section), name)!r}")
+            value = config
+            for part in key.split("."):
+                value = getattr(value, part)
+            raise ConfigError(f"{key}: bad value {value!r}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

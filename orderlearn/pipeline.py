@@ -92,18 +92,31 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     model.to(accelerator.device)
 
     result = train_comparator(model, splits, config, accelerator, embedder, resume)
-    load_weights(model, result.best_checkpoint)
-    model.to(accelerator.device).eval()
-
     bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
     test = load_test(config.data)
     accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
+
+    def comparisons(checkpoint: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """(test, ref) and (ref, test) probabilities with ``checkpoint``'s weights."""
+        load_weights(model, checkpoint)
+        model.to(accelerator.device).eval()
+        bank.embeddings = embedder(bank.samples, "embed bank")
+        test_emb = embedder(test, "embed test")
+        forward = compare_all(model, test_emb, bank.embeddings, accelerator, desc="test x bank")
+        reverse = compare_all(model, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1)
+        return forward, reverse
+
+    if config.ensemble_last > 1:  # LMOL's checkpoint ensemble: mean probabilities of the last K epochs
+        last = range(config.train.epochs - config.ensemble_last + 1, config.train.epochs + 1)
+        runs = [comparisons(result.output_dir / "checkpoints" / f"epoch_{e:03d}" / "model.safetensors") for e in last]
+        probs = torch.stack([f for f, _ in runs]).mean(0)
+        probs_rev = torch.stack([r for _, r in runs]).mean(0)
+    probs_best, probs_rev_best = comparisons(result.best_checkpoint)  # leaves the best weights loaded
+    if config.ensemble_last == 1:
+        probs, probs_rev = probs_best, probs_rev_best
     train_emb = embedder(splits.train, "embed train")  # from the disk cache when the backbone is frozen
     val_emb = embedder(splits.val, "embed val")
-    bank.embeddings = embedder(bank.samples, "embed bank")
     test_emb = embedder(test, "embed test")
-    probs = compare_all(model, test_emb, bank.embeddings, accelerator, desc="test x bank")
-    probs_rev = compare_all(model, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1)
 
     scorer = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **config.scorer.args)
     scores = scorer.score(probs.double(), bank.scores)
@@ -115,6 +128,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
         "comparator": config.model.name,
         "train": {"best_epoch": result.best_epoch, "best_" + config.train.select_metric: result.best_metric, "history": result.history},
         "bank_size": len(bank),
+        "ensemble_last": config.ensemble_last,
         "order_learned": order_learned,
         "comparator_metrics": comparator_metrics(probs, torch.tensor(truth, dtype=torch.float64), bank.scores, config.pairs.margin, probs_rev),
     }
@@ -146,7 +160,10 @@ def train_comparator(model, splits: TrainingSplits, config: ExperimentConfig, ac
         train_data = PairDataset(splits.train, train_pairs, model.train_preprocess())
         val_data = PairDataset(splits.val, val_pairs, model.preprocess())
     loss = ComparatorLoss(config.loss.name, config.loss.class_weights, config.loss.kl_weight)
-    return fit(module, ComparatorObjective(loss), train_data, val_data, config, Path(config.output_dir) / "comparator", accelerator, resume, desc="comparator")
+    groups = getattr(model, "parameter_groups", None)  # e.g. LoRA and projector at different lrs
+    param_groups = groups() if callable(groups) and not config.train.frozen_backbone else None
+    return fit(module, ComparatorObjective(loss), train_data, val_data, config, Path(config.output_dir) / "comparator", accelerator, resume,
+               param_groups=param_groups, desc="comparator")
 
 
 def train_direct_head(model, train_emb, val_emb, test_emb, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator) -> torch.Tensor:

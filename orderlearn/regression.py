@@ -103,7 +103,7 @@ def run_regressor_experiment(config: ExperimentConfig, resume: bool = False, acc
         frozen.restore()
     else:
         result = fit(model, RegressorObjective(), ImageDataset(splits.train, model.train_preprocess()), ImageDataset(splits.val, transform),
-                     config, out / "regressor", accelerator, resume, desc=config.model.name)
+                     config, out / "regressor", accelerator, resume, param_groups=model.parameter_groups(), desc=config.model.name)
         load_weights(model, result.best_checkpoint)
         model.to(accelerator.device).eval()
         test = load_test(config.data)
