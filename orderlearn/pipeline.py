@@ -96,27 +96,26 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     test = load_test(config.data)
     accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
 
-    def comparisons(checkpoint: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        """(test, ref) and (ref, test) probabilities with ``checkpoint``'s weights."""
+    def comparisons(checkpoint: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(test, ref) and (ref, test) probabilities with ``checkpoint``'s weights, and test embeddings."""
         load_weights(model, checkpoint)
         model.to(accelerator.device).eval()
         bank.embeddings = embedder(bank.samples, "embed bank")
         test_emb = embedder(test, "embed test")
         forward = compare_all(model, test_emb, bank.embeddings, accelerator, desc="test x bank")
         reverse = compare_all(model, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1)
-        return forward, reverse
+        return forward, reverse, test_emb
 
     if config.ensemble_last > 1:  # LMOL's checkpoint ensemble: mean probabilities of the last K epochs
         last = range(config.train.epochs - config.ensemble_last + 1, config.train.epochs + 1)
         runs = [comparisons(result.output_dir / "checkpoints" / f"epoch_{e:03d}" / "model.safetensors") for e in last]
-        probs = torch.stack([f for f, _ in runs]).mean(0)
-        probs_rev = torch.stack([r for _, r in runs]).mean(0)
-    probs_best, probs_rev_best = comparisons(result.best_checkpoint)  # leaves the best weights loaded
+        probs = torch.stack([f for f, _, _ in runs]).mean(0)
+        probs_rev = torch.stack([r for _, r, _ in runs]).mean(0)
+    probs_best, probs_rev_best, test_emb = comparisons(result.best_checkpoint)  # leaves the best weights loaded
     if config.ensemble_last == 1:
         probs, probs_rev = probs_best, probs_rev_best
     train_emb = embedder(splits.train, "embed train")  # from the disk cache when the backbone is frozen
     val_emb = embedder(splits.val, "embed val")
-    test_emb = embedder(test, "embed test")
 
     scorer = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **config.scorer.args)
     scores = scorer.score(probs.double(), bank.scores)
