@@ -1,0 +1,228 @@
+"""Active reference selection: ask the comparator only the comparisons that pin a score down.
+
+Scoring against a full bank costs R comparator calls per test image (R ≈ 350 in LMOL, each an
+LMM forward pass). Most are uninformative: a reference 2 points below the test image is answered
+FIRST with near certainty and barely moves the estimate. What a comparison with reference r tells
+about s is its Fisher information under the link, I(s − r) = E_c[−d² log P_c/ds²]
+(:meth:`Link.fisher_information`), which peaks within about ±τ of s. For one parameter, the
+Laplace precision after a batch is the current precision plus Σ I over the batch, so the expected
+reduction of posterior variance is maximised by the references with the largest information
+*expected under the current posterior*, E_post[I(s − r)].
+
+The posterior is kept exactly, on a coarse grid (step 0.01 by default) over the scorer's range:
+∝ exp(−NLL) with the base scorer's hard/soft class weights and its Gaussian prior if it has one
+(flat otherwise). That matters early on: after a few hard labels the maximum-likelihood estimate
+sits on a range edge and a Laplace width there is meaningless, while the grid posterior still
+says where the score can be. The expected information is then one matrix product,
+post [M, G] @ I [G, R].
+
+Batches: a batch of b questions asked at once should not all probe the same point while the
+posterior is wide. So the posterior is cut into b slices of equal mass and slot j takes the
+unused reference with the largest information expected under slice j (a soft b-section of the
+plausible range); once the posterior is narrow the slices are adjacent and this is the plain
+top-b rule. References are never repeated.
+
+``init="median"``: the first batch is aimed at the median reference score (posterior taken as a
+point there); ``init="spread"``: at the flat prior, i.e. spread over the range.
+
+All test images take a step together (one ``compare_fn`` call per round for every image still
+running); an image stops at ``budget`` comparisons, when no reference is left, or when the base
+scorer's std falls below ``stop_std``. The returned scores are the base scorer's on the
+comparisons made. Costs per round: the grid log-likelihood is updated with the new answers only
+(O(b·G) per image), and a scorer that accepts per-image reference sets (``per_image_refs``, the
+exact scorer) rescores only the comparisons made, not the masked full bank.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .base import Scorer, Scores
+from .likelihood import class_weights, effective_tie_width, log_prob_table
+
+CompareFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``compare_fn(test_indices LongTensor[M], ref_indices LongTensor[M]) -> probs [M, K]`` for the
+pairs (test, reference), K = 3 (FIRST, SECOND, SIMILAR) or 2."""
+
+
+@dataclass
+class ActiveResult:
+    """Scores plus what the selection spent: comparisons per image and which were made."""
+
+    scores: Scores
+    num_comparisons: torch.Tensor  # long [N]
+    mask: torch.Tensor  # bool [N, R]
+    probs: torch.Tensor  # [N, R, K], zeros where not asked
+
+
+def compare_from_probs(probs: torch.Tensor) -> CompareFn:
+    """A ``compare_fn`` that reads a precomputed [N, R, K] tensor (simulation, re-analysis)."""
+
+    def compare(test_idx: torch.Tensor, ref_idx: torch.Tensor) -> torch.Tensor:
+        return probs[test_idx.to(probs.device), ref_idx.to(probs.device)]
+
+    return compare
+
+
+class ActiveScorer:
+    """Iterative, vectorised reference selection around a BT scorer (exact BT recommended)."""
+
+    def __init__(self, scorer: Scorer, budget: int = 32, batch: int = 4, stop_std: Optional[float] = None,
+                 init: str = "median", grid_step: float = 0.01) -> None:
+        if budget < 1:
+            raise ValueError(f"ActiveScorer: budget must be >= 1, got {budget}")
+        if batch < 1:
+            raise ValueError(f"ActiveScorer: batch must be >= 1, got {batch}")
+        if stop_std is not None and not stop_std > 0:
+            raise ValueError(f"ActiveScorer: stop_std must be None or > 0, got {stop_std}")
+        if init not in ("median", "spread"):
+            raise ValueError(f"ActiveScorer: init must be 'median' or 'spread', got {init!r}")
+        if not hasattr(scorer, "link"):
+            raise ValueError(f"ActiveScorer: scorer {type(scorer).__name__} has no link to rank references by")
+        if not grid_step > 0:
+            raise ValueError(f"ActiveScorer: grid_step must be > 0, got {grid_step}")
+        self.scorer = scorer
+        self.budget, self.batch = int(budget), int(batch)
+        self.stop_std = stop_std
+        self.init = init
+        self.grid_step = float(grid_step)
+
+    # -- the selection posterior -------------------------------------------------------------
+    def _grid(self, device: torch.device) -> torch.Tensor:
+        low, high = self.scorer.low, self.scorer.high
+        n = int(round((high - low) / self.grid_step)) + 1
+        return torch.linspace(low, high, n, dtype=torch.float64, device=device)
+
+    def _log_prior(self, grid: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        prior_std = getattr(self.scorer, "prior_std", None)
+        if prior_std is None:
+            return torch.zeros_like(grid)
+        mean = getattr(self.scorer, "prior_mean", None)
+        mean = float(refs.mean()) if mean is None else mean
+        return -0.5 * ((grid - mean) / prior_std) ** 2
+
+    def log_likelihood(self, answers: torch.Tensor, chosen: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood on the selection grid of a batch of answers: [M, G].
+
+        ``answers`` [M, b, K] are comparator probabilities of image m against references
+        ``chosen`` [M, b]; they are weighted like the base scorer does (hard/soft). ``table``
+        [R, 3, G] holds log P_c(g − r) for the bank. Summing these over rounds gives each image's
+        log-posterior incrementally, at O(b·G) per image and round instead of O(R·G).
+        """
+        w = class_weights(answers, getattr(self.scorer, "soft", False))
+        effective_tie_width(self.scorer.link, w, answers.shape[2])  # SIMILAR answers need τ > 0
+        m, b = chosen.shape
+        rows = table[chosen].reshape(m, b * 3, table.shape[2])  # [M, b·3, G]
+        return torch.bmm(w.reshape(m, 1, b * 3), rows).squeeze(1)
+
+    def bank_table(self, grid: torch.Tensor, refs: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """log P_c(g − r) for every reference and grid point: [R, 3, G] (SIMILAR zero for K = 2)."""
+        tau = self.scorer.link.tie_width if num_classes == 3 else 0.0
+        return log_prob_table(self.scorer.link, grid[None, :] - refs[:, None], tau).permute(0, 2, 1).contiguous()
+
+    def _slices(self, post: torch.Tensor, b: int) -> torch.Tensor:
+        """b equal-mass slices of each posterior, renormalised: [M, b, G] (a slice with no grid
+        point — a posterior narrower than one point per slice — falls back to the whole)."""
+        mid_cdf = post.cumsum(1) - 0.5 * post
+        seg = (mid_cdf * b).long().clamp(0, b - 1)  # [M, G]
+        parts = F.one_hot(seg, b).to(post.dtype).permute(0, 2, 1) * post[:, None, :]  # [M, b, G]
+        mass = parts.sum(2, keepdim=True)
+        return torch.where(mass > 0, parts / mass.clamp_min(1e-300), post[:, None, :])
+
+    def select(self, post: torch.Tensor, asked: torch.Tensor, info: torch.Tensor, b: int) -> torch.Tensor:
+        """Reference indices [M, b]: slot j takes the unasked reference of largest expected
+        information under posterior slice j (no reference twice)."""
+        # float32 is ample for ranking references and halves the cost of this, the largest product
+        gain = self._slices(post, b).float() @ info.float()  # [M, b, R]
+        taken = asked.clone()
+        picks = []
+        for j in range(b):
+            pick = gain[:, j].masked_fill(taken, -torch.inf).argmax(1)
+            picks.append(pick)
+            taken[torch.arange(taken.shape[0], device=taken.device), pick] = True
+        return torch.stack(picks, dim=1)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def score(self, compare_fn: CompareFn, ref_scores: torch.Tensor, num_tests: int,
+              num_classes: int = 3) -> ActiveResult:
+        """Score test images 0..num_tests−1 of ``compare_fn`` against the bank ``ref_scores``."""
+        if ref_scores.dim() != 1 or ref_scores.numel() == 0:
+            raise ValueError(f"ref_scores must be a non-empty tensor [R], got shape {tuple(ref_scores.shape)}")
+        if num_tests < 1:
+            raise ValueError(f"num_tests must be >= 1, got {num_tests}")
+        if num_classes not in (2, 3):
+            raise ValueError(f"num_classes must be 2 or 3, got {num_classes}")
+        device = ref_scores.device
+        refs = ref_scores.to(torch.float64)
+        n, r = int(num_tests), refs.shape[0]
+        budget = min(self.budget, r)
+        low, high = self.scorer.low, self.scorer.high
+        grid = self._grid(device)
+        info = self.scorer.link.fisher_information(grid[:, None] - refs[None, :], num_classes)  # [G, R]
+        log_prior = self._log_prior(grid, refs)
+        table = self.bank_table(grid, refs, num_classes)  # [R, 3, G]
+        if self.init == "median":
+            start = torch.zeros_like(grid)
+            start[(grid - refs.median()).abs().argmin()] = 1.0
+        else:
+            start = torch.softmax(log_prior, dim=0)
+        scorer = self._compact_scorer(refs)
+
+        value = torch.full((n,), float(refs.median().clamp(low, high)), dtype=torch.float64, device=device)
+        std = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
+        lower = torch.full_like(value, low)
+        upper = torch.full_like(value, high)
+        mask = torch.zeros(n, r, dtype=torch.bool, device=device)
+        probs = torch.zeros(n, r, num_classes, dtype=torch.float64, device=device)
+        asked = torch.zeros(n, budget, dtype=torch.long, device=device)  # references in asking order
+        used = torch.zeros(n, dtype=torch.long, device=device)
+        loglik = torch.zeros(n, grid.shape[0], dtype=torch.float64, device=device)
+        running = torch.ones(n, dtype=torch.bool, device=device)
+        while bool(running.any()):
+            idx = running.nonzero().squeeze(1)
+            u = int(used[idx[0]])  # all running images have asked the same number so far
+            b = min(self.batch, budget - u)
+            post = start.expand(idx.shape[0], -1) if u == 0 else torch.softmax(loglik[idx] + log_prior, dim=1)
+            choice = self.select(post, mask[idx], info, b)  # [M, b]
+            tests = idx.repeat_interleave(b)
+            chosen = choice.reshape(-1)
+            answer = torch.as_tensor(compare_fn(tests, chosen))
+            if answer.shape != (tests.shape[0], num_classes):
+                raise ValueError(f"compare_fn returned shape {tuple(answer.shape)}, expected "
+                                 f"[{tests.shape[0]}, {num_classes}]")
+            answer = answer.to(device=device, dtype=torch.float64)
+            probs[tests, chosen] = answer
+            mask[tests, chosen] = True
+            asked[idx, u:u + b] = choice
+            used[idx] += b
+            loglik[idx] += self.log_likelihood(answer.reshape(-1, b, num_classes), choice, table)
+            if getattr(scorer, "per_image_refs", False):  # score only the comparisons made
+                made = asked[idx, :u + b]
+                sub = scorer.score(probs[idx[:, None], made], refs[made])
+            else:
+                sub = scorer.score(probs[idx], refs, mask[idx])
+            value[idx] = sub.value.to(torch.float64)
+            if sub.std is not None:
+                std[idx] = sub.std.to(torch.float64)
+            elif self.stop_std is not None:
+                raise ValueError(f"stop_std needs a scorer with std; {type(self.scorer).__name__} gives none")
+            if sub.lower is not None and sub.upper is not None:
+                lower[idx], upper[idx] = sub.lower.to(torch.float64), sub.upper.to(torch.float64)
+            keep = used[idx] < budget
+            if self.stop_std is not None:
+                keep &= std[idx] >= self.stop_std
+            running[idx] = keep
+        return ActiveResult(Scores(value, std, lower, upper), used, mask, probs)
+
+    def _compact_scorer(self, refs: torch.Tensor) -> Scorer:
+        """The base scorer, with a default prior mean pinned to the whole bank's mean, so scoring
+        a subset of references (per-image form) keeps the prior the full bank would give."""
+        if getattr(self.scorer, "prior_std", None) is None or getattr(self.scorer, "prior_mean", 0.0) is not None:
+            return self.scorer
+        pinned = copy.copy(self.scorer)
+        pinned.prior_mean = float(refs.mean())
+        return pinned

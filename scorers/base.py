@@ -1,0 +1,82 @@
+"""What every scorer returns (:class:`Scores`) and the interface it implements (:class:`Scorer`).
+
+A scorer turns the comparator's probabilities for N test images against R scored references,
+``probs [N, R, K]`` (K = 3: FIRST, SECOND, SIMILAR for the pair (test, reference), FIRST = test
+better; K = 2 without SIMILAR), into one score per test image, plus an uncertainty where it has
+one, so reports can show intervals and the active scorer can stop early.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+
+
+@dataclass
+class Scores:
+    """Scores of N test images: ``value`` [N] and, where the scorer has them, ``std`` [N] and a
+    95% interval [``lower``, ``upper``] (each [N])."""
+
+    value: torch.Tensor
+    std: Optional[torch.Tensor] = None
+    lower: Optional[torch.Tensor] = None
+    upper: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        n = self.value.shape
+        for name in ("std", "lower", "upper"):
+            t = getattr(self, name)
+            if t is not None and t.shape != n:
+                raise ValueError(f"Scores.{name} has shape {tuple(t.shape)}, expected {tuple(n)} like value")
+
+    def __len__(self) -> int:
+        return int(self.value.shape[0])
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Column name -> list of floats, omitting the columns this scorer does not produce."""
+        out = {"value": self.value.detach().cpu().tolist()}
+        for name in ("std", "lower", "upper"):
+            t = getattr(self, name)
+            if t is not None:
+                out[name] = t.detach().cpu().tolist()
+        return out
+
+    def as_rows(self, names: Optional[Sequence[str]] = None, **columns: Sequence[Any]) -> list[dict[str, Any]]:
+        """One dict per image (for ``csv.DictWriter``): optional ``name``, extra columns, then scores."""
+        cols = self.to_dict()
+        n = len(self)
+        if names is not None and len(names) != n:
+            raise ValueError(f"as_rows: got {len(names)} names for {n} scores")
+        for key, values in columns.items():
+            if len(values) != n:
+                raise ValueError(f"as_rows: column {key!r} has {len(values)} values for {n} scores")
+        rows = []
+        for i in range(n):
+            row: dict[str, Any] = {}
+            if names is not None:
+                row["name"] = names[i]
+            for key, values in columns.items():
+                row[key] = values[i]
+            for key, values in cols.items():
+                row[key] = values[i]
+            rows.append(row)
+        return rows
+
+
+class Scorer(abc.ABC):
+    """``score(probs [N, R, K], ref_scores [R], mask [N, R] | None) -> Scores``.
+
+    ``mask`` marks which comparisons were made (the active scorer asks for only a few per
+    image); unmarked entries of ``probs`` are ignored.
+    """
+
+    low: float
+    high: float
+    per_image_refs: bool = False  # True when score() also accepts ref_scores [N, R]
+
+    @abc.abstractmethod
+    def score(self, probs: torch.Tensor, ref_scores: torch.Tensor,
+              mask: Optional[torch.Tensor] = None) -> Scores:
+        raise NotImplementedError
