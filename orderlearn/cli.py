@@ -5,6 +5,7 @@
   orderlearn score --run DIR [--images D]  score a run's test split or a folder against its bank
   orderlearn evaluate --scores CSV         metrics (PC, MAE, RMSE, Spearman) of a scores CSV
   orderlearn synth --out DIR               write the synthetic SCUT-FBP5500-layout dataset
+  orderlearn compare RUN_DIR ... --out D   direct vs order-learned table over runs (fold mean ± std)
 """
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--ages", action="store_true", help="the age-estimation variant (manifest.csv)")
     synth.set_defaults(func=cmd_synth)
+
+    compare = sub.add_parser("compare", help="one direct-vs-order-learned table over trained runs (fold mean ± std)")
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="output_dir of `orderlearn run` (any task)")
+    compare.add_argument("--out", required=True, type=Path, help="folder for compare.md/.csv/.json and the plots")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -116,6 +122,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
         root = synthetic.generate_synthetic_scut(args.out, n_images=args.images, image_size=args.size, seed=args.seed)
     print(f"wrote {root}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import main_compare
+
+    return main_compare(args.runs, args.out)
 
 
 if __name__ == "__main__":

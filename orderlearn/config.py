@@ -101,7 +101,11 @@ class BankConfig:
 
 @dataclass
 class ScorerConfig:
+    """The scorer by name (its own options in ``args``) and how comparisons reach it."""
+
     name: str = "bt-grid"
+    both_orders: bool = False  # also compare (ref, test) and combine (geometric mean) with (test, ref)
+    calibrate_link: bool = False  # fit the link's slope and tie width on validation x bank comparisons
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,7 +176,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     for section in OPEN_SECTIONS:
         if isinstance(raw.get(section), dict) and "args" not in raw[section]:
             body = dict(raw[section])
-            raw[section] = {"name": body.pop("name", getattr(ExperimentConfig(), section).name), "args": body}
+            own = {f.name for f in dataclasses.fields(type(getattr(ExperimentConfig(), section)))} - {"args"}
+            raw[section] = {k: body.pop(k) for k in list(body) if k in own} | {"args": body}
     config = _build(ExperimentConfig, raw, "")
     for key, allowed in CHOICES.items():
         value = config

@@ -117,10 +117,21 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     train_emb = embedder(splits.train, "embed train")  # from the disk cache when the backbone is frozen
     val_emb = embedder(splits.val, "embed val")
 
-    scorer = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **config.scorer.args)
-    scores = scorer.score(probs.double(), bank.scores)
     truth = [s.score for s in test]
+    scoring_probs = scorers.combine_orders(probs, probs_rev) if config.scorer.both_orders else probs
+    scorer = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **config.scorer.args)
+    scores = scorer.score(scoring_probs.double(), bank.scores)
     order_learned = score_metrics(scores.value.tolist(), truth)
+    calibration = None
+    if config.scorer.calibrate_link:
+        link = calibrate_link(model, scorer.link, val_emb, splits.val, bank, accelerator)
+        args = {**config.scorer.args, "link": link}
+        calibrated = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **args)
+        scores_fixed, scores = scores, calibrated.score(scoring_probs.double(), bank.scores)
+        calibration = {"slope": link.slope, "tie_width": link.tie_width,
+                       "default_link": {"slope": scorer.link.slope, "tie_width": scorer.link.tie_width},
+                       "order_learned_default_link": order_learned}
+        order_learned = score_metrics(scores.value.tolist(), truth)
 
     results: dict[str, Any] = {
         "name": config.name,
@@ -128,7 +139,10 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
         "train": {"best_epoch": result.best_epoch, "best_" + config.train.select_metric: result.best_metric, "history": result.history},
         "bank_size": len(bank),
         "ensemble_last": config.ensemble_last,
+        "both_orders": config.scorer.both_orders,
         "order_learned": order_learned,
+        "link_calibration": calibration,
+        "interval_coverage": interval_coverage(scores, truth),
         "comparator_metrics": comparator_metrics(probs, torch.tensor(truth, dtype=torch.float64), bank.scores, config.pairs.margin, probs_rev),
     }
     direct_scores = None
@@ -142,6 +156,28 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
         write_run_outputs(out, config, test, scores, direct_scores, results, direct_label=f"{config.model.name} embeddings + regression head")
     accelerator.end_training()
     return results
+
+
+def calibrate_link(model, link: "scorers.Link", val_emb: torch.Tensor, val: list, bank: ReferenceBank, accelerator: Accelerator) -> "scorers.Link":
+    """Maximum-likelihood slope and tie width of the link for this comparator.
+
+    The link says how the comparator's answers depend on the true score gap δ; fitting it to the
+    comparator's own probabilities on validation × bank pairs (true δ known, test files unseen)
+    replaces the fixed defaults with what the comparator actually does.
+    """
+    probs = compare_all(model, val_emb, bank.embeddings, accelerator, desc="validation x bank")
+    delta = torch.tensor([s.score for s in val], dtype=torch.float64)[:, None] - bank.scores[None, :]
+    fitted = link.fit(delta.reshape(-1), probs.reshape(-1, probs.shape[-1]).double())
+    accelerator.print(f"link calibrated on {delta.numel()} validation x bank comparisons: slope {fitted.slope:.3f}, tie width {fitted.tie_width:.3f}")
+    return fitted
+
+
+def interval_coverage(scores: "scorers.Scores", truth: list) -> Optional[float]:
+    """Share of test images whose true score lies in the scorer's 95% interval."""
+    if scores.lower is None or scores.upper is None:
+        return None
+    t = torch.tensor(truth, dtype=torch.float64)
+    return float(((scores.lower.double() <= t) & (t <= scores.upper.double())).double().mean())
 
 
 def train_comparator(model, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator, embedder: Embedder, resume: bool):

@@ -609,10 +609,6 @@ def format_score(x: float) -> str:
     return f"{x:.6f}".rstrip("0").rstrip(".")
 
 
-def _name_key(name: str) -> tuple[str, str]:
-    return (name[:2], name)
-
-
 def _image_rng(seed: int, mode: str, group: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, _MODE_TAGS[mode], group, index]))
 
@@ -621,6 +617,11 @@ def _jpeg_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
     return buf.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    """UTF-8 with "\n" line ends on every platform (write_text would translate them)."""
+    path.write_bytes(text.encode("utf-8"))
 
 
 def _lines(rows: Sequence[str], newline: str = "\n") -> bytes:
@@ -703,7 +704,7 @@ def _materialise(root: PathLike, identity: dict[str, Any], overwrite: bool,
             p.relative_to(tmp).as_posix(): p.stat().st_size
             for p in sorted(tmp.rglob("*")) if p.is_file()
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        _write_text(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
         if root.exists():
             if _is_complete(root, identity):  # a concurrent run finished first
                 shutil.rmtree(tmp)
@@ -714,7 +715,12 @@ def _materialise(root: PathLike, identity: dict[str, Any], overwrite: bool,
                 shutil.rmtree(trash)
             else:
                 root.rmdir()
-        tmp.rename(root)
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not _is_complete(root, identity):  # not a concurrent run that just finished
+                raise
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -739,8 +745,8 @@ def generate_synthetic_scut(
     Files: ``Images/{AF,AM,CF,CM}{k}.jpg``, ``ratings/rating_distribution.csv`` (CRLF,
     ``filename,1,2,3,4,5``), ``train_test_files/All_labels.txt`` (``NAME.jpg score``), the
     60/40 split and the five cross-validation folds under SCUT's folder names, plus
-    ``README.md`` and ``meta.json`` (version, params, latent score of every image).
-    Same arguments give byte-identical files; a finished folder is reused.
+    ``README.md`` and ``meta.json`` (version, params, latent score and traits of every
+    image). Same arguments give byte-identical files; a finished folder is reused.
     """
     n_images = _check_int("n_images", n_images, N_FOLDS)
     image_size = _check_int("image_size", image_size, 16)
@@ -754,60 +760,77 @@ def generate_synthetic_scut(
         rater_rng = np.random.default_rng(np.random.SeedSequence([seed, _MODE_TAGS["scut"], 99, n_raters]))
         rater_bias = rater_rng.normal(0.0, RATER_BIAS_SD, size=n_raters)
         (tmp / "Images").mkdir()
-        names, latents, hists = [], {}, {}
+        latents: dict[str, float] = {}
+        traits: dict[str, BeautyTraits] = {}
+        hists: dict[str, np.ndarray] = {}
         for gi, (group, count) in enumerate(counts.items()):
             gender, ethnicity = GROUP_ATTRIBUTES[group]
             for k in range(1, count + 1):
-                rng = _image_rng(seed, "scut", gi, k)
-                traits = sample_beauty_traits(rng)
-                nuisance_age = age_appearance(float(rng.uniform(18, 40)), gender, rng)
-                fp = face_params(rng, gender, ethnicity, traits, nuisance_age)
                 name = f"{group}{k}.jpg"
+                rng = _image_rng(seed, "scut", gi, k)
+                traits[name] = sample_beauty_traits(rng)
+                # a nuisance age (wrinkles, grey); no "youth": it would enlarge the eyes and widen
+                # the face, and both are scored traits
+                look = {**age_appearance(float(rng.uniform(18, 40)), gender, rng), "youth": 0.0}
+                fp = face_params(rng, gender, ethnicity, traits[name], look)
                 (tmp / "Images" / name).write_bytes(_jpeg_bytes(paint_face(fp, image_size)))
-                lat = beauty_latent(traits)
-                names.append(name)
-                latents[name] = lat
-                hists[name] = simulate_ratings(np.array([lat]), rater_bias, rng)[0]
-        scores = {n: float(np.dot(hists[n], np.arange(1, 6)) / n_raters) for n in names}
-
-        def listing(subset: Sequence[str]) -> bytes:
-            return _lines([f"{n} {format_score(scores[n])}" for n in subset])
-
-        split_rng = np.random.default_rng(np.random.SeedSequence([seed, _MODE_TAGS["scut"], 7, n_images]))
-        (tmp / "ratings").mkdir()
-        csv_rows = ["filename,1,2,3,4,5"] + [
-            n + "," + ",".join(str(int(c)) for c in hists[n])
-            for g in CSV_GROUP_ORDER for n in sorted(x for x in names if x.startswith(g))
-        ]
-        (tmp / "ratings" / "rating_distribution.csv").write_bytes(_lines(csv_rows, "\r\n"))
-        ttf = tmp / "train_test_files"
-        (ttf / SPLIT_DIR).mkdir(parents=True)
-        (ttf / "All_labels.txt").write_bytes(listing([names[i] for i in split_rng.permutation(n_images)]))
-        perm = [names[i] for i in split_rng.permutation(n_images)]
-        n_train = int(round(TRAIN_FRACTION * n_images))
-        (ttf / SPLIT_DIR / "train.txt").write_bytes(listing(perm[:n_train]))
-        (ttf / SPLIT_DIR / "test.txt").write_bytes(listing(perm[n_train:]))
-        perm = [names[i] for i in split_rng.permutation(n_images)]
-        folds = [perm[f::N_FOLDS] for f in range(N_FOLDS)]
-        for f in range(N_FOLDS):
-            k = f + 1
-            folder = ttf / CV_DIR / f"cross_validation_{k}"
-            folder.mkdir(parents=True)
-            train = [n for g in range(N_FOLDS) if g != f for n in folds[g]]
-            train = [train[i] for i in split_rng.permutation(len(train))]
-            (folder / f"train_{k}.txt").write_bytes(listing(train))
-            (folder / f"test_{k}.txt").write_bytes(listing(folds[f]))
-        (tmp / "README.md").write_text(_scut_readme(params, counts), encoding="utf-8")
+                latents[name] = beauty_latent(traits[name])
+                hists[name] = simulate_ratings(np.array([latents[name]]), rater_bias, rng)[0]
+        _write_scut_lists(tmp, hists, seed)
+        _write_text(tmp / "README.md", _scut_readme(params, counts))
         return {
             **identity,
             "groups": counts,
             "rater_model": {"bias_sd": RATER_BIAS_SD, "noise_sd": RATER_NOISE_SD,
                             "rater_bias": [round(float(b), 6) for b in rater_bias]},
             "latent_range": [LATENT_MIN, LATENT_MAX],
-            "latent": {n: round(latents[n], 6) for n in sorted(names, key=_name_key)},
+            "latent": {n: round(v, 6) for n, v in latents.items()},
+            "traits": {n: {k: v if isinstance(v, int) else round(v, 6) for k, v in vars(t).items()}
+                       for n, t in traits.items()},
         }
 
     return _materialise(root, identity, overwrite, build)
+
+
+def _write_scut_lists(tmp: Path, hists: dict[str, np.ndarray], seed: int) -> None:
+    """The rating histogram CSV, All_labels.txt, the 60/40 split and the 5 folds.
+
+    Scores are the mean ratings; list files are in seeded random order like SCUT's own.
+    """
+    names = list(hists)
+    n = len(names)
+    n_raters = int(next(iter(hists.values())).sum())
+    scores = {k: float(np.dot(h, np.arange(1, 6)) / n_raters) for k, h in hists.items()}
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _MODE_TAGS["scut"], 7, n]))
+
+    def listing(subset: Sequence[str]) -> bytes:
+        return _lines([f"{k} {format_score(scores[k])}" for k in subset])
+
+    def shuffled(subset: Sequence[str]) -> list[str]:
+        return [subset[i] for i in rng.permutation(len(subset))]
+
+    (tmp / "ratings").mkdir()
+    csv_rows = ["filename,1,2,3,4,5"] + [
+        k + "," + ",".join(str(int(c)) for c in hists[k])
+        for g in CSV_GROUP_ORDER for k in sorted(x for x in names if x.startswith(g))
+    ]
+    (tmp / "ratings" / "rating_distribution.csv").write_bytes(_lines(csv_rows, "\r\n"))
+    ttf = tmp / "train_test_files"
+    (ttf / SPLIT_DIR).mkdir(parents=True)
+    (ttf / "All_labels.txt").write_bytes(listing(shuffled(names)))
+    perm = shuffled(names)
+    n_train = int(round(TRAIN_FRACTION * n))
+    (ttf / SPLIT_DIR / "train.txt").write_bytes(listing(perm[:n_train]))
+    (ttf / SPLIT_DIR / "test.txt").write_bytes(listing(perm[n_train:]))
+    perm = shuffled(names)
+    folds = [perm[f::N_FOLDS] for f in range(N_FOLDS)]  # sizes differ by at most one
+    for f in range(N_FOLDS):
+        k = f + 1
+        folder = ttf / CV_DIR / f"cross_validation_{k}"
+        folder.mkdir(parents=True)
+        train = shuffled([x for g in range(N_FOLDS) if g != f for x in folds[g]])
+        (folder / f"train_{k}.txt").write_bytes(listing(train))
+        (folder / f"test_{k}.txt").write_bytes(listing(folds[f]))
 
 
 def _scut_readme(params: dict[str, int], counts: dict[str, int]) -> str:
@@ -824,7 +847,7 @@ blemish count, face width/height ratio, smile and nose proportion; gender, ethni
 background, lighting, pose and noise do not affect it. Each of {params['n_raters']} simulated raters gives
 round(latent + bias + noise) clipped to 1..5 (bias sd {RATER_BIAS_SD}, noise sd {RATER_NOISE_SD});
 the score in All_labels.txt is the mean rating and ratings/rating_distribution.csv holds the counts.
-meta.json lists the generator version, the parameters and the latent score of every image.
+meta.json lists the generator version, the parameters, and the latent score and traits of every image.
 """
 
 
@@ -873,7 +896,7 @@ def generate_synthetic_ages(
             rows.append(f"{rel},{age},{gender},{int(fold_of[i])}")
             apparent[rel] = round(seen, 6)
         (tmp / "manifest.csv").write_bytes(_lines(["path,score,gender,fold"] + rows))
-        (tmp / "README.md").write_text(_ages_readme(params), encoding="utf-8")
+        _write_text(tmp / "README.md", _ages_readme(params))
         return {**identity, "latent": apparent}
 
     return _materialise(root, identity, overwrite, build)

@@ -30,7 +30,9 @@ def tiny_config(root: Path, out: Path, **train) -> dict:
 def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the embedding cache lives under ./runs
     out = tmp_path / "run"
-    results = run_experiment(config_from_dict(tiny_config(synthetic_root, out)))
+    raw = tiny_config(synthetic_root, out)
+    raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True}
+    results = run_experiment(config_from_dict(raw))
     for name in ("config.yaml", "bank.json", "scores.csv", "results.json", "report.md", "scatter.png"):
         assert (out / name).is_file(), name
     assert {"order_learned", "direct", "comparator_metrics"} <= set(results)
@@ -39,6 +41,9 @@ def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeyp
     history = json.loads((out / "comparator" / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert (out / "comparator" / "checkpoints" / "epoch_002" / "model.safetensors").is_file()
+    calibration = results["link_calibration"]
+    assert calibration["slope"] > 0 and calibration["default_link"] == {"slope": 10.0, "tie_width": 0.2}
+    assert 0.0 <= results["interval_coverage"] <= 1.0
     assert "| direct |" in (out / "report.md").read_text().replace("embeddings + regression head ", "")
 
 

@@ -1,0 +1,286 @@
+"""``orderlearn compare``: one direct-vs-order-learned table over trained runs.
+
+Each run folder (the ``output_dir`` of ``orderlearn run``, comparator or regressor) holds
+``config.yaml``, ``results.json`` and ``scores.csv``. A run has up to two routes:
+
+* **direct**: a regressor's own score (``task: regressor``), or, for a comparator run, the
+  regression head fitted on its embeddings (``direct_baseline``);
+* **order-learned**: the scores of the BT scorer against the reference bank (a regressor
+  enters it as the degenerate :class:`~comparators.regression_comparator.RegressionComparator`).
+
+Grouping (the *method* of a run): the config ``name`` with a trailing ``-foldK`` / ``_foldK``
+removed, so ``dld-mobilenetv2-scut`` run as ``-o data.split=fold2`` and a config named
+``dld-mobilenetv2-scut-fold2`` both count as fold 2 of ``dld-mobilenetv2-scut``. The fold is
+the config's ``data.split`` (what was actually run); a name suffix that contradicts it, two
+runs of one method on the same fold, or runs of one method with different models are errors
+naming the folders, because averaging them would silently mix experiments.
+
+Aggregation: per method and route, the mean over folds of each metric (PC, MAE, RMSE,
+Spearman) and its sample standard deviation across folds (``ddof = 1``: the spread of a
+fold's result, the usual "5-fold mean ± std"); the table says which folds were present, and
+is a "5-fold" result only when fold1..fold5 all are. One fold: the mean alone, std NaN.
+
+Per-fold metrics are those the run recorded in ``results.json``; they are recomputed from
+``scores.csv`` and must agree (to the CSV's 6 decimals), so a stale or foreign CSV cannot
+slip into the plots. The scatter plots pool the test images of all folds of a method (each
+image is tested in exactly one fold), so their panel titles give pooled, not mean, metrics.
+
+Outputs in ``--out``: ``compare.md``, ``compare.csv``, ``compare.json``, ``pc.png`` (PC per
+method and route, mean ± std) and ``scatter_<method>.png`` (predicted vs true, both routes).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from .errors import DataError
+from .evaluation import markdown_table, scatter_plot, score_metrics, write_json
+
+ALL_FOLDS = tuple(f"fold{k}" for k in range(1, 6))
+METRICS = ("pc", "mae", "rmse", "spearman")
+CHECKED = ("pc", "mae", "rmse")  # spearman can move with the CSV's rounding (ties)
+TOLERANCE = 1e-4
+FOLD_SUFFIX = re.compile(r"[-_](fold\d+)$")
+
+
+@dataclass(frozen=True)
+class Route:
+    key: str  # results.json key
+    label: str  # what the table shows
+    column: str  # scores.csv column
+
+
+ROUTES = (Route("direct", "direct", "direct_score"), Route("order_learned", "order-learned", "score"))
+
+
+@dataclass
+class Run:
+    """One trained run: where it is, which method and fold, its metrics and per-image scores."""
+
+    path: Path
+    method: str
+    fold: str
+    model: str
+    task: str
+    scorer: str
+    metrics: dict[str, dict[str, float]]  # route key -> results.json metrics
+    truth: np.ndarray
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # route key -> scores
+
+
+def method_and_fold(name: str, split: str, where: Path) -> tuple[str, str]:
+    """(method, fold): ``name`` minus a ``-foldK`` suffix, and the split that was run."""
+    match = FOLD_SUFFIX.search(name)
+    if match is None:
+        return name, split
+    if match.group(1) != split:
+        raise DataError(f"{where}: config name {name!r} says {match.group(1)} but data.split is {split!r}")
+    return name[: match.start()], split
+
+
+def read_run(path: Path) -> Run:
+    """Read a run folder; a missing file or results/scores that disagree is a DataError."""
+    path = Path(path)
+    files = {f: path / f for f in ("config.yaml", "results.json", "scores.csv")}
+    missing = [f for f, p in files.items() if not p.is_file()]
+    if missing:
+        raise DataError(f"{path} is not a finished `orderlearn run` folder: missing {', '.join(missing)}")
+    config = yaml.safe_load(files["config.yaml"].read_text()) or {}
+    results = json.loads(files["results.json"].read_text())
+    try:
+        name, split = str(config["name"]), str(config["data"]["split"])
+        model, task = str(config["model"]["name"]), str(config.get("task", "comparator"))
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{files['config.yaml']}: missing key {exc}") from None
+    scorer = str((config.get("scorer") or {}).get("name", "?"))
+    method, fold = method_and_fold(name, split, path)
+    with files["scores.csv"].open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "true_score" not in rows[0]:
+        raise DataError(f"{files['scores.csv']} has no rows or no true_score column")
+    truth = np.array([float(r["true_score"]) for r in rows])
+    run = Run(path, method, fold, model, task, scorer, {}, truth)
+    for route in ROUTES:
+        if route.key not in results:
+            continue
+        if not rows[0].get(route.column):
+            raise DataError(f"{path}: results.json has {route.key!r} metrics but scores.csv has no {route.column} values")
+        predicted = np.array([float(r[route.column]) for r in rows])
+        _check_agreement(results[route.key], score_metrics(predicted, truth), path, route.key)
+        run.metrics[route.key] = {m: float(results[route.key][m]) for m in METRICS}
+        run.predictions[route.key] = predicted
+    if not run.metrics:
+        raise DataError(f"{files['results.json']} has neither 'direct' nor 'order_learned' metrics")
+    return run
+
+
+def _check_agreement(recorded: dict[str, Any], recomputed: dict[str, float], path: Path, route: str) -> None:
+    for m in CHECKED:
+        a, b = float(recorded[m]), recomputed[m]
+        same = (math.isnan(a) and math.isnan(b)) or abs(a - b) <= TOLERANCE
+        if not same:
+            raise DataError(f"{path}: {route} {m} is {a:.6f} in results.json but {b:.6f} from scores.csv")
+
+
+def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs by method, in order of first appearance, folds sorted; conflicts are DataErrors."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.method, []).append(run)
+    for method, members in groups.items():
+        seen: dict[str, Path] = {}
+        for run in members:
+            if run.fold in seen:
+                raise DataError(f"method {method!r} has two runs on {run.fold}: {seen[run.fold]} and {run.path}")
+            seen[run.fold] = run.path
+        models = sorted({(r.model, r.task) for r in members})
+        if len(models) > 1:
+            raise DataError(f"runs of method {method!r} use different models {models}: "
+                            + ", ".join(str(r.path) for r in members))
+        members.sort(key=lambda r: r.fold)
+    return groups
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof = 1) of per-fold values; std is NaN for a single fold."""
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), (float(a.std(ddof=1)) if a.size > 1 else math.nan)
+
+
+def folds_label(folds: Sequence[str]) -> str:
+    if set(folds) == set(ALL_FOLDS) and len(folds) == len(ALL_FOLDS):
+        return "5 (all)"
+    if all(f in ALL_FOLDS for f in folds):
+        return f"{len(folds)} of 5 ({', '.join(folds)})"
+    return f"{len(folds)} ({', '.join(folds)})"
+
+
+def route_description(run: Run, route: Route) -> str:
+    if route.key == "direct":
+        return "regressor output" if run.task == "regressor" else "embedding head"
+    via = "regressor as comparator" if run.task == "regressor" else "comparator"
+    return f"{via} + {run.scorer} on bank"
+
+
+def summarise(groups: dict[str, list[Run]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(table rows, per-method details): one row per method and route."""
+    rows, details = [], []
+    for method, members in groups.items():
+        folds = [r.fold for r in members]
+        detail: dict[str, Any] = {
+            "method": method, "model": members[0].model, "task": members[0].task, "folds": folds,
+            "complete": sorted(folds) == list(ALL_FOLDS),
+            "runs": [{"run_dir": str(r.path), "fold": r.fold, **r.metrics} for r in members], "routes": {},
+        }
+        for route in ROUTES:
+            having = [r for r in members if route.key in r.metrics]
+            if not having:
+                continue
+            if len(having) != len(members):
+                raise DataError(f"method {method!r}: the {route.label} route is missing in "
+                                + ", ".join(str(r.path) for r in members if route.key not in r.metrics))
+            row: dict[str, Any] = {
+                "method": method, "model": members[0].model, "route": route.label,
+                "how": route_description(members[0], route), "folds": folds_label(folds), "n_folds": len(folds),
+                "n_images": int(sum(r.truth.size for r in having)),
+            }
+            summary = {}
+            for m in METRICS:
+                values = [r.metrics[route.key][m] for r in having]
+                mean, std = mean_std(values)
+                row[f"{m}_mean"], row[f"{m}_std"] = mean, std
+                summary[m] = {"mean": mean, "std": std, "values": values}
+            detail["routes"][route.key] = summary
+            rows.append(row)
+        details.append(detail)
+    return rows, details
+
+
+def _cell(mean: float, std: float) -> str:
+    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def markdown_report(rows: Sequence[dict[str, Any]]) -> str:
+    shown = [{**r, **{m: _cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS}} for r in rows]
+    table = markdown_table(shown, ["method", "model", "route", "how", "folds", *METRICS, "n_images"])
+    return ("# Direct vs order-learned\n\n"
+            "Mean ± sample std (ddof = 1) over the folds listed; a single fold shows its value alone.\n\n"
+            + table + "\n")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "method"
+
+
+def pc_plot(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """PC (mean ± std over folds) of each method, one marker per route."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(methods) + 2.0), 3.8))
+    for offset, route, marker in ((-0.12, "direct", "o"), (0.12, "order-learned", "s")):
+        xs, ys, es = [], [], []
+        for i, method in enumerate(methods):
+            for r in rows:
+                if r["method"] == method and r["route"] == route:
+                    xs.append(i + offset)
+                    ys.append(r["pc_mean"])
+                    es.append(0.0 if math.isnan(r["pc_std"]) else r["pc_std"])
+        if xs:
+            ax.errorbar(xs, ys, yerr=es, fmt=marker, capsize=3, label=route)
+    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    ax.set(ylabel="PC (Pearson)", title="PC per method and route")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
+    """Read the runs, aggregate by method, write the table (md/csv/json) and plots into ``out``."""
+    if not run_dirs:
+        raise DataError("compare needs at least one run folder")
+    groups = group_runs([read_run(Path(p)) for p in run_dirs])
+    rows, details = summarise(groups)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = markdown_report(rows)
+    (out / "compare.md").write_text(markdown)
+    columns = ["method", "model", "route", "how", "folds", "n_folds", "n_images"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    with (out / "compare.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    plots = {"pc": str(pc_plot(out / "pc.png", rows))}
+    for method, members in groups.items():
+        series = {route.label: np.concatenate([r.predictions[route.key] for r in members])
+                  for route in ROUTES if all(route.key in r.predictions for r in members)}
+        truth = np.concatenate([r.truth for r in members])
+        title = f"{method} ({', '.join(r.fold for r in members)} pooled)"
+        plots[method] = str(scatter_plot(out / f"scatter_{slug(method)}.png", truth.tolist(),
+                                         {k: v.tolist() for k, v in series.items()}, title=title))
+    payload = {"rows": rows, "methods": details, "plots": plots}
+    write_json(out / "compare.json", payload)
+    return {**payload, "markdown": markdown}
+
+
+def main_compare(run_dirs: Sequence[Path], out: Path) -> int:
+    """The CLI's body: write everything, print the markdown table."""
+    result = compare_runs(run_dirs, out)
+    print(result["markdown"])
+    print(f"wrote compare.md, compare.csv, compare.json and {len(result['plots'])} plots into {out}")
+    return 0
