@@ -57,15 +57,21 @@ class Embedder:
     model: Any
     accelerator: Accelerator
     config: ExperimentConfig
-    cacheable: bool
+    cacheable: bool  # true when the backbone is frozen: an image's embedding never changes
+    memo: dict = dataclasses.field(default_factory=dict)  # path -> embedding, for subsets (the bank)
 
     def __call__(self, samples: list, desc: str) -> torch.Tensor:
-        cache = None
-        if self.cacheable:
-            spec = {k: v for k, v in self.config.model.args.items() if k in ("backbone", "weights", "image_size")}
-            cache = EMBED_CACHE / f"{self.config.model.name}-{cache_key(spec, samples)}.pt"
-        return embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
-                             self.config.train.eval_batch_size, self.config.train.num_workers, cache, desc)
+        if not self.cacheable:
+            return embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
+                                 self.config.train.eval_batch_size, self.config.train.num_workers, None, desc)
+        if all(s.path in self.memo for s in samples):
+            return torch.stack([self.memo[s.path] for s in samples])
+        spec = {k: v for k, v in self.config.model.args.items() if k in ("backbone", "weights", "image_size")}
+        cache = EMBED_CACHE / f"{self.config.model.name}-{cache_key(spec, samples)}.pt"
+        embeddings = embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
+                                   self.config.train.eval_batch_size, self.config.train.num_workers, cache, desc)
+        self.memo.update(zip((s.path for s in samples), embeddings))
+        return embeddings
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
