@@ -9,6 +9,7 @@ slope and tie width are set, or fitted by maximum likelihood on validation pairs
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 import torch
@@ -16,6 +17,9 @@ import torch
 from scorers.link import Link
 
 from .base import Comparator, Regressor
+
+log = logging.getLogger(__name__)
+MIN_FITTED_SLOPE = 1e-2  # per score unit: below it a score gap of the whole range moves P(FIRST) by < 1%
 
 
 class RegressionComparator(Comparator):
@@ -36,8 +40,17 @@ class RegressionComparator(Comparator):
         return self.link.log_probs(delta, self.num_classes).float()
 
     def fit_link(self, predicted_a: torch.Tensor, predicted_b: torch.Tensor, labels: torch.Tensor) -> Link:
-        """Fit k and τ by maximum likelihood of the true labels given predicted score gaps."""
-        self.link = self.link.fit(predicted_a.reshape(-1).double() - predicted_b.reshape(-1).double(), labels.reshape(-1).long(), self.num_classes)
+        """Fit k and τ by maximum likelihood of the true labels given predicted score gaps.
+
+        A regressor with no signal on validation drives the slope to ~0 (every comparison a coin
+        toss) and the scorer would return a constant; the configured link is kept instead, with
+        a warning, so the bank route stays as informative as the direct one.
+        """
+        fitted = self.link.fit(predicted_a.reshape(-1).double() - predicted_b.reshape(-1).double(), labels.reshape(-1).long(), self.num_classes)
+        if fitted.slope < MIN_FITTED_SLOPE:
+            log.warning("fitted link slope %.2e: the regressor's score gaps do not predict the labels; keeping %s", fitted.slope, self.link)
+            return self.link
+        self.link = fitted
         return self.link
 
     def preprocess(self) -> Callable[[Any], torch.Tensor]:

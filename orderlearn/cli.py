@@ -6,6 +6,7 @@
   orderlearn evaluate --scores CSV         metrics (PC, MAE, RMSE, Spearman) of a scores CSV
   orderlearn synth --out DIR               write the synthetic SCUT-FBP5500-layout dataset
   orderlearn compare RUN_DIR ... --out D   direct vs order-learned table over runs (fold mean ± std)
+  orderlearn active --run DIR [--budgets]  PC / MAE vs comparisons per image (active reference selection)
 """
 from __future__ import annotations
 
@@ -72,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="output_dir of `orderlearn run` (any task)")
     compare.add_argument("--out", required=True, type=Path, help="folder for compare.md/.csv/.json and the plots")
     compare.set_defaults(func=cmd_compare)
+
+    active = sub.add_parser("active", help="active reference selection: PC / MAE vs comparisons per image on a trained run")
+    active.add_argument("--run", required=True, type=Path, help="output_dir of `orderlearn run` (a comparator run)")
+    active.add_argument("--budgets", nargs="+", type=int, default=[4, 8, 16, 32, 64], help="comparisons per test image")
+    active.add_argument("--out", type=Path, help="folder for active.md/.csv/.json/.png (default RUN/active)")
+    active.add_argument("--batch", type=int, default=4, help="comparisons asked per image and round")
+    active.add_argument("--scorer", help="base scorer name (default: the run's)")
+    active.add_argument("--link", choices=["run", "default", "calibrated"], default="run",
+                        help="base scorer's link: as the run (default), the configured default, or fitted on validation x bank")
+    active.set_defaults(func=cmd_active)
     return parser
 
 
@@ -128,6 +139,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import main_compare
 
     return main_compare(args.runs, args.out)
+
+
+def cmd_active(args: argparse.Namespace) -> int:
+    from .active_eval import run_active
+
+    run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link)
+    return 0
 
 
 if __name__ == "__main__":

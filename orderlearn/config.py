@@ -67,6 +67,7 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     momentum: float = 0.9  # sgd only
+    amsgrad: bool = False  # adam/adamw (the DLD authors' code uses it)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class TrainConfig:
     num_workers: int = 0
     frozen_backbone: bool = False  # embed once, train only the head
     max_steps_per_epoch: Optional[int] = None
-    select_metric: str = "val_loss"  # val_loss (lower) | val_accuracy | val_pc (higher)
+    select_metric: str = "val_loss"  # val_loss, val_mae (lower) | val_accuracy, val_pc (higher; val_mae/val_pc: regressors)
     log_every: int = 50
     tracker: str = "tensorboard"  # tensorboard | none
 
@@ -143,7 +144,7 @@ CHOICES = {
     "optim.name": ("adamw", "adam", "sgd"),
     "schedule.name": ("constant", "step", "cosine"),
     "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
-    "train.select_metric": ("val_loss", "val_accuracy", "val_pc"),
+    "train.select_metric": ("val_loss", "val_accuracy", "val_pc", "val_mae"),
     "train.tracker": ("tensorboard", "none"),
 }
 OPEN_SECTIONS = ("model", "scorer")  # keys besides `name` are the component's own arguments

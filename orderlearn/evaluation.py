@@ -90,7 +90,9 @@ def scatter_plot(path: Path, truth: Sequence[float], series: dict[str, Sequence[
 
     fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 4.2), squeeze=False)
     t = np.asarray(truth)
-    lo, hi = float(t.min()) - 0.2, float(t.max()) + 0.2
+    everything = np.concatenate([t, *[np.asarray(v, dtype=np.float64) for v in series.values()]])
+    everything = everything[np.isfinite(everything)]
+    lo, hi = float(everything.min()) - 0.2, float(everything.max()) + 0.2
     for ax, (name, values) in zip(axes[0], series.items()):
         m = score_metrics(values, t)
         ax.scatter(t, values, s=6, alpha=0.5)

@@ -31,7 +31,7 @@ from comparators.losses import ComparatorLoss
 from .config import ExperimentConfig
 
 log = logging.getLogger(__name__)
-HIGHER_IS_BETTER = {"val_loss": False, "val_accuracy": True, "val_pc": True}
+HIGHER_IS_BETTER = {"val_loss": False, "val_mae": False, "val_accuracy": True, "val_pc": True}
 
 
 class Objective(Protocol):
@@ -201,6 +201,8 @@ def fit(
     if accelerator.trackers == [] and accelerator.log_with:
         accelerator.init_trackers(config.name.replace("/", "_"), config={"seed": config.seed, "lr": config.optim.lr})
     select, higher = train_cfg.select_metric, HIGHER_IS_BETTER[train_cfg.select_metric]
+    if isinstance(objective, ComparatorObjective) and select in ("val_mae", "val_pc"):
+        raise ValueError(f"train.select_metric={select} is for regressors; a comparator reports val_loss and val_accuracy")
 
     for epoch in range(state["epoch"] + 1, train_cfg.epochs + 1):
         sampler.set_epoch(epoch)
@@ -272,8 +274,8 @@ def make_optimizer(params: Sequence[Any], config: ExperimentConfig) -> torch.opt
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.amsgrad)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.amsgrad)
 
 
 def lr_lambda(config: ExperimentConfig, steps_per_epoch: int):

@@ -228,11 +228,12 @@ class AdaShareAFFRegressor(Regressor):
         warmup_epochs = round(PAPER_RECIPE["train"]["stages"]["warmup"] * num_epochs)
         self.set_stage("warmup" if epoch <= warmup_epochs else "policy")
 
-    def get_extra_state(self) -> dict[str, str]:
-        return {"stage": self.stage}
+    def get_extra_state(self) -> torch.Tensor:
+        """The stage travels with the weights, as a tensor so safetensors/accelerate can store it."""
+        return torch.tensor(STAGES.index(self.stage))
 
-    def set_extra_state(self, state: dict[str, str]) -> None:
-        self.set_stage(state["stage"])
+    def set_extra_state(self, state) -> None:
+        self.set_stage(STAGES[int(state)] if not isinstance(state, dict) else state["stage"])
 
     @property
     def temperature(self) -> float:
