@@ -45,6 +45,7 @@ GENERATOR_NAME = "orderlearn.synthetic"
 GENERATOR_VERSION = "1.0"
 JPEG_QUALITY = 92
 SUPERSAMPLE = 2  # faces are drawn at 2x and downsampled: cheap anti-aliasing
+FACE_FRAMING = 0.31  # sqrt(W * H) / image side: the face fills the frame as in SCUT's crops
 
 # SCUT-FBP5500 group sizes; the order also fixes name order within the generated set.
 SCUT_GROUP_SIZES: dict[str, int] = {"AF": 2000, "AM": 2000, "CF": 750, "CM": 750}
@@ -123,7 +124,7 @@ class FaceParams:
     mouth_tilt_deg: float = 0.0  # asymmetry
     lip_fullness: float = 0.5
     # skin marks (age/beauty)
-    blemishes: tuple[tuple[float, float, float], ...] = ()  # (u, v, radius) u,v in unit disk
+    blemishes: tuple[tuple[float, float, float], ...] = ()  # (u, v, radius / W), u, v in the unit disk
     wrinkles: float = 0.0  # 0 .. 1
     eye_bags: float = 0.0  # 0 .. 1
     # photometric nuisance
@@ -192,7 +193,7 @@ class _Frame:
 
     @classmethod
     def of(cls, p: FaceParams, S: int) -> "_Frame":
-        base = 0.245 * S * p.scale  # W * H is constant: the face ratio does not change the face's area
+        base = FACE_FRAMING * S * p.scale  # W * H is constant: the ratio does not change the face's area
         cx, cy = p.center_x * S, p.center_y * S
         W, H = base * math.sqrt(p.face_ratio), base / math.sqrt(p.face_ratio)
         return cls(S=S, lw=max(1, round(S / 160)), cx=cx, cy=cy, W=W, H=H,
@@ -227,7 +228,7 @@ def _paint_head(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
     d.polygon(_head_outline(f.cx, f.cy, f.W, f.H, p), fill=p.skin)
     spot = _mix(p.skin, (120, 45, 35), 0.7)
     for u, v, r in p.blemishes:
-        bx, by, br = f.cx + u * 0.78 * f.W, f.cy + v * 0.8 * f.H, r * f.S
+        bx, by, br = f.cx + u * 0.78 * f.W, f.cy + v * 0.8 * f.H, r * f.W
         d.ellipse((bx - br, by - br, bx + br, by + br), fill=spot)
 
 
@@ -262,7 +263,7 @@ def _paint_eyes(d: ImageDraw.ImageDraw, p: FaceParams, f: _Frame) -> None:
     asymmetry (``eye_dy``, ``eye_scale_right``)."""
     line_dark = _scale_rgb(p.skin, 0.45)
     brow_col = _scale_rgb(p.hair, 0.8)
-    bw = max(1, round(f.S * (0.006 + 0.014 * p.brow_thickness)))
+    bw = max(1, round(f.W * (0.028 + 0.065 * p.brow_thickness)))
     for sgn in (-1, 1):
         ex = f.cx + sgn * p.eye_spacing * f.W
         ey = f.eye_y + (p.eye_dy * f.H if sgn > 0 else 0.0)
@@ -419,8 +420,8 @@ class BeautyTraits:
 # Normalisation of the raw latent z (its mean and sd under sample_beauty_traits, measured
 # by Monte Carlo over 200k draws) and the gain of the final sigmoid. These are design
 # constants of the generator: changing them changes the data, so bump GENERATOR_VERSION.
-_Z_MEAN = -1.4136
-_Z_SD = 1.1439
+_Z_MEAN = -1.9873
+_Z_SD = 1.2949
 _SIGMOID_GAIN = 1.0
 
 
@@ -428,13 +429,13 @@ def beauty_contributions(t: BeautyTraits) -> dict[str, float]:
     """Each trait's contribution to the raw latent z (smooth; saturating or peaked)."""
     return {
         "eye_size": 1.1 * math.tanh((t.eye_size - 0.185) / 0.035),
-        "eye_spacing": 0.45 * (1.0 - ((t.eye_spacing - 0.44) / 0.08) ** 2),
-        "symmetry": -1.6 * t.asymmetry,
+        "eye_spacing": 0.6 * (1.0 - ((t.eye_spacing - 0.44) / 0.08) ** 2),
+        "symmetry": -2.1 * t.asymmetry,
         "skin": -1.2 * math.log1p(t.blemish_count) / math.log1p(8.0),
-        "face_ratio": -0.15 * ((t.face_ratio - 0.75) / 0.08) ** 2,
+        "face_ratio": -0.45 * ((t.face_ratio - 0.75) / 0.08) ** 2,
         # a smile helps more on a symmetric face: the smooth interaction term
         "smile": (0.7 + 0.35 * (1.0 - t.asymmetry)) * math.tanh(1.6 * t.smile),
-        "nose": -0.15 * ((t.nose_length - 0.62) / 0.14) ** 2,
+        "nose": -0.4 * ((t.nose_length - 0.62) / 0.14) ** 2,
     }
 
 
@@ -527,13 +528,13 @@ def face_params(
     asym = traits.asymmetry
     side = 1.0 if rng.random() < 0.5 else -1.0
     blemishes = tuple(
-        (float(r * math.cos(th)), float(r * math.sin(th) * 0.9 + 0.1), float(rng.uniform(0.011, 0.018)))
+        (float(r * math.cos(th)), float(r * math.sin(th) * 0.9 + 0.1), float(rng.uniform(0.05, 0.085)))
         for r, th in zip(np.sqrt(rng.uniform(0.05, 1.0, traits.blemish_count)),
                          rng.uniform(0, 2 * math.pi, traits.blemish_count))
     )
     return FaceParams(
         center_x=float(0.5 + rng.normal(0, 0.02)),
-        center_y=float(0.49 + rng.normal(0, 0.02)),
+        center_y=float(0.52 + rng.normal(0, 0.02)),
         scale=float(rng.uniform(0.92, 1.06)),
         roll_deg=float(rng.normal(0, 3.0)),
         face_ratio=traits.face_ratio + 0.03 * age["youth"],
