@@ -22,6 +22,7 @@ import contextlib
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -71,7 +72,9 @@ class LlavaComparator(Comparator):
     Build with :meth:`from_config` (real checkpoint) or :meth:`tiny` (random toy model
     with the real tokenizer). Parameters: LoRA on the language model's projections, the
     projector when ``train_projector`` (saved with the adapter via peft's
-    ``modules_to_save``); the CLIP tower, embeddings and LM head stay frozen.
+    ``modules_to_save``, kept in float32); the CLIP tower, embeddings and LM head stay frozen.
+    In the shared training loop: :meth:`parameter_groups` gives the optimizer its two learning
+    rates, and per-epoch checkpoints hold only the trained tensors (:meth:`checkpoint_state_dict`).
     """
 
     splits = True
@@ -111,6 +114,10 @@ class LlavaComparator(Comparator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.model = get_peft_model(llava, lora)  # freezes every base weight, adds LoRA A/B
+        if config.train_projector:
+            _keep_projector_copy_in_float32(self.llava.model.multi_modal_projector)
+        # what a per-epoch checkpoint holds: fixed here, so toggling requires_grad later cannot change it
+        self._checkpoint_keys = tuple(n for n, p in self.named_parameters() if p.requires_grad)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -282,14 +289,61 @@ class LlavaComparator(Comparator):
                 counts[kind] += p.numel()
         return {**counts, "trainable": sum(counts.values()), "total": total}
 
-    def parameter_groups(self, lora_lr: float = 2e-4, projector_lr: float = 2e-5) -> list[dict[str, Any]]:
-        """Optimizer groups: LoRA at ``lora_lr``, projector at ``projector_lr`` (LMOL re-implementations' rates)."""
+    def parameter_groups(self, lora_lr: Optional[float] = None,
+                         projector_lr: Optional[float] = None) -> list[dict[str, Any]]:
+        """Optimizer groups: LoRA at ``lora_lr``, projector at ``projector_lr``.
+
+        Defaults come from the config (``lora_lr`` 2e-4, ``projector_lr`` 2e-5: LLaVA-1.5's
+        LoRA recipe). The shared loop calls this with no arguments, so these rates replace
+        ``optim.lr``; weight decay and the schedule still come from the experiment config.
+        """
+        lora_lr = self.config.lora_lr if lora_lr is None else lora_lr
+        projector_lr = self.config.projector_lr if projector_lr is None else projector_lr
         lora = [p for n, p in self.named_parameters() if p.requires_grad and "multi_modal_projector" not in n]
         proj = [p for n, p in self.named_parameters() if p.requires_grad and "multi_modal_projector" in n]
         groups = [{"params": lora, "lr": lora_lr, "name": "lora"}]
         if proj:
             groups.append({"params": proj, "lr": projector_lr, "name": "projector"})
         return groups
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Refuses ``train.frozen_backbone``: LoRA lives inside the language model, so a cache of
+        image embeddings would save only the CLIP pass while holding 576 x 4096 floats per image."""
+        raise ValueError("train.frozen_backbone: not supported by the llava comparator (its LoRA adapters are in "
+                         "the language model, which runs per pair); set train.frozen_backbone: false")
+
+    # ------------------------------------------------------------------ per-epoch checkpoints
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable tensors only (LoRA A/B, the projector copy when trained), by parameter name.
+
+        What the shared loop writes per epoch (``training.checkpoint_state``): for the 7B model
+        ~80 MB instead of 14 GB, so five epochs and a checkpoint ensemble stay cheap. Tensors
+        are detached views; the loop copies them to the CPU and saves them with safetensors.
+        """
+        params = dict(self.named_parameters())
+        return {name: params[name].detach() for name in self._checkpoint_keys}
+
+    def load_checkpoint_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`checkpoint_state_dict` exactly (strict: same names and shapes).
+
+        The base weights are not in the file: they must be the ones this comparator was
+        built from (same ``checkpoint``, or for :meth:`tiny` the same seed and sizes).
+        Raises ValueError naming missing / unexpected / mis-shaped tensors.
+        """
+        params = dict(self.named_parameters())
+        expected = set(self._checkpoint_keys)
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(f"checkpoint: missing {len(missing)} tensor(s) {missing[:3]}, unexpected "
+                             f"{len(unexpected)} {unexpected[:3]} (saved with another lora_r / lora_target_modules "
+                             f"/ train_projector?)")
+        bad = [f"{n}: {tuple(state[n].shape)} vs {tuple(params[n].shape)}" for n in self._checkpoint_keys
+               if state[n].shape != params[n].shape]
+        if bad:
+            raise ValueError(f"checkpoint: shape mismatch for {len(bad)} tensor(s), e.g. {bad[:3]}")
+        with torch.no_grad():
+            for name in self._checkpoint_keys:
+                params[name].copy_(state[name])
 
     # ------------------------------------------------------------------ adapters
     def save_adapter(self, directory: str | Path) -> Path:
@@ -361,6 +415,32 @@ class LlavaComparator(Comparator):
         if total is None:
             raise ValueError("adapter_names: empty")
         return total / len(adapter_names)
+
+
+def _keep_projector_copy_in_float32(wrapper: nn.Module) -> None:
+    """Hold the trained projector copy in float32, casting at its boundaries.
+
+    peft upcasts LoRA weights of a bf16 model to float32 but leaves the ``modules_to_save``
+    copy of the projector in bf16, where an AdamW step of lr 2e-5 on weights of ~0.02 is
+    below half a bf16 ulp (~4e-5) and rounds away: the projector would silently not train.
+    Inputs are cast to float32 (so CPU runs without autocast work) and outputs back to the
+    base dtype (so the naive LLaVA forward still splices them into bf16 embeddings).
+    """
+    base_dtype = next(wrapper.original_module.parameters()).dtype
+    if base_dtype == torch.float32:
+        return
+    for copy in wrapper.modules_to_save.values():
+        copy.float()
+        copy.register_forward_pre_hook(_inputs_to_float32)
+        copy.register_forward_hook(partial(_output_to, dtype=base_dtype))
+
+
+def _inputs_to_float32(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+
+def _output_to(module: nn.Module, args: tuple, output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return output.to(dtype)
 
 
 def build(tiny: bool = False, tokenizer_path: str | Path | Any = DEFAULT_TOKENIZER, image_size: int = 32,

@@ -4,8 +4,10 @@ Defaults follow the paper where it says something (LLaVA-1.5-7B, the question of
 the labels First/Second/Similar, frozen CLIP encoder) and state a choice where it does
 not: the paper gives no LoRA hyper-parameters, so r=8, alpha=16, dropout 0.05 on the
 language model's attention and MLP projections is the common PEFT recipe (alpha = 2r);
-the projector is trained by default, as in the public LMOL re-implementations
-(projector lr 2e-5, LoRA lr 2e-4 — see :meth:`LlavaComparator.parameter_groups`).
+the projector is trained by default, as in the public LMOL re-implementations. The two
+learning rates are LLaVA-1.5's own LoRA fine-tuning recipe (``scripts/v1_5/finetune_lora.sh``:
+``learning_rate 2e-4`` for LoRA, ``mm_projector_lr 2e-5`` for the projector), since the
+paper gives none; :meth:`LlavaComparator.parameter_groups` hands them to the training loop.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ class LlavaComparatorConfig:
     torch_dtype: str = "bfloat16"
     attn_implementation: Optional[str] = None  # None: transformers' default (sdpa)
     seed: int = 0  # LoRA initialisation
+    lora_lr: float = 2e-4  # LLaVA-1.5 finetune_lora.sh learning_rate (the paper gives none)
+    projector_lr: float = 2e-5  # LLaVA-1.5 finetune_lora.sh mm_projector_lr
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)
@@ -66,6 +70,8 @@ class LlavaComparatorConfig:
         if not self.lora_target_modules or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m)
                                                    for m in self.lora_target_modules):
             raise ValueError(f"lora_target_modules: need module names like 'q_proj', got {self.lora_target_modules!r}")
+        for key in ("lora_lr", "projector_lr"):
+            setattr(self, key, _positive_float(key, getattr(self, key)))
         if self.torch_dtype not in DTYPES:
             raise ValueError(f"torch_dtype: expected one of {DTYPES}, got {self.torch_dtype!r}")
         if self.load_in_4bit and self.load_in_8bit:
@@ -87,6 +93,17 @@ class LlavaComparatorConfig:
         if unknown:
             raise ValueError(f"LlavaComparatorConfig: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def _positive_float(key: str, value: Any) -> float:
+    """A learning rate from YAML: PyYAML reads ``2e-4`` (no dot) as a string, so strings are parsed."""
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not number > 0:
+        raise ValueError(f"{key}: must be a positive number, got {value!r}")
+    return float(number)
 
 
 def lora_target_regex(modules: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ local copy — a silent random initialisation would train a useless comparator.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -130,14 +131,24 @@ def sentencepiece_tokenizer(path: str | Path) -> Any:
 
     ``<image>`` = 32000 and ``<pad>`` = 32001 are appended after the 32,000 pieces, as in
     the llava-hf checkpoints; BOS is added like theirs. Raises ValueError if the ids differ.
+    Converting the SentencePiece model costs 1–5 s, so the result is cached per file
+    (path, size, mtime): every tiny comparator of a process shares one read-only tokenizer.
     """
-    from transformers import LlamaTokenizer
-
     p = Path(path)
     folder = p if p.is_dir() else p.parent
-    if not (folder / "tokenizer.model").is_file():
+    model_file = folder / "tokenizer.model"
+    if not model_file.is_file():
         raise FileNotFoundError(f"tokenizer_path: no tokenizer.model in {folder}")
-    tok = LlamaTokenizer.from_pretrained(str(folder), add_bos_token=True, add_eos_token=False, legacy=False)
+    st = model_file.stat()
+    return _converted_tokenizer(str(folder.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _converted_tokenizer(folder: str, size: int, mtime_ns: int) -> Any:
+    """The uncached body of :func:`sentencepiece_tokenizer`; ``size``/``mtime_ns`` key the cache."""
+    from transformers import LlamaTokenizer
+
+    tok = LlamaTokenizer.from_pretrained(folder, add_bos_token=True, add_eos_token=False, legacy=False)
     tok.add_tokens([IMAGE_TOKEN], special_tokens=True)
     tok.add_special_tokens({"pad_token": PAD_TOKEN})
     got = tok.convert_tokens_to_ids([IMAGE_TOKEN, PAD_TOKEN])

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from comparators.backbones import WeightsNotFoundError
+
 from .errors import ConfigError, DataError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -29,7 +31,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, OSError, WeightsNotFoundError) as exc:  # OSError: missing files, checkpoints
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -107,6 +107,7 @@ class ScorerConfig:
     name: str = "bt-grid"
     both_orders: bool = False  # also compare (ref, test) and combine (geometric mean) with (test, ref)
     calibrate_link: bool = False  # fit the link's slope and tie width on validation x bank comparisons
+    reverse_pass: bool = True  # also compare (ref, test) for the forward/reverse agreement metric
     args: dict[str, Any] = field(default_factory=dict)
 
 

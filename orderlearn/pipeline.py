@@ -102,26 +102,26 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     test = load_test(config.data)
     accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
 
-    def comparisons(checkpoint: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(test, ref) and (ref, test) probabilities with ``checkpoint``'s weights, and test embeddings."""
+    reverse_pass = config.scorer.both_orders or config.scorer.reverse_pass
+
+    def comparisons(checkpoint: Path) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """(test, ref) and, if needed, (ref, test) probabilities with ``checkpoint``'s weights."""
         load_weights(model, checkpoint)
         model.to(accelerator.device).eval()
         bank.embeddings = embedder(bank.samples, "embed bank")
         test_emb = embedder(test, "embed test")
         forward = compare_all(model, test_emb, bank.embeddings, accelerator, desc="test x bank")
-        reverse = compare_all(model, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1)
+        reverse = compare_all(model, bank.embeddings, test_emb, accelerator, desc="bank x test").transpose(0, 1) if reverse_pass else None
         return forward, reverse, test_emb
 
     if config.ensemble_last > 1:  # LMOL's checkpoint ensemble: mean probabilities of the last K epochs
         last = range(config.train.epochs - config.ensemble_last + 1, config.train.epochs + 1)
         runs = [comparisons(result.output_dir / "checkpoints" / f"epoch_{e:03d}" / "model.safetensors") for e in last]
         probs = torch.stack([f for f, _, _ in runs]).mean(0)
-        probs_rev = torch.stack([r for _, r, _ in runs]).mean(0)
-    probs_best, probs_rev_best, test_emb = comparisons(result.best_checkpoint)  # leaves the best weights loaded
-    if config.ensemble_last == 1:
-        probs, probs_rev = probs_best, probs_rev_best
-    train_emb = embedder(splits.train, "embed train")  # from the disk cache when the backbone is frozen
-    val_emb = embedder(splits.val, "embed val")
+        probs_rev = torch.stack([r for _, r, _ in runs]).mean(0) if reverse_pass else None
+        test_emb = runs[-1][2]
+    else:
+        probs, probs_rev, test_emb = comparisons(result.best_checkpoint)
 
     truth = [s.score for s in test]
     scoring_probs = scorers.combine_orders(probs, probs_rev) if config.scorer.both_orders else probs
@@ -129,6 +129,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     scores = scorer.score(scoring_probs.double(), bank.scores)
     order_learned = score_metrics(scores.value.tolist(), truth)
     calibration = None
+    val_emb = embedder(splits.val, "embed val") if config.scorer.calibrate_link or config.direct_baseline else None
     if config.scorer.calibrate_link:
         link = calibrate_link(model, scorer.link, val_emb, splits.val, bank, accelerator)
         args = {**config.scorer.args, "link": link}
@@ -153,6 +154,10 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     }
     direct_scores = None
     if config.direct_baseline:
+        if config.ensemble_last > 1:  # the direct head reads the validation-selected weights' embeddings
+            load_weights(model, result.best_checkpoint)
+            test_emb = embedder(test, "embed test")
+        train_emb = embedder(splits.train, "embed train")  # from the disk cache when the backbone is frozen
         direct_scores = train_direct_head(model, train_emb, val_emb, test_emb, splits, config, accelerator)
         results["direct"] = score_metrics(direct_scores.tolist(), truth)
     results["seconds"] = time.time() - started
