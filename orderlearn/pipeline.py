@@ -61,12 +61,22 @@ class Embedder:
     memo: dict = dataclasses.field(default_factory=dict)  # path -> embedding, for subsets (the bank)
 
     def __call__(self, samples: list, desc: str) -> torch.Tensor:
+        """Embeddings in evaluation mode (batch-norm running statistics, no dropout), always."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._embed(samples, desc)
+        finally:
+            self.model.train(was_training)
+
+    def _embed(self, samples: list, desc: str) -> torch.Tensor:
         if not self.cacheable:
             return embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
                                  self.config.train.eval_batch_size, self.config.train.num_workers, None, desc)
         if all(s.path in self.memo for s in samples):
             return torch.stack([self.memo[s.path] for s in samples])
         spec = {k: v for k, v in self.config.model.args.items() if k in ("backbone", "weights", "image_size")}
+        spec["mode"] = "eval"
         cache = EMBED_CACHE / f"{self.config.model.name}-{cache_key(spec, samples)}.pt"
         embeddings = embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
                                    self.config.train.eval_batch_size, self.config.train.num_workers, cache, desc)

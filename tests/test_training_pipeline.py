@@ -68,3 +68,26 @@ def test_resume_continues_where_it_stopped(synthetic_root, tmp_path, monkeypatch
     resumed = run_experiment(config_from_dict(resumable(synthetic_root, tmp_path / "resumed", 2)), resume=True)
     assert [h["epoch"] for h in resumed["train"]["history"]] == [1, 2]
     assert resumed["train"]["history"][1]["val_loss"] == pytest.approx(straight["train"]["history"][1]["val_loss"], rel=1e-5)
+
+
+def test_embeddings_use_evaluation_mode(synthetic_root, tmp_path, monkeypatch):
+    """A freshly built model is in training mode; its batch-norm must not embed with batch statistics."""
+    import comparators
+    from orderlearn import scut
+    from orderlearn.images import load_image
+    from orderlearn.pipeline import Embedder
+    from orderlearn.training import make_accelerator
+
+    monkeypatch.chdir(tmp_path)
+    config = config_from_dict(tiny_config(synthetic_root, tmp_path / "run"))
+    model = comparators.create("siamese", **config.model.args)
+    train, _ = scut.read_split(synthetic_root, "fold1")
+    samples = train[:6]
+    embedder = Embedder(model, make_accelerator(config, tmp_path), config, cacheable=False)
+    assert model.training
+    embedded = embedder(samples, "embed")
+    assert model.training  # the caller's mode is restored
+    model.eval()
+    with torch.no_grad():
+        expected = model.embed(torch.stack([model.preprocess()(load_image(s.path)) for s in samples]))
+    torch.testing.assert_close(embedded, expected, rtol=1e-4, atol=1e-5)
