@@ -35,6 +35,7 @@ from .training import ComparatorObjective, HeadOnly, RegressorObjective, fit, lo
 
 log = logging.getLogger(__name__)
 EMBED_CACHE = Path("runs") / "cache" / "embeddings"
+DIRECT_HEAD_EPOCHS, DIRECT_HEAD_BATCH = 30, 64
 
 
 class EmbeddingImageDataset(torch.utils.data.Dataset):
@@ -226,9 +227,13 @@ def train_direct_head(model, train_emb, val_emb, test_emb, splits: TrainingSplit
     """The direct baseline: a regression head on the same embeddings, selected on validation."""
     mean_score = sum(s.score for s in splits.train) / len(splits.train)
     head = EmbeddingRegressor(train_emb.shape[-1], score_mean=mean_score)
+    # the head is small and reads cached embeddings: many short epochs cost seconds, and a few
+    # large-batch epochs (the comparator's settings, made for 90k pairs) would leave it untrained
     head_config = dataclasses.replace(
         config, name=config.name + "-direct",
-        train=dataclasses.replace(config.train, select_metric="val_loss", frozen_backbone=True, tracker="none"),
+        train=dataclasses.replace(config.train, select_metric="val_loss", frozen_backbone=True, tracker="none",
+                                  epochs=DIRECT_HEAD_EPOCHS, batch_size=DIRECT_HEAD_BATCH, max_steps_per_epoch=None),
+        schedule=dataclasses.replace(config.schedule, name="cosine", warmup_epochs=0.0),
     )
     result = fit(head, RegressorObjective(), EmbeddingImageDataset(train_emb, splits.train), EmbeddingImageDataset(val_emb, splits.val),
                  head_config, Path(config.output_dir) / "direct", accelerator, desc="direct head")
