@@ -32,11 +32,12 @@ def test_scut_slice_order_learning_beats_chance(scut_root, tmp_path, monkeypatch
          "model.image_size=160", "scorer.step=0.002"],
     )
     results = run_experiment(config)
-    # ImageNet features of 360 real faces already order them: both routes must be clearly above chance
+    # ImageNet features of 360 real faces already order them (measured: order-learned PC 0.85,
+    # direct 0.68, comparator accuracy 0.69); the bounds leave room for numeric drift across CPUs
     assert results["order_learned"]["n"] == 120
-    assert results["order_learned"]["pc"] > 0.3, results["order_learned"]
-    assert results["direct"]["pc"] > 0.3, results["direct"]
-    assert results["comparator_metrics"]["accuracy"] > 0.4  # three classes: chance is ~1/3
+    assert results["order_learned"]["pc"] > 0.7, results["order_learned"]
+    assert results["direct"]["pc"] > 0.5, results["direct"]
+    assert results["comparator_metrics"]["accuracy"] > 0.55  # three classes: chance is ~1/3
 
 
 @pytest.mark.benchmark

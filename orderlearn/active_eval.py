@@ -1,0 +1,429 @@
+"""``orderlearn active``: how few comparisons per test image does a trained comparator need?
+
+Scoring against the full bank costs R comparator calls per test image (R ≈ 350; one LMM
+forward pass each for LLaVA). :class:`scorers.ActiveScorer` asks only the references that pin
+the score down. This module measures that trade-off on a finished run with the *real*
+comparator: the test images and the bank are embedded once, and every comparison the active
+scorer requests is answered by the comparator's ``compare`` on those embeddings, in batches,
+and counted per test image (comparisons are the cost; precomputed probabilities would hide
+it). Any comparator that splits into ``embed`` / ``compare`` works.
+
+For each budget (comparisons per image) it reports PC, MAE, RMSE, Spearman and the 95%
+interval coverage of the active scores, next to the same number of *random* references
+(read from the full-bank answers, which are the same comparator's answers), and the full bank.
+The base scorer is the run's own (its name, arguments, both-orders setting and, when the run
+calibrated it, the link fitted on validation × bank comparisons), so the full-bank row is the
+run's own order-learned result (exactly, when ``ensemble_last`` is 1: this module scores
+with the best checkpoint only).
+
+On the full bank it also contrasts, in one factorial table: grid (eq. 13) vs exact BT, hard vs
+soft labels, the default vs the calibrated link (:meth:`scorers.Link.fit` on the comparator's
+probabilities for validation × bank pairs, true δ known), one vs both presentation orders,
+each with its 95% interval coverage.
+
+Writes into ``--out`` (default ``RUN/active``): ``active.md``, ``active.csv`` (one row per
+budget), ``variants.csv`` (full-bank contrasts), ``active.json`` (everything), ``active_scores.csv``
+(per test image: true score, full-bank score, and each budget's score and comparisons) and
+``active.png`` (PC and MAE against comparisons per image, log-2 axis, full-bank line).
+
+Target of the issue: within ``PC_TOLERANCE`` (0.002) of the full bank at ``TARGET_BUDGET``
+(32) comparisons or fewer; the report says whether it holds.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+import comparators
+import scorers
+
+from .bank import ReferenceBank
+from .config import ExperimentConfig, load_config
+from .data import load_test, load_training
+from .embedding import compare_all
+from .errors import DataError
+from .evaluation import markdown_table, score_metrics, write_json
+from .pipeline import Embedder, calibrate_link
+from .scoring import best_checkpoint
+from .training import load_weights, make_accelerator
+from .types import ScoredImage
+
+DEFAULT_BUDGETS = (4, 8, 16, 32, 64)
+PC_TOLERANCE = 0.002
+TARGET_BUDGET = 32
+LINK_CHOICES = ("run", "default", "calibrated")
+METRIC_COLUMNS = ("pc", "mae", "rmse", "spearman")
+
+
+@dataclass
+class LoadedRun:
+    """A finished comparator run, ready to compare: best weights loaded, images embedded once."""
+
+    path: Path
+    config: ExperimentConfig
+    model: nn.Module
+    accelerator: Accelerator
+    bank: ReferenceBank  # with embeddings
+    test: list[ScoredImage]
+    test_emb: torch.Tensor
+    val: list[ScoredImage]
+    val_emb: torch.Tensor
+
+    @property
+    def truth(self) -> list[float]:
+        return [s.score for s in self.test]
+
+
+def load_run(run: Path, accelerator: Optional[Accelerator] = None) -> LoadedRun:
+    """Load ``run``'s config, best checkpoint and bank; embed bank, test and validation once.
+
+    Frozen-backbone embeddings come from (and go to) the pipeline's disk cache under
+    ``./runs/cache``; the bank's saved embeddings are reused when present.
+    """
+    run = Path(run)
+    config = load_config(run / "config.yaml")
+    if config.task != "comparator" or comparators.kind_of(config.model.name) != "comparator":
+        raise DataError(f"{run}: `orderlearn active` needs a comparator run, got task {config.task!r} "
+                        f"with model {config.model.name!r}")
+    checkpoint = best_checkpoint(run)
+    # no tracker: this evaluation logs nothing, and must not write into the run's folder
+    quiet = dataclasses.replace(config, train=dataclasses.replace(config.train, tracker="none"))
+    accelerator = accelerator or make_accelerator(quiet, run)
+    model = comparators.create(config.model.name, **config.model.args)
+    if not getattr(model, "splits", False):
+        raise ValueError(f"comparator {config.model.name!r} does not split into embed/compare; "
+                         "active scoring needs per-pair compare on embeddings")
+    load_weights(model, checkpoint)
+    model.to(accelerator.device).eval()
+    embedder = Embedder(model, accelerator, config, cacheable=config.train.frozen_backbone)
+    bank = ReferenceBank.load(run / "bank.json")
+    if bank.embeddings is None or len(bank.embeddings) != len(bank):
+        bank.embeddings = embedder(bank.samples, "embed bank")
+    test = load_test(config.data)
+    val = load_training(config.data).val
+    return LoadedRun(run, config, model, accelerator, bank, test, embedder(test, "embed test"),
+                     val, embedder(val, "embed val"))
+
+
+class ComparatorCalls:
+    """``compare_fn`` for :class:`scorers.ActiveScorer` backed by the comparator itself.
+
+    Answers (test i, reference j) pairs with ``model.compare`` on the cached embeddings, in
+    batches of ``pair_batch``; with ``both_orders`` it also asks (reference, test) and merges the
+    two with :func:`scorers.combine_orders` (as the pipeline does), which costs two calls.
+    ``calls`` [N] counts comparator calls per test image; ``seconds`` the time spent in them.
+    """
+
+    def __init__(self, model: nn.Module, test_emb: torch.Tensor, ref_emb: torch.Tensor,
+                 accelerator: Accelerator, both_orders: bool = False, pair_batch: int = 8192) -> None:
+        if pair_batch < 1:
+            raise ValueError(f"pair_batch must be >= 1, got {pair_batch}")
+        self.model, self.accelerator = model, accelerator
+        self.test_emb, self.ref_emb = test_emb, ref_emb
+        self.both_orders, self.pair_batch = both_orders, pair_batch
+        self.calls = torch.zeros(len(test_emb), dtype=torch.long)
+        self.seconds = 0.0
+
+    @torch.no_grad()
+    def _probs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        device = self.accelerator.device
+        with self.accelerator.autocast():
+            return self.model.compare(a.to(device), b.to(device)).float().softmax(-1)
+
+    def __call__(self, test_idx: torch.Tensor, ref_idx: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
+        test_idx, ref_idx = test_idx.cpu(), ref_idx.cpu()
+        if test_idx.shape != ref_idx.shape or test_idx.dim() != 1:
+            raise ValueError(f"test_idx {tuple(test_idx.shape)} and ref_idx {tuple(ref_idx.shape)} must be equal 1-D shapes")
+        out = []
+        for start in range(0, len(test_idx), self.pair_batch):
+            a = self.test_emb[test_idx[start:start + self.pair_batch]]
+            b = self.ref_emb[ref_idx[start:start + self.pair_batch]]
+            p = self._probs(a, b)
+            if self.both_orders:
+                p = scorers.combine_orders(p, self._probs(b, a))
+            out.append(p)
+        self.calls += torch.bincount(test_idx, minlength=len(self.calls)) * (2 if self.both_orders else 1)
+        self.seconds += time.perf_counter() - started
+        return torch.cat(out)
+
+
+def coverage(scores: scorers.Scores, truth: torch.Tensor) -> float:
+    """Share of true scores inside the scorer's 95% interval (NaN when it gives none)."""
+    if scores.lower is None or scores.upper is None:
+        return math.nan
+    t = truth.to(scores.lower.device, torch.float64)
+    return float(((scores.lower.double() <= t) & (t <= scores.upper.double())).double().mean())
+
+
+def summary(scores: scorers.Scores, truth: torch.Tensor) -> dict[str, float]:
+    """PC, MAE, RMSE, Spearman, 95% coverage and mean posterior std of ``scores``."""
+    metrics = score_metrics(scores.value.double().cpu().tolist(), truth.tolist())
+    std = scores.std
+    finite = std[torch.isfinite(std)] if std is not None else None
+    return {**{k: metrics[k] for k in METRIC_COLUMNS}, "coverage95": coverage(scores, truth),
+            "mean_std": float(finite.mean()) if finite is not None and finite.numel() else math.nan}
+
+
+def random_mask(n: int, r: int, m: int, seed: int) -> torch.Tensor:
+    """[n, r] bool with ``m`` seeded random references per row."""
+    keys = torch.rand(n, r, generator=torch.Generator().manual_seed(seed))
+    mask = torch.zeros(n, r, dtype=torch.bool)
+    mask.scatter_(1, keys.argsort(1)[:, :m], True)
+    return mask
+
+
+def scorer_for(config: ExperimentConfig, name: str, **changes: Any) -> scorers.Scorer:
+    """The run's scorer (its args when ``name`` is the run's scorer, defaults otherwise) with ``changes``."""
+    args = dict(config.scorer.args) if name == config.scorer.name else {}
+    args.update({k: v for k, v in changes.items() if v is not None})
+    return scorers.create(name, low=config.data.score_low, high=config.data.score_high, **args)
+
+
+@dataclass
+class FullBank:
+    """Full-bank answers of the comparator: (test, ref) and (ref, test) probabilities [N, R, K]."""
+
+    forward: torch.Tensor
+    reverse: torch.Tensor  # already in the (test, ref) index order, not label-swapped
+    seconds: float
+
+    def probs(self, both_orders: bool) -> torch.Tensor:
+        return (scorers.combine_orders(self.forward, self.reverse) if both_orders else self.forward).double()
+
+
+def full_bank(loaded: LoadedRun) -> FullBank:
+    """Every test × reference comparison in both orders, exactly as the pipeline computes them."""
+    started = time.perf_counter()
+    bank_emb = loaded.bank.embeddings
+    forward = compare_all(loaded.model, loaded.test_emb, bank_emb, loaded.accelerator, desc="test x bank")
+    reverse = compare_all(loaded.model, bank_emb, loaded.test_emb, loaded.accelerator, desc="bank x test").transpose(0, 1)
+    return FullBank(forward, reverse, time.perf_counter() - started)
+
+
+def variant_rows(config: ExperimentConfig, full: FullBank, ref_scores: torch.Tensor, truth: torch.Tensor,
+                 default_link: scorers.Link, calibrated: scorers.Link) -> list[dict[str, Any]]:
+    """The full-bank factorial: scorer × labels × link × orders, each with metrics and coverage."""
+    run_scorer = config.scorer
+    grid_step = run_scorer.args.get("step", 1e-3) if run_scorer.name == "bt-grid" else 1e-3
+    run_soft = bool(run_scorer.args.get("soft", False))
+    rows = []
+    for name, soft, link_name, both in itertools.product(("bt-grid", "bt-exact"), (False, True),
+                                                         ("default", "calibrated"), (False, True)):
+        link = calibrated if link_name == "calibrated" else default_link
+        extra = {"step": grid_step} if name == "bt-grid" else {}
+        scorer = scorer_for(config, name, soft=soft, link=link, **extra)
+        started = time.perf_counter()
+        scores = scorer.score(full.probs(both), ref_scores)
+        is_run = (name == run_scorer.name and soft == run_soft and both == run_scorer.both_orders
+                  and (link_name == "calibrated") == run_scorer.calibrate_link)
+        rows.append({"scorer": name, "labels": "soft" if soft else "hard", "link": link_name,
+                     "orders": "both" if both else "one", **summary(scores, truth),
+                     "seconds": time.perf_counter() - started, "run_setting": "yes" if is_run else ""})
+    return rows
+
+
+def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS, batch: int = 4,
+                    init: str = "median", scorer_name: Optional[str] = None, link: str = "run",
+                    seed: int = 0) -> dict[str, Any]:
+    """Everything ``orderlearn active`` reports, as a dictionary (see the module doc).
+
+    ``link`` chooses the base scorer's link: ``"run"`` (calibrated iff the run calibrated it),
+    ``"default"`` (the configured one) or ``"calibrated"``. It matters for the selection, not only
+    for the scores: the link says how much one answer narrows the posterior, so an over-confident
+    link makes the active scorer stop exploring too early.
+    """
+    budgets = sorted(set(int(b) for b in budgets))
+    if not budgets or budgets[0] < 1:
+        raise ValueError(f"budgets must be positive integers, got {list(budgets)}")
+    if link not in LINK_CHOICES:
+        raise ValueError(f"link must be one of {LINK_CHOICES}, got {link!r}")
+    config, accelerator = loaded.config, loaded.accelerator
+    both = config.scorer.both_orders
+    name = scorer_name or config.scorer.name
+    truth = torch.tensor(loaded.truth, dtype=torch.float64)
+    refs = loaded.bank.scores
+    n, r = len(loaded.test), len(loaded.bank)
+
+    full = full_bank(loaded)
+    base = scorer_for(config, name)
+    if not hasattr(base, "link"):
+        raise ValueError(f"scorer {name!r} has no link: active selection needs a BT scorer")
+    default_link = base.link
+    calibrated = calibrate_link(loaded.model, default_link, loaded.val_emb, loaded.val, loaded.bank, accelerator)
+    use_calibrated = link == "calibrated" or (link == "run" and config.scorer.calibrate_link)
+    if use_calibrated:
+        base = scorer_for(config, name, link=calibrated)
+    full_scores = base.score(full.probs(both), refs)
+    num_classes = full.forward.shape[-1]
+    orders = 2 if both else 1
+    full_row = {"budget": "all", "comparisons_mean": float(r), "comparisons_max": r, "calls_max": orders * r,
+                **summary(full_scores, truth), "comparator_seconds": full.seconds,
+                "random_pc": math.nan, "random_mae": math.nan}
+
+    rows, per_image = [], {"full": full_scores.value.tolist()}
+    for budget in budgets:
+        if budget >= r:
+            continue  # every reference: that is the full-bank row
+        calls = ComparatorCalls(loaded.model, loaded.test_emb, loaded.bank.embeddings, accelerator, both)
+        active = scorers.ActiveScorer(base, budget=budget, batch=min(batch, budget), init=init)
+        started = time.perf_counter()
+        result = active.score(calls, refs.to(accelerator.device), n, num_classes)
+        seconds = time.perf_counter() - started
+        random = base.score(full.probs(both), refs, random_mask(n, r, budget, seed + budget))
+        random_metrics = score_metrics(random.value.tolist(), truth.tolist())
+        used = result.num_comparisons.cpu()
+        if not torch.equal(calls.calls, used * orders):
+            raise RuntimeError(f"budget {budget}: comparator calls {calls.calls.tolist()[:5]}... disagree with the "
+                               f"active scorer's count {used.tolist()[:5]}...")
+        rows.append({"budget": budget, "comparisons_mean": float(used.double().mean()), "comparisons_max": int(used.max()),
+                     "calls_max": int(calls.calls.max()), **summary(result.scores, truth),
+                     "comparator_seconds": calls.seconds, "total_seconds": seconds,
+                     "random_pc": random_metrics["pc"], "random_mae": random_metrics["mae"]})
+        per_image[f"active_{budget}"] = result.scores.value.cpu().tolist()
+        per_image[f"n_{budget}"] = used.tolist()
+    for row in rows + [full_row]:
+        row["pc_gap"] = full_row["pc"] - row["pc"]
+    # met when the active PC is at most PC_TOLERANCE below the full bank's (above it counts too)
+    within = [row["budget"] for row in rows if row["budget"] <= TARGET_BUDGET and row["pc_gap"] <= PC_TOLERANCE]
+    run_results = _run_results(loaded.path)
+    return {
+        "run": str(loaded.path), "comparator": config.model.name, "scorer": name,
+        "scorer_args": {k: v for k, v in config.scorer.args.items()} if name == config.scorer.name else {},
+        "both_orders": both, "active_batch": batch, "init": init, "bank_size": r, "test_images": n,
+        "num_classes": num_classes, "ensemble_last": config.ensemble_last, "processes": accelerator.num_processes,
+        "link": {"default": _link(default_link), "calibrated": _link(calibrated),
+                 "used": "calibrated" if use_calibrated else "default"},
+        "active": rows, "full_bank": full_row,
+        "target": {"tolerance_pc": PC_TOLERANCE, "max_budget": TARGET_BUDGET,
+                   "met": bool(within), "smallest_budget_within": min(within) if within else None},
+        "variants": variant_rows(config, full, refs, truth, default_link, calibrated),
+        "run_order_learned": run_results.get("order_learned"),
+        "per_image": per_image,
+    }
+
+
+def _link(link: scorers.Link) -> dict[str, float]:
+    return {"slope": link.slope, "tie_width": link.tie_width}
+
+
+def _run_results(run: Path) -> dict[str, Any]:
+    path = run / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+ACTIVE_COLUMNS = ["budget", "comparisons_mean", "comparisons_max", "calls_max", "pc", "pc_gap", "mae", "rmse",
+                  "spearman", "coverage95", "mean_std", "random_pc", "random_mae", "comparator_seconds", "total_seconds"]
+VARIANT_COLUMNS = ["scorer", "labels", "link", "orders", "pc", "mae", "rmse", "spearman", "coverage95", "mean_std",
+                   "run_setting"]
+
+
+def write_report(report: dict[str, Any], out: Path, test: Sequence[ScoredImage]) -> None:
+    """active.md / .csv / .json, variants.csv, active_scores.csv and active.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report["active"] + [report["full_bank"]]
+    _write_csv(out / "active.csv", rows, ACTIVE_COLUMNS)
+    _write_csv(out / "variants.csv", report["variants"], VARIANT_COLUMNS)
+    per_image = report["per_image"]
+    with (out / "active_scores.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        keys = list(per_image)
+        writer.writerow(["path", "true_score", *keys])
+        for i, sample in enumerate(test):
+            writer.writerow([str(sample.path), f"{sample.score:.6f}",
+                             *[f"{per_image[k][i]:.6f}" if k.startswith(("full", "active")) else per_image[k][i] for k in keys]])
+    write_json(out / "active.json", {k: v for k, v in report.items() if k != "per_image"})
+    (out / "active.md").write_text(markdown_report(report))
+    plot(out / "active.png", report)
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    target = report["target"]
+    verdict = (f"met: {target['smallest_budget_within']} comparisons per image are within {PC_TOLERANCE} PC of the full bank"
+               if target["met"] else f"not met: no budget ≤ {TARGET_BUDGET} is within {PC_TOLERANCE} PC of the full bank")
+    link = report["link"]
+    run = report["run_order_learned"]
+    run_line = ("the run's own order-learned result (results.json): " + ", ".join(f"{k} {run[k]:.4f}" for k in METRIC_COLUMNS)
+                if run else "the run has no results.json")
+    return "\n".join([
+        f"# Active reference selection: {report['run']}",
+        "",
+        f"Comparator `{report['comparator']}`, scorer `{report['scorer']}` {report['scorer_args']}, "
+        f"{'both orders' if report['both_orders'] else 'one order'}, {link['used']} link "
+        f"(default k {link['default']['slope']:.3f} τ {link['default']['tie_width']:.3f}; calibrated on validation × bank "
+        f"k {link['calibrated']['slope']:.3f} τ {link['calibrated']['tie_width']:.3f}); {report['test_images']} test images, "
+        f"bank of {report['bank_size']}; batches of {report['active_batch']}, init {report['init']}.",
+        "",
+        "Comparisons per image = references asked (comparator calls = that × orders). pc_gap = full-bank PC − PC. "
+        "random_*: the same number of random references.",
+        "",
+        markdown_table(report["active"] + [report["full_bank"]], ACTIVE_COLUMNS),
+        "",
+        f"Target (within {PC_TOLERANCE} PC of the full bank at ≤ {TARGET_BUDGET} comparisons): {verdict}.",
+        "",
+        f"Full bank ({run_line}; equal to the `run_setting` row when ensemble_last = 1, here {report['ensemble_last']}):",
+        "",
+        markdown_table(report["variants"], VARIANT_COLUMNS),
+        "",
+    ])
+
+
+def plot(path: Path, report: dict[str, Any]) -> Path:
+    """PC and MAE against comparisons per image (log-2 axis), active and random, full-bank line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, full = report["active"], report["full_bank"]
+    x = [row["budget"] for row in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "pc", "PC"), (axes[1], "mae", "MAE")):
+        ax.plot(x, [row[key] for row in rows], "o-", label="active selection")
+        ax.plot(x, [row[f"random_{key}"] for row in rows], "s--", alpha=0.7, label="random references")
+        ax.axhline(full[key], color="black", lw=1, label=f"full bank ({report['bank_size']})")
+        if key == "pc":
+            ax.axhspan(full[key] - PC_TOLERANCE, full[key] + PC_TOLERANCE, color="grey", alpha=0.2,
+                       label=f"±{PC_TOLERANCE}")
+        if x:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(x, [str(v) for v in x])
+        ax.set(xlabel="comparisons per test image", ylabel=label, title=f"{label} vs comparisons")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{report['comparator']} + {report['scorer']}: active reference selection")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_active(run: Path, budgets: Sequence[int] = DEFAULT_BUDGETS, out: Optional[Path] = None, batch: int = 4,
+               init: str = "median", scorer_name: Optional[str] = None, link: str = "run") -> dict[str, Any]:
+    """``orderlearn active``: load, evaluate, and (main process) write the report; returns it."""
+    loaded = load_run(Path(run))
+    report = evaluate_active(loaded, budgets, batch, init, scorer_name, link)
+    if loaded.accelerator.is_main_process:
+        target = Path(out) if out else Path(run) / "active"
+        write_report(report, target, loaded.test)
+        print("\n" + markdown_report(report))
+    loaded.accelerator.wait_for_everyone()
+    return report

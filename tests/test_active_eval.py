@@ -1,0 +1,103 @@
+"""`orderlearn active` end to end on a tiny trained run, and its comparator-backed compare_fn."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import comparators
+from orderlearn.active_eval import ComparatorCalls, random_mask
+from orderlearn.cli import main
+from orderlearn.config import config_from_dict
+from orderlearn.embedding import compare_all
+from orderlearn.pipeline import run_experiment
+from orderlearn.training import make_accelerator
+
+from test_training_pipeline import TINY_MODEL, tiny_config
+
+BUDGETS = (4, 8)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synthetic_root, tmp_path_factory):
+    """A trained tiny comparator run (exact BT, both orders, calibrated link), in its own cwd."""
+    home = tmp_path_factory.mktemp("active")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(home)  # the embedding cache lives under ./runs
+        raw = tiny_config(synthetic_root, home / "run", epochs=1)
+        raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True}
+        raw["direct_baseline"] = False
+        results = run_experiment(config_from_dict(raw))
+    return home, home / "run", results
+
+
+def test_active_command_writes_report_within_budget(tiny_run, monkeypatch):
+    home, run, results = tiny_run
+    monkeypatch.chdir(home)
+    out = home / "report"
+    assert main(["active", "--run", str(run), "--budgets", *map(str, BUDGETS), "--out", str(out)]) == 0
+    for name in ("active.md", "active.csv", "variants.csv", "active.json", "active_scores.csv", "active.png"):
+        assert (out / name).is_file(), name
+    assert (out / "active.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "active.json").read_text())
+    assert [row["budget"] for row in report["active"]] == list(BUDGETS)
+    for row in report["active"]:
+        assert row["comparisons_max"] <= row["budget"]
+        assert row["calls_max"] <= 2 * row["budget"]  # both orders: two comparator calls per comparison
+    with (out / "active_scores.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == results["order_learned"]["n"] == 40
+    for budget in BUDGETS:
+        used = [int(r[f"n_{budget}"]) for r in rows]
+        assert max(used) <= budget and min(used) >= 1
+    # the full-bank row is the run's own order-learned result: same comparator, scorer, link, orders
+    full = report["full_bank"]
+    for key in ("pc", "mae", "rmse"):
+        assert full[key] == pytest.approx(results["order_learned"][key], abs=1e-9), key
+    assert full["coverage95"] == pytest.approx(results["interval_coverage"], abs=1e-12)
+    assert report["link"]["calibrated"]["slope"] == pytest.approx(results["link_calibration"]["slope"], rel=1e-9)
+    # the factorial holds 16 contrasts; the one matching the run's settings equals the full-bank row
+    variants = report["variants"]
+    assert len(variants) == 16 and len({(v["scorer"], v["labels"], v["link"], v["orders"]) for v in variants}) == 16
+    (same,) = [v for v in variants if v["run_setting"] == "yes"]
+    assert (same["scorer"], same["labels"], same["link"], same["orders"]) == ("bt-exact", "hard", "calibrated", "both")
+    assert same["pc"] == pytest.approx(full["pc"], abs=1e-12)
+    assert "| all |" in (out / "active.md").read_text()
+
+
+def test_comparator_calls_answer_like_compare_all_and_count_per_image():
+    torch.manual_seed(0)
+    model = comparators.create(**TINY_MODEL).eval()
+    accelerator = make_accelerator(config_from_dict({"train": {"tracker": "none"}}), ".")
+    test_emb, ref_emb = torch.randn(5, model.embedding_dim), torch.randn(7, model.embedding_dim)
+    full = compare_all(model, test_emb, ref_emb, accelerator)  # [5, 7, 3]
+    calls = ComparatorCalls(model, test_emb, ref_emb, accelerator, both_orders=False, pair_batch=3)
+    tests, refs = torch.tensor([0, 0, 4, 2, 4]), torch.tensor([6, 1, 0, 3, 5])
+    answer = calls(tests, refs)
+    assert torch.allclose(answer, full[tests, refs], atol=1e-6)
+    assert calls.calls.tolist() == [2, 0, 1, 0, 2]
+    both = ComparatorCalls(model, test_emb, ref_emb, accelerator, both_orders=True)
+    both(tests, refs)
+    assert both.calls.tolist() == [4, 0, 2, 0, 4]  # two presentation orders per comparison
+
+
+def test_random_mask_is_seeded_with_m_per_row():
+    mask = random_mask(6, 10, 3, seed=1)
+    assert mask.sum(1).tolist() == [3] * 6
+    assert torch.equal(mask, random_mask(6, 10, 3, seed=1)) and not torch.equal(mask, random_mask(6, 10, 3, seed=2))
+
+
+def test_other_base_scorer_and_link_match_their_full_bank_variant(tiny_run, monkeypatch):
+    home, run, _ = tiny_run
+    monkeypatch.chdir(home)
+    out = home / "grid-default"
+    assert main(["active", "--run", str(run), "--budgets", "4", "--out", str(out), "--scorer", "bt-grid",
+                 "--link", "default"]) == 0
+    report = json.loads((out / "active.json").read_text())
+    assert report["scorer"] == "bt-grid" and report["link"]["used"] == "default"
+    (same,) = [v for v in report["variants"] if (v["scorer"], v["labels"], v["link"], v["orders"]) == ("bt-grid", "hard", "default", "both")]
+    assert report["full_bank"]["pc"] == pytest.approx(same["pc"], abs=1e-12)
+    assert report["full_bank"]["mae"] == pytest.approx(same["mae"], abs=1e-12)
+    assert report["active"][0]["comparisons_max"] == 4
