@@ -108,6 +108,7 @@ class ScorerConfig:
     both_orders: bool = False  # also compare (ref, test) and combine (geometric mean) with (test, ref)
     calibrate_link: bool = False  # fit the link's slope and tie width on validation x bank comparisons
     reverse_pass: bool = True  # also compare (ref, test) for the forward/reverse agreement metric
+    calibrate_intervals: bool = False  # scale the posterior std so 95% intervals cover 95% of validation scores
     args: dict[str, Any] = field(default_factory=dict)
 
 

@@ -24,6 +24,8 @@ import scorers
 from comparators.direct_head import EmbeddingRegressor
 from comparators.losses import ComparatorLoss
 
+from scorers.intervals import interval_scale, widen
+
 from .bank import ReferenceBank
 from .config import ExperimentConfig
 from .data import TrainingSplits, load_test, load_training
@@ -139,17 +141,28 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     scorer = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **config.scorer.args)
     scores = scorer.score(scoring_probs.double(), bank.scores)
     order_learned = score_metrics(scores.value.tolist(), truth)
-    calibration = None
-    val_emb = embedder(splits.val, "embed val") if config.scorer.calibrate_link or config.direct_baseline else None
+    calibration, intervals = None, None
+    val_emb = None
+    if config.scorer.calibrate_link or config.scorer.calibrate_intervals or config.direct_baseline:
+        val_emb = embedder(splits.val, "embed val")
+    if config.scorer.calibrate_link or config.scorer.calibrate_intervals:  # validation x bank: true δ known
+        val_probs = compare_all(model, val_emb, bank.embeddings, accelerator, desc="validation x bank")
+    val_truth = torch.tensor([s.score for s in splits.val], dtype=torch.float64)
     if config.scorer.calibrate_link:
-        link = calibrate_link(model, scorer.link, val_emb, splits.val, bank, accelerator)
-        args = {**config.scorer.args, "link": link}
-        calibrated = scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high, **args)
-        scores_fixed, scores = scores, calibrated.score(scoring_probs.double(), bank.scores)
+        link = calibrate_link(scorer.link, val_probs, val_truth, bank)
+        accelerator.print(f"link calibrated on validation x bank comparisons: slope {link.slope:.3f}, tie width {link.tie_width:.3f}")
+        default_scorer, scorer = scorer, scorers.create(config.scorer.name, low=config.data.score_low, high=config.data.score_high,
+                                                        **{**config.scorer.args, "link": link})
+        scores = scorer.score(scoring_probs.double(), bank.scores)
         calibration = {"slope": link.slope, "tie_width": link.tie_width,
-                       "default_link": {"slope": scorer.link.slope, "tie_width": scorer.link.tie_width},
+                       "default_link": {"slope": default_scorer.link.slope, "tie_width": default_scorer.link.tie_width},
                        "order_learned_default_link": order_learned}
         order_learned = score_metrics(scores.value.tolist(), truth)
+    if config.scorer.calibrate_intervals:
+        scale = interval_scale(scorer.score(val_probs.double(), bank.scores), val_truth)
+        intervals = {"std_scale": scale, "coverage_uncalibrated": interval_coverage(scores, truth)}
+        scores = widen(scores, scale, config.data.score_low, config.data.score_high)
+        accelerator.print(f"intervals calibrated on validation: posterior std x {scale:.2f}")
 
     results: dict[str, Any] = {
         "name": config.name,
@@ -160,6 +173,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
         "both_orders": config.scorer.both_orders,
         "order_learned": order_learned,
         "link_calibration": calibration,
+        "interval_calibration": intervals,
         "interval_coverage": interval_coverage(scores, truth),
         "comparator_metrics": comparator_metrics(probs, torch.tensor(truth, dtype=torch.float64), bank.scores, config.pairs.margin, probs_rev),
     }
@@ -180,18 +194,15 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     return results
 
 
-def calibrate_link(model, link: "scorers.Link", val_emb: torch.Tensor, val: list, bank: ReferenceBank, accelerator: Accelerator) -> "scorers.Link":
+def calibrate_link(link: "scorers.Link", val_probs: torch.Tensor, val_truth: torch.Tensor, bank: ReferenceBank) -> "scorers.Link":
     """Maximum-likelihood slope and tie width of the link for this comparator.
 
     The link says how the comparator's answers depend on the true score gap δ; fitting it to the
     comparator's own probabilities on validation × bank pairs (true δ known, test files unseen)
     replaces the fixed defaults with what the comparator actually does.
     """
-    probs = compare_all(model, val_emb, bank.embeddings, accelerator, desc="validation x bank")
-    delta = torch.tensor([s.score for s in val], dtype=torch.float64)[:, None] - bank.scores[None, :]
-    fitted = link.fit(delta.reshape(-1), probs.reshape(-1, probs.shape[-1]).double())
-    accelerator.print(f"link calibrated on {delta.numel()} validation x bank comparisons: slope {fitted.slope:.3f}, tie width {fitted.tie_width:.3f}")
-    return fitted
+    delta = val_truth[:, None] - bank.scores[None, :]
+    return link.fit(delta.reshape(-1), val_probs.reshape(-1, val_probs.shape[-1]).double())
 
 
 def interval_coverage(scores: "scorers.Scores", truth: list) -> Optional[float]:

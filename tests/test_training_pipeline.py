@@ -31,7 +31,7 @@ def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)  # the embedding cache lives under ./runs
     out = tmp_path / "run"
     raw = tiny_config(synthetic_root, out)
-    raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True}
+    raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True, "calibrate_intervals": True}
     results = run_experiment(config_from_dict(raw))
     for name in ("config.yaml", "bank.json", "scores.csv", "results.json", "report.md", "scatter.png"):
         assert (out / name).is_file(), name
@@ -44,6 +44,7 @@ def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeyp
     calibration = results["link_calibration"]
     assert calibration["slope"] > 0 and calibration["default_link"] == {"slope": 10.0, "tie_width": 0.2}
     assert 0.0 <= results["interval_coverage"] <= 1.0
+    assert results["interval_calibration"]["std_scale"] > 0
     assert "| direct |" in (out / "report.md").read_text().replace("embeddings + regression head ", "")
 
 
