@@ -9,15 +9,15 @@ head pass (the backbone is not run again).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from .backbones import create_backbone, normalisation
+from .backbones import create_backbone
 from .base import Comparator
 from .losses import reverse_labels
-from .transforms import make_transform
+from .transforms import BackboneTransforms
 
 
 @dataclass
@@ -33,7 +33,7 @@ class SiameseConfig:
     augment: list[str] = field(default_factory=lambda: ["hflip"])
 
 
-class SiameseComparator(Comparator):
+class SiameseComparator(BackboneTransforms, Comparator):
     splits = True
 
     def __init__(self, config: SiameseConfig):
@@ -69,13 +69,6 @@ class SiameseComparator(Comparator):
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.project.parameters(), *self.head.parameters()]
 
-    def preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=False)
-
-    def train_preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=True, augment=self.config.augment)
 
 
 def build(**kwargs: Any) -> SiameseComparator:

@@ -48,3 +48,20 @@ def make_transform(
 
 def _to_rgb(image):
     return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
+
+
+class BackboneTransforms:
+    """``preprocess``/``train_preprocess`` for models whose ``config`` names a timm ``backbone``,
+    an ``image_size`` and its training ``augment`` list: the normalisation its weights expect."""
+
+    def preprocess(self) -> Callable[[object], torch.Tensor]:
+        from .backbones import normalisation
+
+        mean, std = normalisation(self.config.backbone)
+        return make_transform(self.config.image_size, mean, std, train=False)
+
+    def train_preprocess(self) -> Callable[[object], torch.Tensor]:
+        from .backbones import normalisation
+
+        mean, std = normalisation(self.config.backbone)
+        return make_transform(self.config.image_size, mean, std, train=True, augment=self.config.augment)

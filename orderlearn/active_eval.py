@@ -9,7 +9,9 @@ and counted per test image (comparisons are the cost; precomputed probabilities 
 it). Any comparator that splits into ``embed`` / ``compare`` works.
 
 For each budget (comparisons per image) it reports PC, MAE, RMSE, Spearman and the 95%
-interval coverage of the active scores, next to the same number of *random* references
+interval coverage of the active scores — raw, and with the posterior std scaled so that the same
+procedure (the active scorer at that budget, run on the validation images) covers 95% of the
+validation scores (:mod:`scorers.intervals`) — next to the same number of *random* references
 (read from the full-bank answers, which are the same comparator's answers), and the full bank.
 The base scorer is the run's own (its name, arguments, both-orders setting and, when the run
 calibrated it, the link fitted on validation × bank comparisons), so the full-bank row is the
@@ -19,7 +21,7 @@ with the best checkpoint only).
 On the full bank it also contrasts, in one factorial table: grid (eq. 13) vs exact BT, hard vs
 soft labels, the default vs the calibrated link (:meth:`scorers.Link.fit` on the comparator's
 probabilities for validation × bank pairs, true δ known), one vs both presentation orders,
-each with its 95% interval coverage.
+each with its 95% interval coverage (raw and validation-scaled).
 
 Writes into ``--out`` (default ``RUN/active``): ``active.md``, ``active.csv`` (one row per
 budget), ``variants.csv`` (full-bank contrasts), ``active.json`` (everything), ``active_scores.csv``
@@ -47,6 +49,7 @@ from torch import nn
 
 import comparators
 import scorers
+from scorers.intervals import interval_scale, widen
 
 from .bank import ReferenceBank
 from .config import ExperimentConfig, load_config
@@ -111,9 +114,41 @@ def load_run(run: Path, accelerator: Optional[Accelerator] = None) -> LoadedRun:
     if bank.embeddings is None or len(bank.embeddings) != len(bank):
         bank.embeddings = embedder(bank.samples, "embed bank")
     test = load_test(config.data)
-    val = load_training(config.data).val
+    splits = load_training(config.data)
+    check_unchanged(run, test, splits.train + splits.val, bank)
+    val = splits.val
     return LoadedRun(run, config, model, accelerator, bank, test, embedder(test, "embed test"),
                      val, embedder(val, "embed val"))
+
+
+def check_unchanged(run: Path, test: Sequence[ScoredImage], training: Sequence[ScoredImage], bank: ReferenceBank,
+                    tol: float = 2e-6) -> None:
+    """Raise DataError when the dataset on disk is not the one the run was trained and scored on.
+
+    Why: a dataset folder can be rewritten after a run (a regenerated synthetic set keeps its file
+    names but not its faces or scores); the saved bank embeddings and checkpoint would then be
+    compared with different images and every number would be silently wrong. The run's
+    ``scores.csv`` (test paths and true scores, 6 decimals) and ``bank.json`` (reference scores)
+    must agree with what the data readers return now.
+    """
+    recorded = run / "scores.csv"
+    if recorded.is_file():
+        with recorded.open(newline="") as handle:
+            rows = [(Path(r["path"]).resolve(), float(r["true_score"])) for r in csv.DictReader(handle)]
+        now = [(s.path.resolve(), s.score) for s in test]
+        if len(rows) != len(now):
+            raise DataError(f"{run}: scores.csv lists {len(rows)} test images but the data now gives {len(now)}; "
+                            "the dataset changed since the run")
+        for (path_then, score_then), (path_now, score_now) in zip(rows, now):
+            if path_then != path_now or abs(score_then - score_now) > tol:
+                raise DataError(f"{run}: test image {path_now} (true score {score_now:.6f}) differs from the run's "
+                                f"{path_then} ({score_then:.6f}); the dataset changed since the run")
+    scores_now = {s.path.resolve(): s.score for s in training}
+    for ref in bank.samples:
+        now = scores_now.get(ref.path.resolve())
+        if now is None or abs(now - ref.score) > 1e-9:
+            raise DataError(f"{run}: bank reference {ref.path} has score {ref.score} in bank.json but "
+                            f"{'is not in the training split' if now is None else now} now; the dataset changed since the run")
 
 
 class ComparatorCalls:
@@ -167,13 +202,22 @@ def coverage(scores: scorers.Scores, truth: torch.Tensor) -> float:
     return float(((scores.lower.double() <= t) & (t <= scores.upper.double())).double().mean())
 
 
-def summary(scores: scorers.Scores, truth: torch.Tensor) -> dict[str, float]:
-    """PC, MAE, RMSE, Spearman, 95% coverage and mean posterior std of ``scores``."""
+def summary(scores: scorers.Scores, truth: torch.Tensor, val_scores: Optional[scorers.Scores] = None,
+            val_truth: Optional[torch.Tensor] = None, low: float = 1.0, high: float = 5.0) -> dict[str, float]:
+    """PC, MAE, RMSE, Spearman, 95% coverage and mean posterior std of ``scores``; with
+    validation scores of the same scorer, also the validation-fitted std scale
+    (:func:`scorers.intervals.interval_scale`) and the coverage of the intervals it widens."""
     metrics = score_metrics(scores.value.double().cpu().tolist(), truth.tolist())
     std = scores.std
     finite = std[torch.isfinite(std)] if std is not None else None
-    return {**{k: metrics[k] for k in METRIC_COLUMNS}, "coverage95": coverage(scores, truth),
-            "mean_std": float(finite.mean()) if finite is not None and finite.numel() else math.nan}
+    out = {**{k: metrics[k] for k in METRIC_COLUMNS}, "coverage95": coverage(scores, truth),
+           "mean_std": float(finite.mean()) if finite is not None and finite.numel() else math.nan,
+           "std_scale": math.nan, "coverage95_scaled": math.nan}
+    if val_scores is not None and val_truth is not None and std is not None:
+        scale = interval_scale(val_scores, val_truth)
+        out["std_scale"] = scale
+        out["coverage95_scaled"] = coverage(widen(scores, scale, low, high), truth)
+    return out
 
 
 def random_mask(n: int, r: int, m: int, seed: int) -> torch.Tensor:
@@ -193,28 +237,41 @@ def scorer_for(config: ExperimentConfig, name: str, **changes: Any) -> scorers.S
 
 @dataclass
 class FullBank:
-    """Full-bank answers of the comparator: (test, ref) and (ref, test) probabilities [N, R, K]."""
+    """Full-bank answers of the comparator for one image set: (image, ref) and (ref, image)
+    probabilities [N, R, K]."""
 
     forward: torch.Tensor
-    reverse: torch.Tensor  # already in the (test, ref) index order, not label-swapped
+    reverse: torch.Tensor  # already in the (image, ref) index order, not label-swapped
     seconds: float
 
     def probs(self, both_orders: bool) -> torch.Tensor:
         return (scorers.combine_orders(self.forward, self.reverse) if both_orders else self.forward).double()
 
 
-def full_bank(loaded: LoadedRun) -> FullBank:
-    """Every test × reference comparison in both orders, exactly as the pipeline computes them."""
+def full_bank(loaded: LoadedRun, embeddings: torch.Tensor, name: str = "test") -> FullBank:
+    """Every image × reference comparison in both orders, exactly as the pipeline computes them."""
     started = time.perf_counter()
     bank_emb = loaded.bank.embeddings
-    forward = compare_all(loaded.model, loaded.test_emb, bank_emb, loaded.accelerator, desc="test x bank")
-    reverse = compare_all(loaded.model, bank_emb, loaded.test_emb, loaded.accelerator, desc="bank x test").transpose(0, 1)
+    forward = compare_all(loaded.model, embeddings, bank_emb, loaded.accelerator, desc=f"{name} x bank")
+    reverse = compare_all(loaded.model, bank_emb, embeddings, loaded.accelerator, desc=f"bank x {name}").transpose(0, 1)
     return FullBank(forward, reverse, time.perf_counter() - started)
 
 
-def variant_rows(config: ExperimentConfig, full: FullBank, ref_scores: torch.Tensor, truth: torch.Tensor,
+@dataclass
+class Truths:
+    """What every row is scored against: true test and validation scores, the bank, the range."""
+
+    test: torch.Tensor
+    val: torch.Tensor
+    refs: torch.Tensor
+    low: float
+    high: float
+
+
+def variant_rows(config: ExperimentConfig, test: FullBank, val: FullBank, truths: Truths,
                  default_link: scorers.Link, calibrated: scorers.Link) -> list[dict[str, Any]]:
-    """The full-bank factorial: scorer × labels × link × orders, each with metrics and coverage."""
+    """The full-bank factorial: scorer × labels × link × orders, each with metrics and coverage
+    (raw, and with the std scaled on the same scorer's validation scores)."""
     run_scorer = config.scorer
     grid_step = run_scorer.args.get("step", 1e-3) if run_scorer.name == "bt-grid" else 1e-3
     run_soft = bool(run_scorer.args.get("soft", False))
@@ -225,13 +282,45 @@ def variant_rows(config: ExperimentConfig, full: FullBank, ref_scores: torch.Ten
         extra = {"step": grid_step} if name == "bt-grid" else {}
         scorer = scorer_for(config, name, soft=soft, link=link, **extra)
         started = time.perf_counter()
-        scores = scorer.score(full.probs(both), ref_scores)
+        scores = scorer.score(test.probs(both), truths.refs)
+        seconds = time.perf_counter() - started
+        val_scores = scorer.score(val.probs(both), truths.refs)
         is_run = (name == run_scorer.name and soft == run_soft and both == run_scorer.both_orders
                   and (link_name == "calibrated") == run_scorer.calibrate_link)
         rows.append({"scorer": name, "labels": "soft" if soft else "hard", "link": link_name,
-                     "orders": "both" if both else "one", **summary(scores, truth),
-                     "seconds": time.perf_counter() - started, "run_setting": "yes" if is_run else ""})
+                     "orders": "both" if both else "one",
+                     **summary(scores, truths.test, val_scores, truths.val, truths.low, truths.high),
+                     "seconds": seconds, "run_setting": "yes" if is_run else ""})
     return rows
+
+
+def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int, init: str, both: bool,
+               test: FullBank, truths: Truths, seed: int) -> tuple[dict[str, Any], scorers.ActiveResult]:
+    """One budget: the active scorer on the test images (every comparison a comparator call), the
+    same on the validation images (to fit the interval scale), and random references."""
+    accelerator, orders = loaded.accelerator, 2 if both else 1
+    num_classes = test.forward.shape[-1]
+    refs = truths.refs.to(accelerator.device)
+    active = scorers.ActiveScorer(base, budget=budget, batch=min(batch, budget), init=init)
+    calls = ComparatorCalls(loaded.model, loaded.test_emb, loaded.bank.embeddings, accelerator, both)
+    started = time.perf_counter()
+    result = active.score(calls, refs, len(loaded.test), num_classes)
+    seconds = time.perf_counter() - started
+    used = result.num_comparisons.cpu()
+    if not torch.equal(calls.calls, used * orders):
+        raise RuntimeError(f"budget {budget}: comparator calls {calls.calls.tolist()[:5]}... disagree with the "
+                           f"active scorer's count {used.tolist()[:5]}...")
+    val_calls = ComparatorCalls(loaded.model, loaded.val_emb, loaded.bank.embeddings, accelerator, both)
+    val_result = active.score(val_calls, refs, len(loaded.val), num_classes)
+    n, r = len(loaded.test), len(truths.refs)
+    random = base.score(test.probs(both), truths.refs, random_mask(n, r, budget, seed + budget))
+    random_metrics = score_metrics(random.value.tolist(), truths.test.tolist())
+    row = {"budget": budget, "comparisons_mean": float(used.double().mean()), "comparisons_max": int(used.max()),
+           "calls_max": int(calls.calls.max()),
+           **summary(result.scores, truths.test, val_result.scores, truths.val, truths.low, truths.high),
+           "comparator_seconds": calls.seconds, "total_seconds": seconds,
+           "random_pc": random_metrics["pc"], "random_mae": random_metrics["mae"]}
+    return row, result
 
 
 def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS, batch: int = 4,
@@ -252,47 +341,36 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
     config, accelerator = loaded.config, loaded.accelerator
     both = config.scorer.both_orders
     name = scorer_name or config.scorer.name
-    truth = torch.tensor(loaded.truth, dtype=torch.float64)
-    refs = loaded.bank.scores
+    truths = Truths(torch.tensor(loaded.truth, dtype=torch.float64), torch.tensor([s.score for s in loaded.val], dtype=torch.float64),
+                    loaded.bank.scores, config.data.score_low, config.data.score_high)
     n, r = len(loaded.test), len(loaded.bank)
 
-    full = full_bank(loaded)
+    test = full_bank(loaded, loaded.test_emb, "test")
+    val = full_bank(loaded, loaded.val_emb, "validation")
     base = scorer_for(config, name)
     if not hasattr(base, "link"):
         raise ValueError(f"scorer {name!r} has no link: active selection needs a BT scorer")
     default_link = base.link
-    calibrated = calibrate_link(loaded.model, default_link, loaded.val_emb, loaded.val, loaded.bank, accelerator)
+    # fitted on the forward validation x bank probabilities, as the pipeline does
+    calibrated = calibrate_link(default_link, val.forward, truths.val, loaded.bank)
     use_calibrated = link == "calibrated" or (link == "run" and config.scorer.calibrate_link)
     if use_calibrated:
         base = scorer_for(config, name, link=calibrated)
-    full_scores = base.score(full.probs(both), refs)
-    num_classes = full.forward.shape[-1]
+    full_scores = base.score(test.probs(both), truths.refs)
     orders = 2 if both else 1
     full_row = {"budget": "all", "comparisons_mean": float(r), "comparisons_max": r, "calls_max": orders * r,
-                **summary(full_scores, truth), "comparator_seconds": full.seconds,
-                "random_pc": math.nan, "random_mae": math.nan}
+                **summary(full_scores, truths.test, base.score(val.probs(both), truths.refs), truths.val,
+                          truths.low, truths.high),
+                "comparator_seconds": test.seconds, "random_pc": math.nan, "random_mae": math.nan}
 
     rows, per_image = [], {"full": full_scores.value.tolist()}
     for budget in budgets:
         if budget >= r:
             continue  # every reference: that is the full-bank row
-        calls = ComparatorCalls(loaded.model, loaded.test_emb, loaded.bank.embeddings, accelerator, both)
-        active = scorers.ActiveScorer(base, budget=budget, batch=min(batch, budget), init=init)
-        started = time.perf_counter()
-        result = active.score(calls, refs.to(accelerator.device), n, num_classes)
-        seconds = time.perf_counter() - started
-        random = base.score(full.probs(both), refs, random_mask(n, r, budget, seed + budget))
-        random_metrics = score_metrics(random.value.tolist(), truth.tolist())
-        used = result.num_comparisons.cpu()
-        if not torch.equal(calls.calls, used * orders):
-            raise RuntimeError(f"budget {budget}: comparator calls {calls.calls.tolist()[:5]}... disagree with the "
-                               f"active scorer's count {used.tolist()[:5]}...")
-        rows.append({"budget": budget, "comparisons_mean": float(used.double().mean()), "comparisons_max": int(used.max()),
-                     "calls_max": int(calls.calls.max()), **summary(result.scores, truth),
-                     "comparator_seconds": calls.seconds, "total_seconds": seconds,
-                     "random_pc": random_metrics["pc"], "random_mae": random_metrics["mae"]})
+        row, result = active_row(loaded, base, budget, batch, init, both, test, truths, seed)
+        rows.append(row)
         per_image[f"active_{budget}"] = result.scores.value.cpu().tolist()
-        per_image[f"n_{budget}"] = used.tolist()
+        per_image[f"n_{budget}"] = result.num_comparisons.cpu().tolist()
     for row in rows + [full_row]:
         row["pc_gap"] = full_row["pc"] - row["pc"]
     # met when the active PC is at most PC_TOLERANCE below the full bank's (above it counts too)
@@ -302,14 +380,16 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
         "run": str(loaded.path), "comparator": config.model.name, "scorer": name,
         "scorer_args": {k: v for k, v in config.scorer.args.items()} if name == config.scorer.name else {},
         "both_orders": both, "active_batch": batch, "init": init, "bank_size": r, "test_images": n,
-        "num_classes": num_classes, "ensemble_last": config.ensemble_last, "processes": accelerator.num_processes,
+        "validation_images": len(loaded.val), "num_classes": test.forward.shape[-1],
+        "ensemble_last": config.ensemble_last, "processes": accelerator.num_processes,
         "link": {"default": _link(default_link), "calibrated": _link(calibrated),
                  "used": "calibrated" if use_calibrated else "default"},
         "active": rows, "full_bank": full_row,
         "target": {"tolerance_pc": PC_TOLERANCE, "max_budget": TARGET_BUDGET,
                    "met": bool(within), "smallest_budget_within": min(within) if within else None},
-        "variants": variant_rows(config, full, refs, truth, default_link, calibrated),
+        "variants": variant_rows(config, test, val, truths, default_link, calibrated),
         "run_order_learned": run_results.get("order_learned"),
+        "run_interval_coverage": run_results.get("interval_coverage"),
         "per_image": per_image,
     }
 
@@ -324,9 +404,10 @@ def _run_results(run: Path) -> dict[str, Any]:
 
 
 ACTIVE_COLUMNS = ["budget", "comparisons_mean", "comparisons_max", "calls_max", "pc", "pc_gap", "mae", "rmse",
-                  "spearman", "coverage95", "mean_std", "random_pc", "random_mae", "comparator_seconds", "total_seconds"]
+                  "spearman", "coverage95", "mean_std", "std_scale", "coverage95_scaled", "random_pc", "random_mae",
+                  "comparator_seconds", "total_seconds"]
 VARIANT_COLUMNS = ["scorer", "labels", "link", "orders", "pc", "mae", "rmse", "spearman", "coverage95", "mean_std",
-                   "run_setting"]
+                   "std_scale", "coverage95_scaled", "run_setting"]
 
 
 def write_report(report: dict[str, Any], out: Path, test: Sequence[ScoredImage]) -> None:
@@ -373,13 +454,16 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"bank of {report['bank_size']}; batches of {report['active_batch']}, init {report['init']}.",
         "",
         "Comparisons per image = references asked (comparator calls = that × orders). pc_gap = full-bank PC − PC. "
-        "random_*: the same number of random references.",
+        "coverage95: share of true scores in the raw posterior 95% interval; std_scale / coverage95_scaled: the "
+        "std scaled so that the same procedure's intervals cover 95% of the validation images (conformal), and the "
+        "test coverage then. random_*: the same number of random references.",
         "",
         markdown_table(report["active"] + [report["full_bank"]], ACTIVE_COLUMNS),
         "",
         f"Target (within {PC_TOLERANCE} PC of the full bank at ≤ {TARGET_BUDGET} comparisons): {verdict}.",
         "",
-        f"Full bank ({run_line}; equal to the `run_setting` row when ensemble_last = 1, here {report['ensemble_last']}):",
+        f"Full bank ({run_line}, 95% coverage {report['run_interval_coverage']}; equal to the `run_setting` row when "
+        f"ensemble_last = 1, here {report['ensemble_last']}):",
         "",
         markdown_table(report["variants"], VARIANT_COLUMNS),
         "",

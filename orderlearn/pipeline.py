@@ -87,6 +87,17 @@ class Embedder:
         return embeddings
 
 
+def start_run(config: ExperimentConfig, accelerator: Optional[Accelerator]) -> tuple[Path, Accelerator]:
+    """Output folder with the resolved config in it, an accelerator, and the global seed set."""
+    out = Path(config.output_dir)
+    accelerator = accelerator or make_accelerator(config, out)
+    torch.manual_seed(config.seed)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.yaml")
+    return out, accelerator
+
+
 def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
     """Train, score and evaluate as configured; return the results dictionary."""
     if config.task == "regressor":
@@ -94,12 +105,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
 
         return run_regressor_experiment(config, resume, accelerator)
     started = time.time()
-    out = Path(config.output_dir)
-    accelerator = accelerator or make_accelerator(config, out)
-    torch.manual_seed(config.seed)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.yaml")
+    out, accelerator = start_run(config, accelerator)
     splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
 

@@ -31,8 +31,8 @@ from .embedding import cache_key, compare_all, embed_samples
 from .evaluation import comparator_metrics, score_metrics
 from .images import ImageDataset
 from .pairs import pair_labels
-from .pipeline import EmbeddingImageDataset, write_run_outputs
-from .training import RegressorObjective, fit, load_weights, make_accelerator
+from .pipeline import EmbeddingImageDataset, start_run, write_run_outputs
+from .training import RegressorObjective, fit, load_weights
 
 log = logging.getLogger(__name__)
 EMBED_CACHE = Path("runs") / "cache" / "embeddings"
@@ -66,12 +66,7 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Te
 
 def run_regressor_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
     started = time.time()
-    out = Path(config.output_dir)
-    accelerator = accelerator or make_accelerator(config, out)
-    torch.manual_seed(config.seed)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.yaml")
+    out, accelerator = start_run(config, accelerator)
     splits = load_training(config.data)
     model = comparators.create(config.model.name, **config.model.args)
     if comparators.kind_of(config.model.name) != "regressor":

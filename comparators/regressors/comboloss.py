@@ -39,16 +39,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comparators.backbones import create_backbone, normalisation
+from comparators.backbones import create_backbone
 from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
-from comparators.transforms import make_transform
+from comparators.transforms import BackboneTransforms
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class ComboLossConfig:
         self.augment = tuple(self.augment)
 
 
-class ComboLossRegressor(Regressor):
+class ComboLossRegressor(BackboneTransforms, Regressor):
     """Backbone -> pooled features -> {Linear(F, 1) score, Linear(F, C) class logits}."""
 
     def __init__(self, config: ComboLossConfig) -> None:
@@ -192,13 +192,6 @@ class ComboLossRegressor(Regressor):
         t = self.loss_terms(output, batch)
         return self.config.alpha * t["reg"] + self.config.beta * t["exp"] + self.config.gamma * t["cls"]
 
-    def preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=False)
-
-    def train_preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=True, augment=self.config.augment)
 
 
 def build(**kwargs: Any) -> ComboLossRegressor:

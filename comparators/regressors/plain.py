@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Optional, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comparators.backbones import create_backbone, normalisation
+from comparators.backbones import create_backbone
 from comparators.base import Batch, Regressor, RegressorOutput
-from comparators.transforms import make_transform
+from comparators.transforms import BackboneTransforms
 
 PAPER_RECIPE: dict[str, Any] = {
     "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3},
@@ -92,7 +92,7 @@ class PlainConfig:
         self.score_range = check_score_range(self.score_range)
 
 
-class PlainRegressor(Regressor):
+class PlainRegressor(BackboneTransforms, Regressor):
     """Backbone -> pooled features -> Linear(num_features, 1) -> score."""
 
     def __init__(self, config: PlainConfig) -> None:
@@ -114,13 +114,6 @@ class PlainRegressor(Regressor):
             return F.l1_loss(output.score, target)
         return F.mse_loss(output.score, target)
 
-    def preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=False)
-
-    def train_preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=True, augment=self.config.augment)
 
 
 def build(**kwargs: Any) -> PlainRegressor:

@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
 import comparators.ir50  # noqa: F401  (registers "ir50" and "ir50_poster" with timm)
-from comparators.backbones import create_backbone, normalisation
+from comparators.backbones import create_backbone
 from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import config_from_kwargs
 from comparators.regressors.relative_position_heads import (
@@ -68,7 +68,7 @@ from comparators.regressors.relative_position_heads import (
 )
 from comparators.regressors.relative_position_labels import LabelSpace
 from comparators.regressors.relative_position_references import ReferenceSelector
-from comparators.transforms import make_transform
+from comparators.transforms import BackboneTransforms
 
 PAPER_RECIPE: dict[str, Any] = {
     "optim": {"name": "adam", "lr": 1e-5, "weight_decay": 1e-2},  # lr 1e-6 for CACD
@@ -119,7 +119,7 @@ class RelativePositionConfig:
         return LabelSpace.from_config(self.label_values, self.label_min, self.label_max, self.label_step)
 
 
-class RelativePositionRegressor(Regressor):
+class RelativePositionRegressor(BackboneTransforms, Regressor):
     """Backbone -> pooled F -> {EVR score, gender logits, reweighted relative-position logits}."""
 
     def __init__(self, config: RelativePositionConfig) -> None:
@@ -224,14 +224,6 @@ class RelativePositionRegressor(Regressor):
         if self.selector is not None:
             self.selector.commit()
 
-    # --- preprocessing ------------------------------------------------------------------
-    def preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=False)
-
-    def train_preprocess(self) -> Callable[[Any], torch.Tensor]:
-        mean, std = normalisation(self.config.backbone)
-        return make_transform(self.config.image_size, mean, std, train=True, augment=self.config.augment)
 
 
 def build(**kwargs: Any) -> RelativePositionRegressor:
