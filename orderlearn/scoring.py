@@ -2,7 +2,8 @@
 
 Loads the run's resolved config, its validation-selected checkpoint and its bank; embeds
 each image once (bank embeddings are reused when saved), compares with every reference and
-writes a CSV with the score, its posterior std and 95% interval.
+writes a CSV with the score, its posterior std and 95% interval, using the run's scorer settings:
+both orders, the link and the interval width it calibrated on validation.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import torch
 
 import comparators
 import scorers
+
+from scorers.intervals import widen
 
 from .bank import ReferenceBank
 from .config import load_config
@@ -30,7 +33,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 def best_checkpoint(run: Path) -> Path:
     state_file = run / "comparator" / "trainer_state.json"
     if not state_file.is_file():
-        raise DataError(f"{run} is not a finished `orderlearn run` output (no {state_file})")
+        raise DataError(f"{run} is not a finished comparator run of `orderlearn run` (no {state_file})")
     best = json.loads(state_file.read_text())["best_epoch"]
     return run / "comparator" / "checkpoints" / f"epoch_{best:03d}" / "model.safetensors"
 
@@ -56,9 +59,19 @@ def score_run(run: Path, images: Optional[Path] = None, out: Optional[Path] = No
     samples = folder_samples(images) if images else load_test(config.data)
     test_emb = embed_samples(model.embed, samples, transform, accelerator, config.train.eval_batch_size, desc="embed images")
     probs = compare_all(model, test_emb, bank.embeddings, accelerator)
-    args = dict(config.scorer.args) if scorer_name in (None, config.scorer.name) else {}
+    if config.scorer.both_orders:
+        probs = scorers.combine_orders(probs, compare_all(model, bank.embeddings, test_emb, accelerator).transpose(0, 1))
+    same_scorer = scorer_name in (None, config.scorer.name)
+    args = dict(config.scorer.args) if same_scorer else {}
+    run_results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+    calibrated_link = run_results.get("link_calibration")
+    if same_scorer and calibrated_link:  # the link the run fitted on its validation images
+        args["link"] = {"slope": calibrated_link["slope"], "tie_width": calibrated_link["tie_width"]}
     scorer = scorers.create(scorer_name or config.scorer.name, low=config.data.score_low, high=config.data.score_high, **args)
     scores = scorer.score(probs.double(), bank.scores)
+    intervals = run_results.get("interval_calibration")
+    if same_scorer and intervals and scores.std is not None:  # the run's validation-calibrated interval width
+        scores = widen(scores, intervals["std_scale"], config.data.score_low, config.data.score_high)
     out = out or run / "scored.csv"
     if accelerator.is_main_process:
         with out.open("w", newline="") as handle:

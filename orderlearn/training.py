@@ -146,7 +146,8 @@ def make_accelerator(config: ExperimentConfig, output_dir: Path, log_with: Optio
     precision = config.train.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    tracker = log_with if log_with is not None else (None if config.train.tracker == "none" else config.train.tracker)
+    tracker = log_with if log_with is not None else config.train.tracker
+    tracker = None if tracker == "none" else tracker
     if tracker == "tensorboard":
         try:
             import tensorboard  # noqa: F401

@@ -22,12 +22,12 @@ BUDGETS = (4, 8)
 
 @pytest.fixture(scope="module")
 def tiny_run(synthetic_root, tmp_path_factory):
-    """A trained tiny comparator run (exact BT, both orders, calibrated link), in its own cwd."""
+    """A trained tiny comparator run (exact BT, both orders, calibrated link and intervals), in its own cwd."""
     home = tmp_path_factory.mktemp("active")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(home)  # the embedding cache lives under ./runs
         raw = tiny_config(synthetic_root, home / "run", epochs=1)
-        raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True}
+        raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True, "calibrate_intervals": True}
         raw["direct_baseline"] = False
         results = run_experiment(config_from_dict(raw))
     return home, home / "run", results
@@ -56,7 +56,12 @@ def test_active_command_writes_report_within_budget(tiny_run, monkeypatch):
     full = report["full_bank"]
     for key in ("pc", "mae", "rmse"):
         assert full[key] == pytest.approx(results["order_learned"][key], abs=1e-9), key
-    assert full["coverage95"] == pytest.approx(results["interval_coverage"], abs=1e-12)
+    intervals = results["interval_calibration"]
+    assert full["coverage95"] == pytest.approx(intervals["coverage_uncalibrated"], abs=1e-12)
+    assert full["std_scale"] == pytest.approx(intervals["std_scale"], rel=1e-6)
+    assert full["coverage95_scaled"] == pytest.approx(results["interval_coverage"], abs=1e-12)
+    for row in report["active"]:  # each budget's scale is fitted on its own validation run
+        assert row["std_scale"] > 0 and 0.0 <= row["coverage95_scaled"] <= 1.0
     assert report["link"]["calibrated"]["slope"] == pytest.approx(results["link_calibration"]["slope"], rel=1e-9)
     # the factorial holds 16 contrasts; the one matching the run's settings equals the full-bank row
     variants = report["variants"]
@@ -101,3 +106,23 @@ def test_other_base_scorer_and_link_match_their_full_bank_variant(tiny_run, monk
     assert report["full_bank"]["pc"] == pytest.approx(same["pc"], abs=1e-12)
     assert report["full_bank"]["mae"] == pytest.approx(same["mae"], abs=1e-12)
     assert report["active"][0]["comparisons_max"] == 4
+
+
+def test_a_rewritten_dataset_is_refused(tiny_run):
+    from dataclasses import replace
+
+    from orderlearn.active_eval import check_unchanged
+    from orderlearn.bank import ReferenceBank
+    from orderlearn.config import load_config
+    from orderlearn.data import load_test, load_training
+    from orderlearn.errors import DataError
+
+    _, run, _ = tiny_run
+    config = load_config(run / "config.yaml")
+    test, splits, bank = load_test(config.data), load_training(config.data), ReferenceBank.load(run / "bank.json")
+    check_unchanged(run, test, splits.train + splits.val, bank)  # the data the run saw: accepted
+    moved = [replace(test[0], score=test[0].score + 0.1)] + test[1:]
+    with pytest.raises(DataError, match="dataset changed"):
+        check_unchanged(run, moved, splits.train + splits.val, bank)
+    with pytest.raises(DataError, match="bank reference"):
+        check_unchanged(run, test, splits.val, bank)  # bank images no longer in the training split

@@ -41,6 +41,15 @@ def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeyp
     history = json.loads((out / "comparator" / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert (out / "comparator" / "checkpoints" / "epoch_002" / "model.safetensors").is_file()
+    # `orderlearn score` re-scores the test split with the run's settings; `evaluate` reads the CSV
+    from orderlearn.cli import main
+
+    assert main(["score", "--run", str(out)]) == 0
+    assert main(["evaluate", "--scores", str(out / "scored.csv")]) == 0
+    rescored = json.loads((out / "metrics.json").read_text())["order_learned"]
+    assert rescored["pc"] == pytest.approx(results["order_learned"]["pc"], abs=1e-6)
+    assert rescored["mae"] == pytest.approx(results["order_learned"]["mae"], abs=1e-6)
+    assert main(["score", "--run", str(tmp_path / "nowhere")]) == 2  # a clear error, not a traceback
     calibration = results["link_calibration"]
     assert calibration["slope"] > 0 and calibration["default_link"] == {"slope": 10.0, "tie_width": 0.2}
     assert 0.0 <= results["interval_coverage"] <= 1.0
