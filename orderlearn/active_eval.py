@@ -111,11 +111,11 @@ def load_run(run: Path, accelerator: Optional[Accelerator] = None) -> LoadedRun:
     model.to(accelerator.device).eval()
     embedder = Embedder(model, accelerator, config, cacheable=config.train.frozen_backbone)
     bank = ReferenceBank.load(run / "bank.json")
-    if bank.embeddings is None or len(bank.embeddings) != len(bank):
-        bank.embeddings = embedder(bank.samples, "embed bank")
     test = load_test(config.data)
     splits = load_training(config.data)
     check_unchanged(run, test, splits.train + splits.val, bank)
+    if bank.embeddings is None or len(bank.embeddings) != len(bank):
+        bank.embeddings = embedder(bank.samples, "embed bank")
     val = splits.val
     return LoadedRun(run, config, model, accelerator, bank, test, embedder(test, "embed test"),
                      val, embedder(val, "embed val"))
