@@ -67,6 +67,7 @@ PC_TOLERANCE = 0.002
 TARGET_BUDGET = 32
 LINK_CHOICES = ("run", "default", "calibrated")
 METRIC_COLUMNS = ("pc", "mae", "rmse", "spearman")
+LIGHT_PAIR_BATCH, HEAVY_PAIR_BATCH = 8192, 32
 
 
 @dataclass
@@ -158,10 +159,14 @@ class ComparatorCalls:
     batches of ``pair_batch``; with ``both_orders`` it also asks (reference, test) and merges the
     two with :func:`scorers.combine_orders` (as the pipeline does), which costs two calls.
     ``calls`` [N] counts comparator calls per test image; ``seconds`` the time spent in them.
+    ``pair_batch`` defaults to 8192 pairs for a light head, and to 32 for a comparator with its
+    own ``compare_grid`` (an LMM: every pair is a language-model pass, 8192 would not fit).
     """
 
     def __init__(self, model: nn.Module, test_emb: torch.Tensor, ref_emb: torch.Tensor,
-                 accelerator: Accelerator, both_orders: bool = False, pair_batch: int = 8192) -> None:
+                 accelerator: Accelerator, both_orders: bool = False, pair_batch: Optional[int] = None) -> None:
+        if pair_batch is None:
+            pair_batch = HEAVY_PAIR_BATCH if hasattr(model, "compare_grid") else LIGHT_PAIR_BATCH
         if pair_batch < 1:
             raise ValueError(f"pair_batch must be >= 1, got {pair_batch}")
         self.model, self.accelerator = model, accelerator
@@ -351,8 +356,9 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
     if not hasattr(base, "link"):
         raise ValueError(f"scorer {name!r} has no link: active selection needs a BT scorer")
     default_link = base.link
-    # fitted on the forward validation x bank probabilities, as the pipeline does
-    calibrated = calibrate_link(default_link, val.forward, truths.val, loaded.bank)
+    # fitted on the validation x bank probabilities the run scores with (both orders combined
+    # when the run combines them), as the pipeline does
+    calibrated = calibrate_link(default_link, val.probs(config.scorer.both_orders).float(), truths.val, loaded.bank)
     use_calibrated = link == "calibrated" or (link == "run" and config.scorer.calibrate_link)
     if use_calibrated:
         base = scorer_for(config, name, link=calibrated)

@@ -153,6 +153,9 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
         val_emb = embedder(splits.val, "embed val")
     if config.scorer.calibrate_link or config.scorer.calibrate_intervals:  # validation x bank: true δ known
         val_probs = compare_all(model, val_emb, bank.embeddings, accelerator, desc="validation x bank")
+        if config.scorer.both_orders:  # calibrate on the same kind of probabilities the test images get
+            val_rev = compare_all(model, bank.embeddings, val_emb, accelerator, desc="bank x validation").transpose(0, 1)
+            val_probs = scorers.combine_orders(val_probs, val_rev)
     val_truth = torch.tensor([s.score for s in splits.val], dtype=torch.float64)
     if config.scorer.calibrate_link:
         link = calibrate_link(scorer.link, val_probs, val_truth, bank)

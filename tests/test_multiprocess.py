@@ -7,6 +7,8 @@ active budget) once in this process and once under
 ``python -m torch.distributed.run --standalone --nproc_per_node 2`` with
 ``ACCELERATE_USE_CPU=true``, and compares every per-image score.
 
+``orderlearn score`` is run the same two ways and its CSVs compared too.
+
 Why not ``accelerate launch --cpu --num_processes 2``: for ``--cpu`` accelerate's launcher
 starts a single process unless it is given an MPI hostfile (``--mpirun_hostfile``, mpirun
 required); torchrun starts the processes, and ``ACCELERATE_USE_CPU`` makes accelerate's state
@@ -55,20 +57,30 @@ def test_two_cpu_processes_score_like_one(synthetic_root, tmp_path, monkeypatch)
     one_dir.mkdir()
     two_dir.mkdir()
     monkeypatch.chdir(one_dir)
+    assert main(["score", "--run", str(run), "--out", str(one_dir / "scored.csv")]) == 0
     assert main(["active", "--run", str(run), "--budgets", "4", "--out", str(one_dir / "out")]) == 0
 
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    # the command's arguments are baked into a launcher: torchrun's own parser would take `--run`
-    # after the script name for an ambiguous abbreviation of its `--run-path`
-    launcher = tmp_path / "launch_active.py"
-    args = ["active", "--run", str(run), "--budgets", "4", "--out", str(two_dir / "out")]
-    launcher.write_text(f"import sys\nfrom orderlearn.cli import main\nsys.exit(main({args!r}))\n")
+    # the commands' arguments are baked into a launcher (one start-up for both commands):
+    # torchrun's own parser would take `--run` after the script name for an ambiguous
+    # abbreviation of its `--run-path`
+    launcher = tmp_path / "launch.py"
+    score = ["score", "--run", str(run), "--out", str(two_dir / "scored.csv")]
+    active = ["active", "--run", str(run), "--budgets", "4", "--out", str(two_dir / "out")]
+    launcher.write_text(f"import sys\nfrom orderlearn.cli import main\nsys.exit(main({score!r}) or main({active!r}))\n")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(launcher)]
     done = subprocess.run(cmd, cwd=two_dir, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     reports = [json.loads((d / "out" / "active.json").read_text()) for d in (one_dir, two_dir)]
     assert [r["processes"] for r in reports] == [1, 2]  # the work really was split over 2 processes
+
+    one, two = read_scores(one_dir / "scored.csv"), read_scores(two_dir / "scored.csv")  # `orderlearn score`
+    assert len(one) == len(two) == 40
+    for a, b in zip(one, two):
+        assert a["path"] == b["path"]
+        for key in ("score", "std", "lower95", "upper95"):
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-6), (a["path"], key)
 
     one, two = read_scores(one_dir / "out" / "active_scores.csv"), read_scores(two_dir / "out" / "active_scores.csv")
     assert len(one) == len(two) == 40
