@@ -11,13 +11,7 @@ import comparators.ir50  # noqa: F401  (registers ir50 / ir50_poster)
 from comparators.backbones import WeightsNotFoundError, create_backbone, normalisation
 from comparators.ir50 import IR50, convert_state_dict
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run far faster on one thread than on cores shared with other jobs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 TINY = dict(widths=(8, 8, 16, 16), depths=(1, 1, 2, 1))

@@ -24,21 +24,14 @@ from comparators.llava_loading import IMAGE_TOKEN_ID, PAD_TOKEN_ID, sentencepiec
 from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, num_image_tokens,  # noqa: E402
                                       render_prompt)
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+
 PATCHES = 4  # tiny model: 32 px images, patch 16 -> 2 x 2 patches per image
 PROMPT = ("USER: <image>\n<image>\nWhich face looks more attractive? Answer with First, Second or Similar. "
           "ASSISTANT:")
 
 
 _TOKENIZER = []
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny shapes: extra threads only add contention on shared CI cores; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _tok():

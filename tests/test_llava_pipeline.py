@@ -25,17 +25,10 @@ from comparators.llava import LlavaComparator  # noqa: E402
 from orderlearn.config import config_from_dict  # noqa: E402
 from orderlearn.pipeline import run_experiment  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+
 N_TEST = 20  # a seeded 20 of fold 1's 40 test images (data.limit_test)
 N_ADAPTER_TENSORS = 2 * 7 * 2 + 4  # 2 layers x 7 projections x (A, B) + projector (2 weights, 2 biases)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On 2 shared cores a second intra-op thread makes these tiny ops 5-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def lmol_config(root: Path, out: Path, **sections) -> dict:

@@ -16,18 +16,10 @@ from orderlearn.pipeline import run_experiment
 from orderlearn.types import PairLabel
 from scorers.link import Link
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+
 REPO = Path(__file__).resolve().parents[1]
 FIRST, SECOND, SIMILAR = int(PairLabel.FIRST), int(PairLabel.SECOND), int(PairLabel.SIMILAR)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors on a shared 2-core machine: one thread is several times faster than two
-    (measured 1.7 s vs 10.6 s for a tiny DLD run under load), since threads wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class MeanPixelRegressor(Regressor):

@@ -20,13 +20,7 @@ from comparators.regressors.adashare_blocks import AFF, MSCAM, TaskBatchNorm2d
 from comparators.regressors.adashare_policy import sharing_loss, sparsity_loss, temperature_at
 from comparators.regressors.adashare_weights import timm_key
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread on a shared 2-core machine; restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 TINY = dict(width=8, layers=(1, 1, 1, 1), dropout=0.0, image_size=32)

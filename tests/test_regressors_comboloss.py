@@ -9,16 +9,9 @@ import torch
 from comparators.base import RegressorOutput
 from comparators.regressors import comboloss as cl
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+
 TINY = dict(backbone="mobilenetv2_035", weights="random")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes gain nothing from threads; on a shared 2-core box they only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_classes_are_ceil_s_minus_half():

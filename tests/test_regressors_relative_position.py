@@ -20,13 +20,7 @@ from comparators.regressors.relative_position_heads import (
 from comparators.regressors.relative_position_labels import LabelSpace
 from comparators.regressors.relative_position_references import ReferenceSelector
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run far faster on one thread than on cores shared with other jobs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 TINY_IR50 = {"widths": (4, 4, 4, 2), "depths": (1, 1, 1, 1)}  # c = 2 pooled features

@@ -15,7 +15,7 @@ from scorers import (ActiveScorer, ExactBTScorer, GridBTScorer, Link, Scores, co
                      compare_from_probs)
 from scorers.likelihood import nll_derivatives
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 def sig(x: float) -> float:
