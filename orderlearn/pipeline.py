@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from accelerate import Accelerator
@@ -55,13 +55,23 @@ class EmbeddingImageDataset(torch.utils.data.Dataset):
 
 @dataclass
 class Embedder:
-    """Embeds sample lists with one comparator, caching frozen-backbone embeddings on disk."""
+    """Embeds sample lists with one model, caching frozen-backbone embeddings on disk and in memory.
+
+    ``embed``/``transform`` default to the model's ``embed`` and ``preprocess()`` (a comparator);
+    a regressor's frozen backbone passes itself and the regressor's transform.
+    """
 
     model: Any
     accelerator: Accelerator
     config: ExperimentConfig
     cacheable: bool  # true when the backbone is frozen: an image's embedding never changes
+    embed: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    transform: Optional[Callable] = None
     memo: dict = dataclasses.field(default_factory=dict)  # path -> embedding, for subsets (the bank)
+
+    def __post_init__(self) -> None:
+        self.embed = self.embed or self.model.embed
+        self.transform = self.transform or self.model.preprocess()
 
     def __call__(self, samples: list, desc: str) -> torch.Tensor:
         """Embeddings in evaluation mode (batch-norm running statistics, no dropout), always."""
@@ -73,16 +83,15 @@ class Embedder:
             self.model.train(was_training)
 
     def _embed(self, samples: list, desc: str) -> torch.Tensor:
+        batch, workers = self.config.train.eval_batch_size, self.config.train.num_workers
         if not self.cacheable:
-            return embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
-                                 self.config.train.eval_batch_size, self.config.train.num_workers, None, desc)
+            return embed_samples(self.embed, samples, self.transform, self.accelerator, batch, workers, None, desc)
         if all(s.path in self.memo for s in samples):
             return torch.stack([self.memo[s.path] for s in samples])
-        spec = {k: v for k, v in self.config.model.args.items() if k in ("backbone", "weights", "image_size")}
+        spec = {k: v for k, v in self.config.model.args.items() if k in ("backbone", "weights", "image_size", "resize")}
         spec["mode"] = "eval"
         cache = EMBED_CACHE / f"{self.config.model.name}-{cache_key(spec, samples)}.pt"
-        embeddings = embed_samples(self.model.embed, samples, self.model.preprocess(), self.accelerator,
-                                   self.config.train.eval_batch_size, self.config.train.num_workers, cache, desc)
+        embeddings = embed_samples(self.embed, samples, self.transform, self.accelerator, batch, workers, cache, desc)
         self.memo.update(zip((s.path for s in samples), embeddings))
         return embeddings
 

@@ -27,15 +27,14 @@ from comparators.regression_comparator import RegressionComparator
 from .bank import ReferenceBank
 from .config import ExperimentConfig
 from .data import load_test, load_training
-from .embedding import cache_key, compare_all, embed_samples
+from .embedding import compare_all, embed_samples
 from .evaluation import comparator_metrics, score_metrics
 from .images import ImageDataset
 from .pairs import pair_labels
-from .pipeline import EmbeddingImageDataset, start_run, write_run_outputs
+from .pipeline import Embedder, EmbeddingImageDataset, start_run, write_run_outputs
 from .training import RegressorObjective, fit, load_weights
 
 log = logging.getLogger(__name__)
-EMBED_CACHE = Path("runs") / "cache" / "embeddings"
 
 
 class FrozenBackboneRegressor(nn.Module):
@@ -79,13 +78,8 @@ def run_regressor_experiment(config: ExperimentConfig, resume: bool = False, acc
 
     if config.train.frozen_backbone:
         frozen = FrozenBackboneRegressor(model)
-        backbone = frozen._backbone[0].to(accelerator.device).eval()
-        spec = {k: v for k, v in config.model.args.items() if k in ("backbone", "weights", "image_size", "resize")}
-        spec["regressor"] = config.model.name
-
-        def features(samples: list, desc: str) -> torch.Tensor:
-            return embed_samples(backbone, samples, transform, accelerator, bs, config.train.num_workers,
-                                 EMBED_CACHE / f"{config.model.name}-{cache_key(spec, samples)}.pt", desc)
+        backbone = frozen._backbone[0].to(accelerator.device)
+        features = Embedder(backbone, accelerator, config, cacheable=True, embed=backbone, transform=transform)
 
         train_x, val_x = features(splits.train, "features train"), features(splits.val, "features val")
         result = fit(frozen, RegressorObjective(), EmbeddingImageDataset(train_x, splits.train), EmbeddingImageDataset(val_x, splits.val),

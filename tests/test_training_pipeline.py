@@ -101,3 +101,21 @@ def test_embeddings_use_evaluation_mode(synthetic_root, tmp_path, monkeypatch):
     with torch.no_grad():
         expected = model.embed(torch.stack([model.preprocess()(load_image(s.path)) for s in samples]))
     torch.testing.assert_close(embedded, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_regressor_frozen_backbone_trains_heads_only(synthetic_root, tmp_path, monkeypatch):
+    """The reduced CPU protocol: backbone features once, only the method's heads train."""
+    monkeypatch.chdir(tmp_path)
+    raw = {
+        "name": "dld-frozen", "seed": 0, "output_dir": str(tmp_path / "dld"), "task": "regressor",
+        "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
+        "model": {"name": "dual-label-distribution", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "resize": None},
+        "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none"},
+        "scorer": {"name": "bt-grid", "step": 0.01},
+    }
+    results = run_experiment(config_from_dict(raw))
+    assert results["direct"]["n"] == results["order_learned"]["n"] == 40
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "dld" / "regressor" / "checkpoints" / "epoch_002" / "model.safetensors"))
+    assert saved and not any(k.startswith("backbone.") for k in saved)  # heads only: the backbone stayed frozen
