@@ -41,3 +41,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fit_fixed_batch():
+    """``fit(model, batch, steps, lr=1e-3) -> losses``: AdamW steps of a regressor's own loss on one
+    batch, the shared check that a method's forward, loss and gradients are wired together."""
+
+    def fit(model: torch.nn.Module, batch: dict, steps: int, lr: float = 1e-3) -> list[float]:
+        optim = torch.optim.AdamW(model.parameters(), lr=lr)
+        losses = []
+        for _ in range(steps):
+            loss = model.loss(model(batch["image"]), batch)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            losses.append(float(loss.detach()))
+        return losses
+
+    return fit

@@ -101,19 +101,12 @@ def test_score_range_clamps_only_in_eval():
         assert model.eval()(torch.randn(2, 3, 32, 32)).score.tolist() == [5.0, 5.0]
 
 
-def test_a_few_steps_lower_the_loss():
+def test_a_few_steps_lower_the_loss(fit_fixed_batch):
     torch.manual_seed(0)
     model = cl.build(**TINY, class_weights=[2.0, 1.0, 1.0, 1.5, 3.0]).train()
     images = torch.randn(8, 3, 32, 32)
     batch = {"image": images, "score": torch.linspace(1.2, 4.8, 8)}
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)  # the wiring, not the recipe, is under test
-    losses = []
-    for _ in range(15):
-        loss = model.loss(model(images), batch)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        losses.append(float(loss.detach()))
+    losses = fit_fixed_batch(model, batch, 15)  # the wiring, not the recipe, is under test
     assert min(losses[-3:]) < 0.3 * losses[0]
 
 
