@@ -11,14 +11,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from orderlearn.types import PairLabel
-
-
-def reverse_labels(probs_or_logits: torch.Tensor) -> torch.Tensor:
-    """Apply M: swap the FIRST and SECOND columns (SIMILAR, if present, stays)."""
-    index = list(range(probs_or_logits.shape[-1]))
-    index[PairLabel.FIRST], index[PairLabel.SECOND] = PairLabel.SECOND, PairLabel.FIRST
-    return probs_or_logits[..., index]
+from orderlearn.types import swap_first_second
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -33,7 +26,7 @@ def kl_consistency(logits_forward: torch.Tensor, logits_reverse: torch.Tensor) -
     """Eq. 8, symmetric KL between reversed-forward and reverse predictions."""
     log_f = F.log_softmax(logits_forward.float(), dim=-1)
     log_r = F.log_softmax(logits_reverse.float(), dim=-1)
-    log_mf, log_mr = reverse_labels(log_f), reverse_labels(log_r)
+    log_mf, log_mr = swap_first_second(log_f), swap_first_second(log_r)  # M p
     kl_1 = (log_mf.exp() * (log_mf - log_r)).sum(-1)
     kl_2 = (log_mr.exp() * (log_mr - log_f)).sum(-1)
     return 0.5 * (kl_1 + kl_2).mean()

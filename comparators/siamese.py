@@ -16,7 +16,7 @@ from torch import nn
 
 from .backbones import create_backbone
 from .base import Comparator
-from .losses import reverse_labels
+from orderlearn.types import swap_first_second
 from .transforms import BackboneTransforms
 
 
@@ -63,12 +63,11 @@ class SiameseComparator(BackboneTransforms, Comparator):
         logits = self.head(torch.cat([p_a, p_b, p_a - p_b, p_a * p_b], dim=-1))
         if self.config.symmetric:
             swapped = self.head(torch.cat([p_b, p_a, p_b - p_a, p_a * p_b], dim=-1))
-            logits = 0.5 * (logits + reverse_labels(swapped))
+            logits = 0.5 * (logits + swap_first_second(swapped))
         return logits
 
-    def head_parameters(self) -> list[nn.Parameter]:
-        return [*self.project.parameters(), *self.head.parameters()]
-
+    def feature_modules(self) -> list[nn.Module]:
+        return [self.backbone]
 
 
 def build(**kwargs: Any) -> SiameseComparator:

@@ -32,7 +32,7 @@ from .evaluation import comparator_metrics, score_metrics
 from .images import ImageDataset
 from .pairs import pair_labels
 from .pipeline import Embedder, EmbeddingImageDataset, start_run, write_run_outputs
-from .training import RegressorObjective, fit, load_weights
+from .training import HeadOnly, RegressorObjective, fit, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +70,14 @@ def run_regressor_experiment(config: ExperimentConfig, resume: bool = False, acc
     model = comparators.create(config.model.name, **config.model.args)
     if comparators.kind_of(config.model.name) != "regressor":
         raise ValueError(f"model {config.model.name!r} is a comparator; set task: comparator")
-    setup = getattr(model, "setup_from_training", None)
-    if callable(setup):  # e.g. ComboLoss's class weights from the training scores
-        setup([s.score for s in splits.train])
+    model.setup_from_training(splits.train)  # e.g. ComboLoss's class weights from the training scores
     bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
     transform, bs = model.preprocess(), config.train.eval_batch_size
 
     if config.train.frozen_backbone:
-        frozen = FrozenBackboneRegressor(model)
-        backbone = frozen._backbone[0].to(accelerator.device)
-        features = Embedder(backbone, accelerator, config, cacheable=True, embed=backbone, transform=transform)
+        frozen = HeadOnly(model)
+        model.to(accelerator.device)
+        features = Embedder(model, accelerator, config, cacheable=True, embed=model.forward_features, transform=transform)
 
         train_x, val_x = features(splits.train, "features train"), features(splits.val, "features val")
         result = fit(frozen, RegressorObjective(), EmbeddingImageDataset(train_x, splits.train), EmbeddingImageDataset(val_x, splits.val),
@@ -89,7 +87,6 @@ def run_regressor_experiment(config: ExperimentConfig, resume: bool = False, acc
         test = load_test(config.data)
         score_of = {name: predict(frozen, features(samples, f"features {name}").to(accelerator.device), bs)
                     for name, samples in (("val", splits.val), ("bank", bank.samples), ("test", test))}
-        frozen.restore()
     else:
         result = fit(model, RegressorObjective(), ImageDataset(splits.train, model.train_preprocess()), ImageDataset(splits.val, transform),
                      config, out / "regressor", accelerator, resume, param_groups=model.parameter_groups(), desc=config.model.name)
@@ -102,7 +99,7 @@ def run_regressor_experiment(config: ExperimentConfig, resume: bool = False, acc
     comparator = RegressionComparator(model, config.scorer.args.get("link"))
     val_true = torch.tensor([s.score for s in splits.val], dtype=torch.float64)
     labels = torch.from_numpy(pair_labels(val_true[:, None].numpy(), bank.scores[None, :].numpy(), config.pairs.margin))
-    link = comparator.fit_link(score_of["val"][:, None].expand(-1, len(bank)), score_of["bank"][None, :].expand(len(splits.val), -1), labels)
+    link = comparator.fit_link(score_of["val"][:, None] - score_of["bank"][None, :], labels)
     accelerator.print(f"link fitted on {labels.numel()} validation x bank pairs: slope {link.slope:.3f}, tie width {link.tie_width:.3f}")
     probs = compare_all(comparator, score_of["test"][:, None], score_of["bank"][:, None], accelerator, desc="test x bank")
     scorer_args = {k: v for k, v in config.scorer.args.items() if k != "link"}

@@ -20,12 +20,13 @@ from typing import Any, Iterator, Optional, Protocol, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import extract_model_from_parallel, set_seed
 from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from comparators.base import Model
 from comparators.losses import ComparatorLoss
 
 from .config import ExperimentConfig
@@ -90,26 +91,30 @@ class RegressorObjective:
 
 
 class HeadOnly(nn.Module):
-    """Frozen-backbone mode: train a splitting comparator's ``compare`` on cached embeddings.
+    """Frozen-backbone mode: train a model's ``forward_head`` on its cached ``forward_features``
+    (a comparator's ``compare`` on embeddings, a regressor's heads on backbone features).
 
-    The whole comparator stays inside (``wrapped``) so checkpoints hold a complete model.
+    The whole model stays inside (``wrapped``) so checkpoints hold a complete model; its
+    :meth:`~comparators.base.Model.feature_modules` stay in evaluation mode (frozen batch-norm
+    statistics) while the head trains.
     """
 
-    def __init__(self, comparator: nn.Module):
+    def __init__(self, model: Model):
         super().__init__()
-        self.wrapped = comparator
-        for p in comparator.parameters():
+        self.wrapped = model
+        head = model.head_parameters()
+        for p in model.parameters():
             p.requires_grad_(False)
-        for p in comparator.head_parameters():
+        for p in head:
             p.requires_grad_(True)
 
-    def forward(self, emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
-        return self.wrapped.compare(emb_a, emb_b)
+    def forward(self, *features: torch.Tensor) -> Any:
+        return self.wrapped.forward_head(*features)
 
     def train(self, mode: bool = True) -> "HeadOnly":
         super().train(mode)
-        if hasattr(self.wrapped, "backbone"):
-            self.wrapped.backbone.eval()  # frozen batch-norm statistics stay frozen
+        for module in self.wrapped.feature_modules():
+            module.eval()
         return self
 
 
@@ -207,7 +212,7 @@ def fit(
 
     for epoch in range(state["epoch"] + 1, train_cfg.epochs + 1):
         sampler.set_epoch(epoch)
-        _call_hook(model, "on_epoch_start", epoch, train_cfg.epochs)
+        _unwrap(model).on_epoch_start(epoch, train_cfg.epochs)
         model.train()
         started, running, seen = time.time(), 0.0, 0
         bar = tqdm(total=steps_per_epoch, desc=f"{desc} epoch {epoch}/{train_cfg.epochs}", disable=not accelerator.is_local_main_process, leave=False)
@@ -231,7 +236,7 @@ def fit(
                 if step >= steps_per_epoch:
                     break
         bar.close()
-        _call_hook(model, "on_epoch_end", epoch, train_cfg.epochs)
+        _unwrap(model).on_epoch_end(epoch, train_cfg.epochs)
         model.eval()
         metrics = objective.evaluate(model, val_loader, accelerator)
         metrics.update(epoch=epoch, train_loss=running / max(seen, 1), seconds=time.time() - started)
@@ -297,41 +302,26 @@ def lr_lambda(config: ExperimentConfig, steps_per_epoch: int):
     return factor
 
 
-def checkpoint_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What a per-epoch checkpoint holds: the whole state dict, unless the model says less.
-
-    A LoRA model defines ``checkpoint_state_dict()`` (adapters + trainable parts only), so five
-    epochs of a 7B comparator cost megabytes, not 70 GB.
-    """
-    custom = getattr(model, "checkpoint_state_dict", None)
-    return custom() if callable(custom) else model.state_dict()
+def checkpoint_state(model: Model) -> dict[str, torch.Tensor]:
+    """What a per-epoch checkpoint holds: :meth:`~comparators.base.Model.checkpoint_state_dict`
+    (the whole state dict by default; a LoRA model's adapters and trained parts only)."""
+    return model.checkpoint_state_dict()
 
 
 def load_weights(model: nn.Module, checkpoint: Path) -> nn.Module:
     """Load a ``model.safetensors`` written by :func:`fit` into ``model`` (strict)."""
     from safetensors.torch import load_file
 
-    target = _unwrap(model)
-    state = load_file(str(checkpoint))
-    custom = getattr(target, "load_checkpoint_state_dict", None)
-    if callable(custom):
-        custom(state)
-    else:
-        target.load_state_dict(state)
+    _unwrap(model).load_checkpoint_state_dict(load_file(str(checkpoint)))
     return model
 
 
-def _call_hook(model: nn.Module, name: str, epoch: int, num_epochs: int) -> None:
-    """Per-epoch hooks a method may define (``on_epoch_start``/``on_epoch_end(epoch, num_epochs)``):
-    stage switches, reference re-selection, ... — the loop stays the same for every method."""
-    hook = getattr(_unwrap(model), name, None)
-    if callable(hook):
-        hook(epoch, num_epochs)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)
-    return getattr(model, "wrapped", model)
+def _unwrap(model: nn.Module) -> Model:
+    """The :class:`~comparators.base.Model` inside accelerate's wrapper and :class:`HeadOnly`."""
+    model = extract_model_from_parallel(model)
+    if isinstance(model, HeadOnly):
+        model = model.wrapped
+    return model
 
 
 def _atomic_json(path: Path, payload: Any) -> None:

@@ -6,10 +6,13 @@ without importing each other.
 """
 from __future__ import annotations
 
+import difflib
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
+
+import numpy as np
 
 DEFAULT_MARGIN = 0.2  # θ of the LMOL paper: |Δ| <= θ is SIMILAR
 MARGIN_TOLERANCE = 1e-6  # scores are means of ratings (k/60): Δ = 0.2 must stay SIMILAR despite rounding
@@ -27,13 +30,36 @@ class PairLabel(enum.IntEnum):
         return {PairLabel.FIRST: PairLabel.SECOND, PairLabel.SECOND: PairLabel.FIRST}.get(self, self)
 
 
+def labels_from_delta(delta: Any, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """Labels of pairs from Δ = score_a − score_b (any array shape): FIRST if Δ > θ, SECOND if
+    Δ < −θ, else SIMILAR, with :data:`MARGIN_TOLERANCE` so a Δ of exactly θ stays SIMILAR.
+
+    The one owner of the label rule: pair recipes, link fitting, comparator metrics and
+    benchmarks all call it (or :func:`label_from_delta` for one pair).
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    labels = np.full(delta.shape, int(PairLabel.SIMILAR), dtype=np.int64)
+    labels[delta > margin + MARGIN_TOLERANCE] = int(PairLabel.FIRST)
+    labels[delta < -margin - MARGIN_TOLERANCE] = int(PairLabel.SECOND)
+    return labels
+
+
 def label_from_delta(delta: float, margin: float = DEFAULT_MARGIN) -> PairLabel:
-    """Label of a pair from Δ = score_a − score_b: FIRST if Δ > θ, SECOND if Δ < −θ, else SIMILAR."""
-    if delta > margin + MARGIN_TOLERANCE:
-        return PairLabel.FIRST
-    if delta < -margin - MARGIN_TOLERANCE:
-        return PairLabel.SECOND
-    return PairLabel.SIMILAR
+    """Label of one pair from Δ = score_a − score_b (see :func:`labels_from_delta`)."""
+    return PairLabel(int(labels_from_delta(delta, margin)))
+
+
+def swap_first_second(values: Any) -> Any:
+    """Columns of the swapped pair: FIRST and SECOND exchanged on the last dim, SIMILAR kept.
+
+    Works on torch tensors and numpy arrays of logits or probabilities with K = 2 or 3
+    columns; the one owner of "what (b, a) says, in (a, b)'s frame".
+    """
+    k = values.shape[-1]
+    if k not in (2, 3):
+        raise ValueError(f"expected K = 2 or 3 label columns on the last dim, got {k}")
+    order = [int(PairLabel(c).reversed()) for c in range(k)]
+    return values[..., order]
 
 
 @dataclass(frozen=True)
@@ -67,3 +93,60 @@ class Pair:
     a: int
     b: int
     label: PairLabel
+
+
+T = TypeVar("T")
+
+
+class Registry:
+    """Components by name, registered with one decorator: ``@MODELS.register("siamese", kind=...)``.
+
+    One mechanism serves comparators, regressors, scorers and backbones (each package owns one
+    ``Registry``). ``metadata`` keyword arguments are kept with the entry (e.g. a model's
+    ``kind`` and its options dataclass, so a config can be validated before anything is built).
+    Optional heavy dependencies stay optional because registered modules import them inside
+    their functions, not at module level.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._entries: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+
+    def register(self, name: str, **metadata: Any) -> Callable[[T], T]:
+        """Decorator registering a class or factory function under ``name`` (a taken name is an error)."""
+
+        def deco(obj: T) -> T:
+            taken = self._entries.get(name)
+            if taken is not None and taken[0] is not obj:
+                raise ValueError(f"{self.what} name {name!r} is already registered to {taken[0].__qualname__}")
+            self._entries[name] = (obj, dict(metadata))
+            return obj
+
+        return deco
+
+    def names(self, **metadata: Any) -> list[str]:
+        """Registered names (sorted), optionally only those whose metadata match."""
+        return sorted(n for n, (_, meta) in self._entries.items() if all(meta.get(k) == v for k, v in metadata.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def check(self, name: str, key: str) -> None:
+        """Raise ValueError naming ``key`` and suggesting the closest name when ``name`` is unknown."""
+        if name in self._entries:
+            return
+        close = difflib.get_close_matches(str(name), list(self._entries), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"registered: {', '.join(self.names())}"
+        raise ValueError(f"{key}: unknown {self.what} {name!r}; {hint}")
+
+    def get(self, name: str, key: Optional[str] = None) -> Callable[..., Any]:
+        self.check(name, key or self.what)
+        return self._entries[name][0]
+
+    def metadata(self, name: str, key: Optional[str] = None) -> dict[str, Any]:
+        self.check(name, key or self.what)
+        return dict(self._entries[name][1])
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Build the component ``name`` with ``kwargs`` (the registered object is called)."""
+        return self.get(name)(**kwargs)

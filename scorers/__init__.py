@@ -15,10 +15,10 @@ from .base import Scorer, Scores
 from .exact import ExactBTScorer
 from .grid import GridBTScorer
 from .link import Link
-from .orders import combine_orders, reverse_classes
+from .orders import combine_orders
 from .registry import available, create, register
 
 __all__ = [
     "ActiveResult", "ActiveScorer", "ExactBTScorer", "GridBTScorer", "Link", "Scorer", "Scores",
-    "available", "combine_orders", "compare_from_probs", "create", "register", "reverse_classes",
+    "available", "combine_orders", "compare_from_probs", "create", "register",
 ]

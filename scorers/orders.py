@@ -22,15 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from orderlearn.types import PairLabel
-
-
-def reverse_classes(probs: torch.Tensor) -> torch.Tensor:
-    """Swap FIRST and SECOND on the last dim (SIMILAR stays): probabilities of the swapped pair."""
-    if probs.shape[-1] not in (2, 3):
-        raise ValueError(f"probs must have K = 2 or 3 classes on its last dim, got {probs.shape[-1]}")
-    order = [int(PairLabel(c).reversed()) for c in range(probs.shape[-1])]
-    return probs[..., order]
+from orderlearn.types import swap_first_second
 
 
 def combine_orders(probs_fwd: torch.Tensor, probs_rev: torch.Tensor, mode: str = "geometric",
@@ -38,7 +30,7 @@ def combine_orders(probs_fwd: torch.Tensor, probs_rev: torch.Tensor, mode: str =
     """Forward-frame probabilities [..., K] from (test, ref) and (ref, test) probabilities."""
     if probs_fwd.shape != probs_rev.shape:
         raise ValueError(f"probs_fwd {tuple(probs_fwd.shape)} and probs_rev {tuple(probs_rev.shape)} differ in shape")
-    back = reverse_classes(probs_rev)
+    back = swap_first_second(probs_rev)
     if mode == "arithmetic":
         return 0.5 * (probs_fwd + back)
     if mode != "geometric":

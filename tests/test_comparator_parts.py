@@ -8,7 +8,8 @@ import torch
 
 import comparators
 from comparators.backbones import WeightsNotFoundError, create_backbone, find_package_file
-from comparators.losses import ComparatorLoss, kl_consistency, reverse_labels, weighted_cross_entropy
+from comparators.losses import ComparatorLoss, kl_consistency, weighted_cross_entropy
+from orderlearn.types import swap_first_second
 
 
 def test_cross_entropy_and_weighted_by_hand():
@@ -27,7 +28,7 @@ def test_kl_consistency_by_hand():
     kl = lambda p, q: float((p * (p / q).log()).sum())
     expected = 0.5 * (kl(mpf, pr[0]) + kl(mpr, pf[0]))
     assert kl_consistency(pf.log(), pr.log()).item() == pytest.approx(expected, rel=1e-6)
-    consistent = reverse_labels(pf)
+    consistent = swap_first_second(pf)
     assert kl_consistency(pf.log(), consistent.log()).item() == pytest.approx(0.0, abs=1e-7)
     loss = ComparatorLoss("ce+kl", kl_weight=0.5)
     labels = torch.tensor([0])
@@ -45,7 +46,7 @@ def test_siamese_split_equals_forward_and_is_reverse_consistent():
         split = model.compare(model.embed(a), model.embed(b))
         swapped = model(b, a)
     torch.testing.assert_close(direct, split)
-    torch.testing.assert_close(reverse_labels(swapped), direct)
+    torch.testing.assert_close(swap_first_second(swapped), direct)
     assert direct.shape == (3, 3)
 
 

@@ -82,7 +82,7 @@ def test_fit_link_recovers_known_slope_and_tie_width():
     sa, sb = 1 + 4 * torch.rand(8_000, generator=g, dtype=torch.float64), 1 + 4 * torch.rand(8_000, generator=g, dtype=torch.float64)
     labels = torch.multinomial(true.probs(sa - sb, 3), 1, generator=g).squeeze(1)
     comparator = RegressionComparator(MeanPixelRegressor())  # starts from the default link (10, 0.2)
-    fitted = comparator.fit_link(sa, sb, labels)
+    fitted = comparator.fit_link(sa - sb, labels)
     assert fitted.slope == pytest.approx(6.0, rel=0.06)
     assert fitted.tie_width == pytest.approx(0.3, rel=0.06)
     assert comparator.link == fitted  # the comparator now compares with the fitted link

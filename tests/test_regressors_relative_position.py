@@ -174,7 +174,7 @@ def test_total_loss_on_a_hand_checked_batch():
     model = _tiny(lambda_gender=0.5, mu_position=2.0).eval()
     _set_hand_weights(model)
     features = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    out = model.forward_from_features(features)
+    out = model.forward_head(features)
     # Eq. 1 with labels (0, 1, 2): softmax (1, 2, 1)/4 -> 1.0 ; (1, 1, 2)/4 -> 1.25
     torch.testing.assert_close(out.score, torch.tensor([1.0, 1.25]))
     batch = {"score": torch.tensor([2.0, 0.0]), "gender": torch.tensor([1, -1])}
@@ -200,7 +200,7 @@ def test_first_epoch_has_no_position_term_and_hooks_select_references():
     model.selector.references.zero_()
     model.on_epoch_start(0)
     feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], requires_grad=True)
-    out = model.forward_from_features(feats)
+    out = model.forward_head(feats)
     assert "position_logits" not in out.extras
     batch = {"score": torch.tensor([2.0, 1.0, 1.0]), "gender": torch.tensor([-1, -1, -1])}
     loss = model.loss(out, batch)
@@ -214,7 +214,7 @@ def test_first_epoch_has_no_position_term_and_hooks_select_references():
     model.on_epoch_end(0)
     assert model.selector.reference_valid.tolist() == [False, True, True]
     torch.testing.assert_close(model.selector.references[1], feats[best].detach())
-    assert "position_logits" in model.forward_from_features(feats).extras
+    assert "position_logits" in model.forward_head(feats).extras
 
 
 def test_eval_mode_loss_does_not_touch_the_references():

@@ -39,13 +39,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from comparators.backbones import create_backbone
+from orderlearn.types import ScoredImage
 from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
 from comparators.transforms import BackboneTransforms
@@ -144,12 +145,13 @@ class ComboLossRegressor(BackboneTransforms, Regressor):
                 "set_class_weights(class_weights_from_scores(train_scores)) is called (Eq. 6)"
             )
 
-    def setup_from_training(self, scores: Iterable[float]) -> None:
+    def setup_from_training(self, samples: Sequence[ScoredImage]) -> None:
         """Training-data hook of the shared pipeline: Eq. 6 weights from the training scores,
         unless the config fixed them."""
         if self.config.class_weights is None:
             c = self.config
-            self.set_class_weights(class_weights_from_scores(torch.as_tensor(list(scores)), c.num_classes, c.class_min))
+            scores = torch.tensor([s.score for s in samples], dtype=torch.float64)
+            self.set_class_weights(class_weights_from_scores(scores, c.num_classes, c.class_min))
 
     def set_class_weights(self, weights: Iterable[float]) -> None:
         """Install w_c (Eq. 6), e.g. ``class_weights_from_scores(train_scores)``."""
@@ -160,8 +162,15 @@ class ComboLossRegressor(BackboneTransforms, Regressor):
             raise ValueError(f"class weights must be finite and positive, got {values.tolist()}")
         self.class_weights.copy_(values)
 
-    def forward(self, images: torch.Tensor) -> RegressorOutput:
-        features = self.backbone(images)
+    splits = True
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def feature_modules(self) -> list[nn.Module]:
+        return [self.backbone]
+
+    def forward_head(self, features: torch.Tensor) -> RegressorOutput:
         score = float32_head(self.regression_head, features).squeeze(1)
         logits = float32_head(self.classification_head, features)
         expectation = torch.softmax(logits, dim=1) @ self.class_values.to(logits)  # Eq. (4)

@@ -183,8 +183,15 @@ class DualLabelDistributionRegressor(Regressor):
     def num_ratings(self) -> int:
         return self.assignment.shape[1]
 
-    def forward(self, images: torch.Tensor) -> RegressorOutput:
-        features = self.backbone(images)
+    splits = True
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def feature_modules(self) -> list[nn.Module]:
+        return [self.backbone]
+
+    def forward_head(self, features: torch.Tensor) -> RegressorOutput:
         logits = float32_head(self.head, features)
         # the read-outs too stay out of autocast: bfloat16 midpoints would quantise ŷ
         with torch.autocast(device_type=features.device.type, enabled=False):

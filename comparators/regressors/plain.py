@@ -101,8 +101,16 @@ class PlainRegressor(BackboneTransforms, Regressor):
         self.backbone = create_backbone(config.backbone, weights=config.weights)
         self.head = nn.Linear(self.backbone.num_features, 1)
 
-    def forward(self, images: torch.Tensor) -> RegressorOutput:
-        score = float32_head(self.head, self.backbone(images)).squeeze(1)
+    splits = True
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def feature_modules(self) -> list[nn.Module]:
+        return [self.backbone]
+
+    def forward_head(self, features: torch.Tensor) -> RegressorOutput:
+        score = float32_head(self.head, features).squeeze(1)
         if self.config.score_range is not None and not self.training:
             score = score.clamp(*self.config.score_range)
         return RegressorOutput(score=score)

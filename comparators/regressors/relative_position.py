@@ -143,10 +143,15 @@ class RelativePositionRegressor(BackboneTransforms, Regressor):
         return self.evr.label_values
 
     # --- forward ------------------------------------------------------------------------
-    def forward(self, images: torch.Tensor) -> RegressorOutput:
-        return self.forward_from_features(self.backbone(images))
+    splits = True
 
-    def forward_from_features(self, features: torch.Tensor) -> RegressorOutput:
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def feature_modules(self) -> list[torch.nn.Module]:
+        return [self.backbone]
+
+    def forward_head(self, features: torch.Tensor) -> RegressorOutput:
         """The three heads on pooled features ``F`` [B, c] (exposed so tests can feed known F)."""
         score, logits = self.evr(features)
         extras: dict[str, torch.Tensor] = {"features": features, "label_logits": logits}
