@@ -26,7 +26,7 @@ import timm
 import torch
 from torch import nn
 
-from . import ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
+import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +180,18 @@ def load_checkpoint(model: nn.Module, path: Path, by_order: bool = False) -> Non
             f"{path} does not fit this backbone: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise ValueError naming ``backbone`` (with the closest timm names) when ``name`` is unknown.
+
+    Called by every options dataclass with a ``backbone`` field, so a misspelt backbone fails
+    when the config is loaded, not after the data has been read.
+    """
+    if timm.is_model(name):
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"backbone: unknown backbone {name!r} (not a timm model nor one registered by orderlearn){hint}")

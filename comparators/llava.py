@@ -35,6 +35,7 @@ from comparators.llava_loading import (IMAGE_TOKEN_ID, CheckpointNotFoundError, 
                                        sentencepiece_tokenizer, tiny_llava_config, torch_dtype)
 from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, masked_softmax, num_image_tokens,
                                       render_prompt)
+from comparators.registry import register_model
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -443,6 +444,7 @@ def _output_to(module: nn.Module, args: tuple, output: torch.Tensor, dtype: torc
     return output.to(dtype)
 
 
+@register_model("llava", kind="comparator", options=LlavaComparatorConfig)
 def build(tiny: bool = False, tokenizer_path: str | Path | Any = DEFAULT_TOKENIZER, image_size: int = 32,
           patch_size: int = 16, **config: Any) -> LlavaComparator:
     """Registry factory: ``comparators.create("llava", checkpoint=..., lora_r=...)``.
