@@ -109,22 +109,18 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import markdown_table, score_metrics, write_json
+    from .scores_csv import read_scores_csv
 
-    if not args.scores.is_file():
-        raise DataError(f"scores file {args.scores} does not exist")
-    with args.scores.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "true_score" not in rows[0] or "score" not in rows[0]:
-        raise DataError(f"{args.scores} needs columns true_score and score (as written by `orderlearn score`)")
-    truth = [float(r["true_score"]) for r in rows]
-    results = {"order_learned": score_metrics([float(r["score"]) for r in rows], truth)}
-    if rows[0].get("direct_score"):
-        results["direct"] = score_metrics([float(r["direct_score"]) for r in rows], truth)
+    table = read_scores_csv(args.scores, require_truth=True)
+    truth = table.truth.tolist()
+    results = {"order_learned": score_metrics(table.scores.tolist(), truth)}
+    if table.direct is not None:
+        results["direct"] = score_metrics(table.direct.tolist(), truth)
     out = args.out or args.scores.parent
     write_json(out / "metrics.json", results)
-    table = markdown_table([{"route": k, **v} for k, v in results.items()], ["route", "pc", "mae", "rmse", "spearman", "n"])
-    (out / "metrics.md").write_text(table + "\n")
-    print(table)
+    markdown = markdown_table([{"route": k, **v} for k, v in results.items()], ["route", "pc", "mae", "rmse", "spearman", "n"])
+    (out / "metrics.md").write_text(markdown + "\n")
+    print(markdown)
     return 0
 
 
