@@ -55,6 +55,11 @@ class Comparator(Model):
         what the feature cache stores). Default: the features themselves."""
         return features
 
+    def embed_references(self, features: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """The embeddings ``compare`` reads for bank references, whose scores are known.
+        Default: the reference images' own embeddings (a comparator judges the image)."""
+        return self.embed_from_features(features)
+
     def natural_link(self) -> Optional["Link"]:
         """The link under which this comparator's probabilities are exact, if it has one (a
         regressor's view does); the scorer uses it unless the run calibrates or sets one."""

@@ -43,9 +43,11 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from timm.layers import create_classifier
-from timm.models import build_model_with_cfg, register_model
+from timm.models import build_model_with_cfg
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
+
+from .backbone_registry import register_backbone
 
 __all__ = ["IR50", "ImprovedResidualUnit", "convert_state_dict", "ir50", "ir50_poster"]
 
@@ -246,7 +248,7 @@ def _create(variant: str, pretrained: bool, **kwargs: Any) -> IR50:
     return build_model_with_cfg(IR50, variant, pretrained=False, feature_cfg=feature_cfg, **kwargs)
 
 
-@register_model
+@register_backbone
 def ir50(pretrained: bool = False, **kwargs: Any) -> IR50:
     """ArcFace IR-50: 4 stages (3, 4, 14, 3) x (64, 128, 256, 512); ``[B, 512, 7, 7]`` at 112 px."""
     kwargs.setdefault("widths", IR50_WIDTHS)
@@ -254,7 +256,7 @@ def ir50(pretrained: bool = False, **kwargs: Any) -> IR50:
     return _create("ir50", pretrained, **kwargs)
 
 
-@register_model
+@register_backbone
 def ir50_poster(pretrained: bool = False, **kwargs: Any) -> IR50:
     """IR-50 without its last block (POSTER++; the age paper's backbone, c = 256)."""
     kwargs.setdefault("widths", IR50_WIDTHS[:3])

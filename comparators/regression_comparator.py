@@ -1,8 +1,8 @@
 """Any regressor as a comparator: compare two images through their predicted scores.
 
-The embedding of an image is the regressor's score ``[B, 1]`` and ``compare`` applies the BT
-link to δ = ŝ_a − ŝ_b, so P(FIRST) = σ(k(δ − τ)), P(SECOND) = σ(k(−δ − τ)), P(SIMILAR) = the
-rest. This is the degenerate comparator of DESIGN.md: the same bank, scorer and metrics then
+The embedding of an image is the regressor's score ``[B, 1]``, a bank reference's embedding is
+its known score r, and ``compare`` applies the BT link to δ = ŝ − r, so P(FIRST) = σ(k(δ − τ)),
+P(SECOND) = σ(k(−δ − τ)), P(SIMILAR) = the rest. This is the degenerate comparator of DESIGN.md: the same bank, scorer and metrics then
 score every direct method "through the bank", on the same folds as its direct scores.
 
 The link is the view's own state (:meth:`fit_view` fits k and τ by maximum likelihood of the
@@ -58,6 +58,11 @@ class RegressionComparator(Comparator):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self._score(self.regressor(images))
+
+    def embed_references(self, features: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """A reference's known score: the view answers Link(ŝ − r), the regressor's predicted
+        score against the reference's true one (not against what the regressor predicts for it)."""
+        return scores.to(torch.float32).reshape(-1, 1)
 
     @staticmethod
     def _score(output: Any) -> torch.Tensor:

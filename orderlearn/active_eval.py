@@ -117,7 +117,7 @@ def load_run(run: Path, accelerator: Optional[Accelerator] = None) -> LoadedRun:
     route, members = saved.route, []
     for _, view in route.views():
         members.append(Member(view, route.embeddings(view, test, "features test"), route.embeddings(view, splits.val, "features validation"),
-                              route.embeddings(view, saved.bank.samples, "features bank")))
+                              route.bank_embeddings(view)))
     return LoadedRun(saved, test, splits.val, members)
 
 

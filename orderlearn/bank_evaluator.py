@@ -140,13 +140,17 @@ class BankRoute:
     def embeddings(self, view: Comparator, samples: Sequence[ScoredImage], desc: str) -> torch.Tensor:
         return view_embeddings(view, self.features(view, samples, desc), self.accelerator, self.batch_size)
 
+    def bank_embeddings(self, view: Comparator) -> torch.Tensor:
+        """The references as ``view.compare`` reads them (their images, or their known scores)."""
+        return view.embed_references(self.embeddings(view, self.bank.samples, "features bank"), self.bank.scores)
+
     def fit_views(self, samples: Sequence[ScoredImage], margin: float) -> None:
         """Fit each checkpoint's view on ``samples`` × bank (true scores known) and keep its state."""
         states = []
         truth = torch.tensor([s.score for s in samples], dtype=torch.float64)
         for _, view in self.views():
-            view.fit_view(self.embeddings(view, samples, "features validation"), truth,
-                          self.embeddings(view, self.bank.samples, "features bank"), self.bank.scores, margin)
+            view.fit_view(self.embeddings(view, samples, "features validation"), truth, self.bank_embeddings(view),
+                          self.bank.scores, margin)
             states.append(view.view_state())
             natural = view.natural_link() if not states[:-1] else None
             if natural is not None and self.evaluator.link_source == "default":  # score under the view's own link
@@ -156,7 +160,7 @@ class BankRoute:
     def comparisons(self, samples: Sequence[ScoredImage], name: str) -> Comparisons:
         forward, reverse = [], []
         for _, view in self.views():
-            emb, bank_emb = self.embeddings(view, samples, f"features {name}"), self.embeddings(view, self.bank.samples, "features bank")
+            emb, bank_emb = self.embeddings(view, samples, f"features {name}"), self.bank_embeddings(view)
             forward.append(compare_all(view, emb, bank_emb, self.accelerator, desc=f"{name} x bank"))
             if self.evaluator.reverse_pass:
                 reverse.append(compare_all(view, bank_emb, emb, self.accelerator, desc=f"bank x {name}").transpose(0, 1))

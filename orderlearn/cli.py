@@ -136,7 +136,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import main_compare
+    from .results_table import main_compare
 
     return main_compare(args.runs, args.out)
 

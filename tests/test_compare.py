@@ -14,7 +14,7 @@ import yaml
 from scipy import stats
 
 from orderlearn.cli import main
-from orderlearn.compare import compare_runs, read_run
+from orderlearn.results_table import compare_runs, read_run
 from orderlearn.errors import DataError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

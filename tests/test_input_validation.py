@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from orderlearn.cli import main
-from orderlearn.compare import compare_runs, read_run
+from orderlearn.results_table import compare_runs, read_run
 from orderlearn.config import DataConfig
 from orderlearn.data import load_test, load_training
 from orderlearn.errors import DataError

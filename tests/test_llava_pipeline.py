@@ -75,7 +75,7 @@ def test_ce_run_trains_checkpoints_adapters_only_and_scores(synthetic_root, tmp_
         rows = list(csv.DictReader(handle))
     assert len(rows) == N_TEST and all(1.0 <= float(r["score"]) <= 5.0 for r in rows)
     saved = json.loads((out / "results.json").read_text())
-    assert saved["order_learned"]["n"] == N_TEST and saved["comparator"] == "llava"
+    assert saved["order_learned"]["n"] == N_TEST and saved["method"] == "llava"
     assert 0.0 <= results["comparator_metrics"]["accuracy"] <= 1.0
 
     # per-epoch checkpoints hold the LoRA + projector tensors only, and the two epochs differ
@@ -113,7 +113,7 @@ def test_two_class_checkpoint_ensemble(synthetic_root, tmp_path, monkeypatch):
     cfg = lmol_config(synthetic_root, tmp_path / "ens", model={"two_class": True},
                       pairs={"recipe": "balanced-2", "total": 120}, ensemble_last=2)
     results = run_experiment(config_from_dict(cfg))
-    assert results["ensemble_last"] == 2 and results["order_learned"]["n"] == N_TEST
+    assert len(results["scorer"]["checkpoints"]) == 2 and results["order_learned"]["n"] == N_TEST
     cm = results["comparator_metrics"]
     assert set(cm["per_class_accuracy"]) == {"FIRST", "SECOND"}  # K = 2 all the way to the metrics
     # the ensemble averaged two different checkpoints

@@ -10,7 +10,7 @@ import torch
 
 from comparators.base import Regressor, RegressorOutput
 from comparators.regression_comparator import RegressionComparator
-from orderlearn.compare import read_run
+from orderlearn.results_table import read_run
 from orderlearn.config import load_config
 from orderlearn.run import run_experiment
 from orderlearn.types import PairLabel
@@ -108,7 +108,9 @@ def check_run(out: Path, results: dict, model: str, n_test: int, epochs: int) ->
     for route in ("direct", "order_learned"):
         assert results[route]["n"] == n_test
         assert math.isfinite(results[route]["mae"]) and math.isfinite(results[route]["rmse"])
-    assert results["link"]["slope"] > 0 and results["link"]["tie_width"] >= 0
+    link = results["scorer"]["link"]  # the comparator view's fitted link, which the scorer uses
+    assert results["scorer"]["link_source"] == "comparator" and link["slope"] > 0 and link["tie_width"] >= 0
+    assert results["scorer"]["view_states"] == [{"link": link}]
     assert results["comparator_metrics"]["pairs"] == n_test * results["bank_size"]
     run = read_run(out)  # scores.csv agrees with results.json on both routes (else DataError)
     assert set(run.predictions) == {"direct", "order_learned"} and run.truth.size == n_test
@@ -143,4 +145,4 @@ def test_relative_position_on_synthetic_ages(tmp_path, monkeypatch):
     run = read_run(out)
     assert run.truth.min() >= 16 and run.truth.max() <= 77 and (run.truth == run.truth.round()).all()
     assert ((run.predictions["order_learned"] >= 16) & (run.predictions["order_learned"] <= 77)).all()
-    assert math.isfinite(results["direct"]["mae"]) and results["link"]["slope"] > 0
+    assert math.isfinite(results["direct"]["mae"]) and results["scorer"]["link"]["slope"] > 0

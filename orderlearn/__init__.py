@@ -1,0 +1,49 @@
+"""orderlearn: order learning on faces.
+
+Predict an ordinal score (facial beauty, age) by comparing an image with a bank of scored
+references and turning the comparisons into a score by Bradley–Terry likelihood; every direct
+method is also a (degenerate) comparator, so "direct vs order-learned" is one table.
+
+The public API is imported lazily (``orderlearn.run_experiment`` loads the pipeline on first
+use), so the vocabulary in :mod:`orderlearn.types` stays importable without the rest::
+
+    from orderlearn import load_config, run_experiment, load_run
+    results = run_experiment(load_config("configs/synthetic_demo.yaml"))
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
+_PUBLIC = {
+    "run_experiment": "orderlearn.run",
+    "load_config": "orderlearn.config",
+    "config_from_dict": "orderlearn.config",
+    "ExperimentConfig": "orderlearn.config",
+    "load_run": "orderlearn.saved_run",
+    "SavedRun": "orderlearn.saved_run",
+    "score_run": "orderlearn.score_images",
+    "BankEvaluator": "orderlearn.bank_evaluator",
+    "ReferenceBank": "orderlearn.bank",
+    "compare_runs": "orderlearn.results_table",
+    "load_training": "orderlearn.data",
+    "load_test": "orderlearn.data",
+    "ScoredImage": "orderlearn.types",
+    "PairLabel": "orderlearn.types",
+    "ConfigError": "orderlearn.errors",
+    "DataError": "orderlearn.errors",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'orderlearn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
