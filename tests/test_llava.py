@@ -424,3 +424,30 @@ def test_config_round_trip_and_unknown_key():
     assert LlavaComparatorConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="lora_rank"):
         LlavaComparatorConfig.from_dict({"lora_rank": 4})
+
+
+def test_quantised_model_goes_to_this_processes_gpu(tmp_path):
+    """QLoRA under N processes: each process loads its 4-bit copy whole onto its own device
+    ({"": local_process_index}), not spread over all GPUs. Checked with 2 CPU processes (gloo)."""
+    import os
+    import subprocess
+    import sys
+
+    from comparators.llava_loading import quantised_device_map
+
+    assert quantised_device_map(3) == {"": 3}
+    with pytest.raises(ValueError, match="local_process_index"):
+        quantised_device_map(-1)
+    script = tmp_path / "where.py"
+    # the accelerator first, as in the pipeline (it reads ACCELERATE_USE_CPU: gloo on CPU)
+    script.write_text("from accelerate import Accelerator\n"
+                      "from comparators.llava_loading import quantised_device_map\n"
+                      "state = Accelerator()\n"
+                      "print('MAP', state.process_index, state.num_processes, quantised_device_map()[''])\n")
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = sorted(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("MAP"))
+    assert lines == [["0", "2", "0"], ["1", "2", "1"]], done.stdout
