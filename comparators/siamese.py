@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbones import create_backbone
+from .backbones import check_backbone_name, create_backbone
 from .base import Comparator
 from orderlearn.types import swap_first_second
-from .transforms import BackboneTransforms
+from .transforms import AUGMENTATIONS, BackboneTransforms
+from .registry import register_model
 
 
 @dataclass
@@ -32,14 +33,25 @@ class SiameseConfig:
     symmetric: bool = True
     augment: list[str] = field(default_factory=lambda: ["hflip"])
 
+    def __post_init__(self) -> None:
+        check_backbone_name(self.backbone)
+        if self.num_classes not in (2, 3):
+            raise ValueError(f"num_classes: must be 2 or 3, got {self.num_classes}")
+        for key in ("image_size", "projection", "hidden"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key}: must be positive, got {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+        unknown = sorted(set(self.augment) - set(AUGMENTATIONS))
+        if unknown:
+            raise ValueError(f"augment: unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+
 
 class SiameseComparator(BackboneTransforms, Comparator):
     splits = True
 
     def __init__(self, config: SiameseConfig):
         super().__init__()
-        if config.num_classes not in (2, 3):
-            raise ValueError(f"num_classes must be 2 or 3, got {config.num_classes}")
         self.config = config
         self.num_classes = config.num_classes
         self.backbone = create_backbone(config.backbone, config.weights)
@@ -70,5 +82,6 @@ class SiameseComparator(BackboneTransforms, Comparator):
         return [self.backbone]
 
 
+@register_model("siamese", kind="comparator", options=SiameseConfig)
 def build(**kwargs: Any) -> SiameseComparator:
     return SiameseComparator(SiameseConfig(**kwargs))

@@ -6,7 +6,8 @@ the score down. This module measures that trade-off on a finished run with the *
 comparator: the test images and the bank are embedded once, and every comparison the active
 scorer requests is answered by the comparator's ``compare`` on those embeddings, in batches,
 and counted per test image (comparisons are the cost; precomputed probabilities would hide
-it). Any comparator that splits into ``embed`` / ``compare`` works.
+it). Any run works: a comparator run, or a regressor run through its comparator view; a run
+with a checkpoint ensemble averages its checkpoints' answers as the run does.
 
 For each budget (comparisons per image) it reports PC, MAE, RMSE, Spearman and the 95%
 interval coverage of the active scores — raw, and with the posterior std scaled so that the same
@@ -15,8 +16,7 @@ validation scores (:mod:`scorers.intervals`) — next to the same number of *ran
 (read from the full-bank answers, which are the same comparator's answers), and the full bank.
 The base scorer is the run's own (its name, arguments, both-orders setting and, when the run
 calibrated it, the link fitted on validation × bank comparisons), so the full-bank row is the
-run's own order-learned result (exactly, when ``ensemble_last`` is 1: this module scores
-with the best checkpoint only).
+run's own order-learned result.
 
 On the full bank it also contrasts, in one factorial table: grid (eq. 13) vs exact BT, hard vs
 soft labels, the default vs the calibrated link (:meth:`scorers.Link.fit` on the comparator's
@@ -47,19 +47,17 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-import comparators
 import scorers
 from scorers.intervals import interval_scale, widen
 
 from .bank import ReferenceBank
-from .config import ExperimentConfig, load_config
+from .comparisons import compare_all
+from .config import ExperimentConfig
 from .data import load_test, load_training
-from .embedding import compare_all
 from .errors import DataError
 from .evaluation import markdown_table, score_metrics, write_json
-from .pipeline import Embedder, calibrate_link
-from .scoring import best_checkpoint
-from .training import load_weights, make_accelerator
+from .saved_run import SavedRun
+from .saved_run import load_run as load_saved_run
 from .types import ScoredImage
 
 DEFAULT_BUDGETS = (4, 8, 16, 32, 64)
@@ -67,22 +65,42 @@ PC_TOLERANCE = 0.002
 TARGET_BUDGET = 32
 LINK_CHOICES = ("run", "default", "calibrated")
 METRIC_COLUMNS = ("pc", "mae", "rmse", "spearman")
-LIGHT_PAIR_BATCH, HEAVY_PAIR_BATCH = 8192, 32
+
+
+@dataclass
+class Member:
+    """One checkpoint of the run as a comparator view, with the images' embeddings under it."""
+
+    view: nn.Module
+    test: torch.Tensor
+    val: torch.Tensor
+    bank: torch.Tensor
 
 
 @dataclass
 class LoadedRun:
-    """A finished comparator run, ready to compare: best weights loaded, images embedded once."""
+    """A finished run (any method), ready to compare: each checkpoint's view, images embedded once."""
 
-    path: Path
-    config: ExperimentConfig
-    model: nn.Module
-    accelerator: Accelerator
-    bank: ReferenceBank  # with embeddings
+    saved: SavedRun
     test: list[ScoredImage]
-    test_emb: torch.Tensor
     val: list[ScoredImage]
-    val_emb: torch.Tensor
+    members: list[Member]
+
+    @property
+    def path(self) -> Path:
+        return self.saved.path
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.saved.config
+
+    @property
+    def accelerator(self) -> Accelerator:
+        return self.saved.accelerator
+
+    @property
+    def bank(self) -> ReferenceBank:
+        return self.saved.bank
 
     @property
     def truth(self) -> list[float]:
@@ -90,36 +108,17 @@ class LoadedRun:
 
 
 def load_run(run: Path, accelerator: Optional[Accelerator] = None) -> LoadedRun:
-    """Load ``run``'s config, best checkpoint and bank; embed bank, test and validation once.
-
-    Frozen-backbone embeddings come from (and go to) the pipeline's disk cache under
-    ``./runs/cache``; the bank's saved embeddings are reused when present.
-    """
-    run = Path(run)
-    config = load_config(run / "config.yaml")
-    if config.task != "comparator" or comparators.kind_of(config.model.name) != "comparator":
-        raise DataError(f"{run}: `orderlearn active` needs a comparator run, got task {config.task!r} "
-                        f"with model {config.model.name!r}")
-    checkpoint = best_checkpoint(run)
-    # no tracker: this evaluation logs nothing, and must not write into the run's folder
-    quiet = dataclasses.replace(config, train=dataclasses.replace(config.train, tracker="none"))
-    accelerator = accelerator or make_accelerator(quiet, run)
-    model = comparators.create(config.model.name, **config.model.args)
-    if not getattr(model, "splits", False):
-        raise ValueError(f"comparator {config.model.name!r} does not split into embed/compare; "
-                         "active scoring needs per-pair compare on embeddings")
-    load_weights(model, checkpoint)
-    model.to(accelerator.device).eval()
-    embedder = Embedder(model, accelerator, config, cacheable=config.train.frozen_backbone)
-    bank = ReferenceBank.load(run / "bank.json")
-    test = load_test(config.data)
-    splits = load_training(config.data)
-    check_unchanged(run, test, splits.train + splits.val, bank)
-    if bank.embeddings is None or len(bank.embeddings) != len(bank):
-        bank.embeddings = embedder(bank.samples, "embed bank")
-    val = splits.val
-    return LoadedRun(run, config, model, accelerator, bank, test, embedder(test, "embed test"),
-                     val, embedder(val, "embed val"))
+    """Load ``run`` (:func:`orderlearn.saved_run.load_run`), check its data are unchanged, and
+    embed bank, test and validation images once per checkpoint of its bank evaluator."""
+    saved = load_saved_run(Path(run), accelerator)
+    test = load_test(saved.config.data)
+    splits = load_training(saved.config.data)
+    check_unchanged(saved.path, test, splits.train + splits.val, saved.bank)
+    route, members = saved.route, []
+    for _, view in route.views():
+        members.append(Member(view, route.embeddings(view, test, "features test"), route.embeddings(view, splits.val, "features validation"),
+                              route.embeddings(view, saved.bank.samples, "features bank")))
+    return LoadedRun(saved, test, splits.val, members)
 
 
 def check_unchanged(run: Path, test: Sequence[ScoredImage], training: Sequence[ScoredImage], bank: ReferenceBank,
@@ -153,50 +152,44 @@ def check_unchanged(run: Path, test: Sequence[ScoredImage], training: Sequence[S
 
 
 class ComparatorCalls:
-    """``compare_fn`` for :class:`scorers.ActiveScorer` backed by the comparator itself.
+    """``compare_fn`` for :class:`scorers.ActiveScorer` backed by the run's comparator itself.
 
-    Answers (test i, reference j) pairs with ``model.compare`` on the cached embeddings, in
-    batches of ``pair_batch``; with ``both_orders`` it also asks (reference, test) and merges the
-    two with :func:`scorers.combine_orders` (as the pipeline does), which costs two calls.
-    ``calls`` [N] counts comparator calls per test image; ``seconds`` the time spent in them.
-    ``pair_batch`` defaults to 8192 pairs for a light head, and to 32 for a comparator with its
-    own ``compare_grid`` (an LMM: every pair is a language-model pass, 8192 would not fit).
+    Answers (image i, reference j) pairs with each checkpoint view's ``compare`` on the cached
+    embeddings, in batches of the view's ``pair_batch_size``, averaging the checkpoints as the
+    run does; with ``both_orders`` it also asks (reference, image) and merges the two with
+    :func:`scorers.combine_orders`, which costs two calls. ``calls`` [N] counts comparator calls
+    per image (per checkpoint); ``seconds`` the time spent in them.
     """
 
-    def __init__(self, model: nn.Module, test_emb: torch.Tensor, ref_emb: torch.Tensor,
-                 accelerator: Accelerator, both_orders: bool = False, pair_batch: Optional[int] = None) -> None:
-        if pair_batch is None:
-            pair_batch = HEAVY_PAIR_BATCH if hasattr(model, "compare_grid") else LIGHT_PAIR_BATCH
-        if pair_batch < 1:
-            raise ValueError(f"pair_batch must be >= 1, got {pair_batch}")
-        self.model, self.accelerator = model, accelerator
-        self.test_emb, self.ref_emb = test_emb, ref_emb
-        self.both_orders, self.pair_batch = both_orders, pair_batch
-        self.calls = torch.zeros(len(test_emb), dtype=torch.long)
+    def __init__(self, members: Sequence[Member], images: str, accelerator: Accelerator, both_orders: bool = False) -> None:
+        self.members, self.images, self.accelerator, self.both_orders = list(members), images, accelerator, both_orders
+        self.calls = torch.zeros(len(getattr(self.members[0], images)), dtype=torch.long)
         self.seconds = 0.0
 
     @torch.no_grad()
-    def _probs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _probs(self, view: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         device = self.accelerator.device
         with self.accelerator.autocast():
-            return self.model.compare(a.to(device), b.to(device)).float().softmax(-1)
+            return view.compare(a.to(device), b.to(device)).float().softmax(-1).cpu()
 
     def __call__(self, test_idx: torch.Tensor, ref_idx: torch.Tensor) -> torch.Tensor:
         started = time.perf_counter()
         test_idx, ref_idx = test_idx.cpu(), ref_idx.cpu()
         if test_idx.shape != ref_idx.shape or test_idx.dim() != 1:
             raise ValueError(f"test_idx {tuple(test_idx.shape)} and ref_idx {tuple(ref_idx.shape)} must be equal 1-D shapes")
-        out = []
-        for start in range(0, len(test_idx), self.pair_batch):
-            a = self.test_emb[test_idx[start:start + self.pair_batch]]
-            b = self.ref_emb[ref_idx[start:start + self.pair_batch]]
-            p = self._probs(a, b)
+        forward, reverse = [], []
+        for member in self.members:
+            emb, batch = getattr(member, self.images), member.view.pair_batch_size
+            chunks = [(emb[test_idx[i:i + batch]], member.bank[ref_idx[i:i + batch]]) for i in range(0, len(test_idx), batch)]
+            forward.append(torch.cat([self._probs(member.view, a, b) for a, b in chunks]))
             if self.both_orders:
-                p = scorers.combine_orders(p, self._probs(b, a))
-            out.append(p)
+                reverse.append(torch.cat([self._probs(member.view, b, a) for a, b in chunks]))
+        p = torch.stack(forward).mean(0)
+        if self.both_orders:
+            p = scorers.combine_orders(p, torch.stack(reverse).mean(0))
         self.calls += torch.bincount(test_idx, minlength=len(self.calls)) * (2 if self.both_orders else 1)
         self.seconds += time.perf_counter() - started
-        return torch.cat(out)
+        return p
 
 
 def coverage(scores: scorers.Scores, truth: torch.Tensor) -> float:
@@ -233,11 +226,15 @@ def random_mask(n: int, r: int, m: int, seed: int) -> torch.Tensor:
     return mask
 
 
-def scorer_for(config: ExperimentConfig, name: str, **changes: Any) -> scorers.Scorer:
-    """The run's scorer (its args when ``name`` is the run's scorer, defaults otherwise) with ``changes``."""
-    args = dict(config.scorer.args) if name == config.scorer.name else {}
+def scorer_for(loaded: LoadedRun, name: str, **changes: Any) -> scorers.Scorer:
+    """The run's scorer (its options when ``name`` is the run's scorer, defaults otherwise, and
+    the run's link) with ``changes``."""
+    evaluator = loaded.saved.evaluator
+    args = dict(evaluator.scorer_args) if name == evaluator.scorer else {}
+    if evaluator.link is not None:
+        args["link"] = dict(evaluator.link)
     args.update({k: v for k, v in changes.items() if v is not None})
-    return scorers.create(name, low=config.data.score_low, high=config.data.score_high, **args)
+    return scorers.create(name, low=evaluator.low, high=evaluator.high, **args)
 
 
 @dataclass
@@ -253,13 +250,15 @@ class FullBank:
         return (scorers.combine_orders(self.forward, self.reverse) if both_orders else self.forward).double()
 
 
-def full_bank(loaded: LoadedRun, embeddings: torch.Tensor, name: str = "test") -> FullBank:
-    """Every image × reference comparison in both orders, exactly as the pipeline computes them."""
+def full_bank(loaded: LoadedRun, images: str = "test") -> FullBank:
+    """Every image × reference comparison in both orders, averaged over the run's checkpoints."""
     started = time.perf_counter()
-    bank_emb = loaded.bank.embeddings
-    forward = compare_all(loaded.model, embeddings, bank_emb, loaded.accelerator, desc=f"{name} x bank")
-    reverse = compare_all(loaded.model, bank_emb, embeddings, loaded.accelerator, desc=f"bank x {name}").transpose(0, 1)
-    return FullBank(forward, reverse, time.perf_counter() - started)
+    forward, reverse = [], []
+    for member in loaded.members:
+        emb = getattr(member, images)
+        forward.append(compare_all(member.view, emb, member.bank, loaded.accelerator, desc=f"{images} x bank"))
+        reverse.append(compare_all(member.view, member.bank, emb, loaded.accelerator, desc=f"bank x {images}").transpose(0, 1))
+    return FullBank(torch.stack(forward).mean(0), torch.stack(reverse).mean(0), time.perf_counter() - started)
 
 
 @dataclass
@@ -273,10 +272,11 @@ class Truths:
     high: float
 
 
-def variant_rows(config: ExperimentConfig, test: FullBank, val: FullBank, truths: Truths,
+def variant_rows(loaded: LoadedRun, test: FullBank, val: FullBank, truths: Truths,
                  default_link: scorers.Link, calibrated: scorers.Link) -> list[dict[str, Any]]:
     """The full-bank factorial: scorer × labels × link × orders, each with metrics and coverage
     (raw, and with the std scaled on the same scorer's validation scores)."""
+    config = loaded.config
     run_scorer = config.scorer
     grid_step = run_scorer.args.get("step", 1e-3) if run_scorer.name == "bt-grid" else 1e-3
     run_soft = bool(run_scorer.args.get("soft", False))
@@ -285,7 +285,7 @@ def variant_rows(config: ExperimentConfig, test: FullBank, val: FullBank, truths
                                                          ("default", "calibrated"), (False, True)):
         link = calibrated if link_name == "calibrated" else default_link
         extra = {"step": grid_step} if name == "bt-grid" else {}
-        scorer = scorer_for(config, name, soft=soft, link=link, **extra)
+        scorer = scorer_for(loaded, name, soft=soft, link=link, **extra)
         started = time.perf_counter()
         scores = scorer.score(test.probs(both), truths.refs)
         seconds = time.perf_counter() - started
@@ -307,7 +307,7 @@ def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int,
     num_classes = test.forward.shape[-1]
     refs = truths.refs.to(accelerator.device)
     active = scorers.ActiveScorer(base, budget=budget, batch=min(batch, budget), init=init)
-    calls = ComparatorCalls(loaded.model, loaded.test_emb, loaded.bank.embeddings, accelerator, both)
+    calls = ComparatorCalls(loaded.members, "test", accelerator, both)
     started = time.perf_counter()
     result = active.score(calls, refs, len(loaded.test), num_classes)
     seconds = time.perf_counter() - started
@@ -315,7 +315,7 @@ def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int,
     if not torch.equal(calls.calls, used * orders):
         raise RuntimeError(f"budget {budget}: comparator calls {calls.calls.tolist()[:5]}... disagree with the "
                            f"active scorer's count {used.tolist()[:5]}...")
-    val_calls = ComparatorCalls(loaded.model, loaded.val_emb, loaded.bank.embeddings, accelerator, both)
+    val_calls = ComparatorCalls(loaded.members, "val", accelerator, both)
     val_result = active.score(val_calls, refs, len(loaded.val), num_classes)
     n, r = len(loaded.test), len(truths.refs)
     random = base.score(test.probs(both), truths.refs, random_mask(n, r, budget, seed + budget))
@@ -350,18 +350,22 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
                     loaded.bank.scores, config.data.score_low, config.data.score_high)
     n, r = len(loaded.test), len(loaded.bank)
 
-    test = full_bank(loaded, loaded.test_emb, "test")
-    val = full_bank(loaded, loaded.val_emb, "validation")
-    base = scorer_for(config, name)
-    if not hasattr(base, "link"):
+    test = full_bank(loaded, "test")
+    val = full_bank(loaded, "val")
+    evaluator = loaded.saved.evaluator
+    configured = scorers.Link.from_config(config.scorer.args.get("link")) if evaluator.link_source == "calibrated" else None
+    base = scorer_for(loaded, name, link=configured)
+    if not isinstance(base, (scorers.GridBTScorer, scorers.ExactBTScorer)):
         raise ValueError(f"scorer {name!r} has no link: active selection needs a BT scorer")
     default_link = base.link
     # fitted on the validation x bank probabilities the run scores with (both orders combined
     # when the run combines them), as the pipeline does
-    calibrated = calibrate_link(default_link, val.probs(config.scorer.both_orders).float(), truths.val, loaded.bank)
+    delta = truths.val[:, None] - truths.refs[None, :]
+    val_probs = val.probs(config.scorer.both_orders)
+    calibrated = default_link.fit(delta.reshape(-1), val_probs.reshape(-1, val_probs.shape[-1]))
     use_calibrated = link == "calibrated" or (link == "run" and config.scorer.calibrate_link)
     if use_calibrated:
-        base = scorer_for(config, name, link=calibrated)
+        base = scorer_for(loaded, name, link=calibrated)
     full_scores = base.score(test.probs(both), truths.refs)
     orders = 2 if both else 1
     full_row = {"budget": "all", "comparisons_mean": float(r), "comparisons_max": r, "calls_max": orders * r,
@@ -393,7 +397,7 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
         "active": rows, "full_bank": full_row,
         "target": {"tolerance_pc": PC_TOLERANCE, "max_budget": TARGET_BUDGET,
                    "met": bool(within), "smallest_budget_within": min(within) if within else None},
-        "variants": variant_rows(config, test, val, truths, default_link, calibrated),
+        "variants": variant_rows(loaded, test, val, truths, default_link, calibrated),
         "run_order_learned": run_results.get("order_learned"),
         "run_interval_coverage": run_results.get("interval_coverage"),
         "per_image": per_image,

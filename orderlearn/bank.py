@@ -3,20 +3,22 @@
 Selection follows the LMOL protocol: bin the training scores by width 0.1 and keep at most
 10 images per bin (seeded), which gives ~350 references spread evenly over the score range
 (rare extreme scores are all kept, the crowded middle is thinned). Saved as JSON with its
-selection parameters; embeddings computed for a given model are cached beside it.
+selection parameters. A reference's features live in the per-image feature cache
+(:mod:`orderlearn.features`), not here.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
 
 from .errors import DataError
+from .files import atomic_write_text
 from .types import ScoredImage
 
 BANK_FORMAT = 1
@@ -30,7 +32,6 @@ class ReferenceBank:
     bin_width: float = 0.1
     per_bin: int = 10
     seed: int = 0
-    embeddings: Optional[torch.Tensor] = field(default=None, repr=False)
 
     @property
     def scores(self) -> torch.Tensor:
@@ -61,7 +62,7 @@ class ReferenceBank:
         return cls([samples[i] for i in chosen], bin_width, per_bin, seed)
 
     def save(self, path: Union[str, Path]) -> Path:
-        """Write the bank as JSON (and its embeddings, if any, beside it as ``.pt``)."""
+        """Write the bank as JSON."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -74,9 +75,7 @@ class ReferenceBank:
                 for s in self.samples
             ],
         }
-        _atomic_write_text(path, json.dumps(payload, indent=1))
-        if self.embeddings is not None:
-            torch.save(self.embeddings, path.with_suffix(".embeddings.pt"))
+        atomic_write_text(path, json.dumps(payload, indent=1))
         return path
 
     @classmethod
@@ -96,12 +95,5 @@ class ReferenceBank:
                 raise DataError(f"{path}: reference {i} image {image} does not exist")
             std = ref.get("std")
             samples.append(ScoredImage(path=image, score=float(ref["score"]), std=std, group=ref.get("group")))
-        embeddings_file = path.with_suffix(".embeddings.pt")
-        embeddings = torch.load(embeddings_file, weights_only=True) if embeddings_file.is_file() else None
-        return cls(samples, payload.get("bin_width", math.nan), payload.get("per_bin", 0), payload.get("seed", 0), embeddings)
+        return cls(samples, payload.get("bin_width", math.nan), payload.get("per_bin", 0), payload.get("seed", 0))
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -2,7 +2,7 @@
 
   orderlearn demo                          the main job on the embedded synthetic default
   orderlearn run --config C [-o k=v ...]   train a comparator, build the bank, score, evaluate
-  orderlearn score --run DIR [--images D]  score a run's test split or a folder against its bank
+  orderlearn score --run DIR [--images P..] score a run's test split or image files/folders against its bank
   orderlearn evaluate --scores CSV         metrics (PC, MAE, RMSE, Spearman) of a scores CSV
   orderlearn synth --out DIR               write the synthetic SCUT-FBP5500-layout dataset
   orderlearn compare RUN_DIR ... --out D   direct vs order-learned table over runs (fold mean ± std)
@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=lambda a: cmd_run(argparse.Namespace(config=DEMO_CONFIG, override=a.override, resume=False)))
 
     score = sub.add_parser("score", help="score images against a run's reference bank")
-    score.add_argument("--run", required=True, type=Path, help="output_dir of `orderlearn run`")
-    score.add_argument("--images", type=Path, help="a folder of images (default: the run's test split)")
+    score.add_argument("--run", required=True, type=Path, help="output_dir of `orderlearn run` (any method)")
+    score.add_argument("--images", type=Path, nargs="+", help="image files and/or folders (default: the run's test split)")
     score.add_argument("--out", type=Path, help="CSV to write (default RUN/scored.csv)")
     score.add_argument("--scorer", help="scorer name (default: the run's)")
     score.set_defaults(func=cmd_score)
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=cmd_compare)
 
     active = sub.add_parser("active", help="active reference selection: PC / MAE vs comparisons per image on a trained run")
-    active.add_argument("--run", required=True, type=Path, help="output_dir of `orderlearn run` (a comparator run)")
+    active.add_argument("--run", required=True, type=Path, help="output_dir of `orderlearn run` (any method)")
     active.add_argument("--budgets", nargs="+", type=int, default=[4, 8, 16, 32, 64], help="comparisons per test image")
     active.add_argument("--out", type=Path, help="folder for active.md/.csv/.json/.png (default RUN/active)")
     active.add_argument("--batch", type=int, default=4, help="comparisons asked per image and round")
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .pipeline import run_experiment
+    from .run import run_experiment
 
     config = load_config(args.config, args.override)
     run_experiment(config, resume=args.resume)
@@ -98,31 +98,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .scoring import score_run
+    from .score_images import score_run
 
-    out = score_run(args.run, args.images, args.out, args.scorer)
+    out, failed = score_run(args.run, args.images, args.out, args.scorer)
     print(f"wrote {out}")
-    return 0
+    for path, why in failed:
+        print(f"error: not scored: {path}: {why}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import markdown_table, score_metrics, write_json
+    from .scores_csv import read_scores_csv
 
-    if not args.scores.is_file():
-        raise DataError(f"scores file {args.scores} does not exist")
-    with args.scores.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "true_score" not in rows[0] or "score" not in rows[0]:
-        raise DataError(f"{args.scores} needs columns true_score and score (as written by `orderlearn score`)")
-    truth = [float(r["true_score"]) for r in rows]
-    results = {"order_learned": score_metrics([float(r["score"]) for r in rows], truth)}
-    if rows[0].get("direct_score"):
-        results["direct"] = score_metrics([float(r["direct_score"]) for r in rows], truth)
+    table = read_scores_csv(args.scores, require_truth=True)
+    truth = table.truth.tolist()
+    results = {"order_learned": score_metrics(table.scores.tolist(), truth)}
+    if table.direct is not None:
+        results["direct"] = score_metrics(table.direct.tolist(), truth)
     out = args.out or args.scores.parent
     write_json(out / "metrics.json", results)
-    table = markdown_table([{"route": k, **v} for k, v in results.items()], ["route", "pc", "mae", "rmse", "spearman", "n"])
-    (out / "metrics.md").write_text(table + "\n")
-    print(table)
+    markdown = markdown_table([{"route": k, **v} for k, v in results.items()], ["route", "pc", "mae", "rmse", "spearman", "n"])
+    (out / "metrics.md").write_text(markdown + "\n")
+    print(markdown)
     return 0
 
 

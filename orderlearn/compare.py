@@ -11,9 +11,13 @@ Each run folder (the ``output_dir`` of ``orderlearn run``, comparator or regress
 Grouping (the *method* of a run): the config ``name`` with a trailing ``-foldK`` / ``_foldK``
 removed, so ``dld-mobilenetv2-scut`` run as ``-o data.split=fold2`` and a config named
 ``dld-mobilenetv2-scut-fold2`` both count as fold 2 of ``dld-mobilenetv2-scut``. The fold is
-the config's ``data.split`` (what was actually run); a name suffix that contradicts it, two
-runs of one method on the same fold, or runs of one method with different models are errors
-naming the folders, because averaging them would silently mix experiments.
+the config's ``data.split`` (what was actually run); a name suffix that contradicts it, or two
+runs of one method on the same fold, are errors naming the folders. Runs of one method must
+agree on everything that defines the experiment except the fold: the task, the dataset
+(``data.kind``, ``data.root``, the score range, and the generator's size for synthetic data),
+the whole ``model`` section (name and every option) and the whole ``scorer`` section; the
+first key that differs is an error naming both folders, because averaging them would
+silently mix experiments (a SCUT run and a synthetic run, two backbones).
 
 Aggregation: per method and route, the mean over folds of each metric (PC, MAE, RMSE,
 Spearman) and its sample standard deviation across folds (``ddof = 1``: the spread of a
@@ -36,19 +40,23 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import yaml
 
 from .errors import DataError
 from .evaluation import markdown_table, scatter_plot, score_metrics, write_json
+from .scores_csv import read_scores_csv
 
 ALL_FOLDS = tuple(f"fold{k}" for k in range(1, 6))
 METRICS = ("pc", "mae", "rmse", "spearman")
 CHECKED = ("pc", "mae", "rmse")  # spearman can move with the CSV's rounding (ties)
 TOLERANCE = 1e-4
 FOLD_SUFFIX = re.compile(r"[-_](fold\d+)$")
+DATASET_KEYS = ("kind", "root", "score_low", "score_high")
+SYNTHETIC_KEYS = ("synthetic_images", "synthetic_image_size")  # with root unset, they name the generated set
+ABSENT = "<absent>"
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class Run:
     model: str
     task: str
     scorer: str
+    experiment: dict[str, Any]  # flattened "key.sub" -> value: what must agree between folds of one method
     metrics: dict[str, dict[str, float]]  # route key -> results.json metrics
     truth: np.ndarray
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # route key -> scores
@@ -102,24 +111,49 @@ def read_run(path: Path) -> Run:
         raise DataError(f"{files['config.yaml']}: missing key {exc}") from None
     scorer = str((config.get("scorer") or {}).get("name", "?"))
     method, fold = method_and_fold(name, split, path)
-    with files["scores.csv"].open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "true_score" not in rows[0]:
-        raise DataError(f"{files['scores.csv']} has no rows or no true_score column")
-    truth = np.array([float(r["true_score"]) for r in rows])
-    run = Run(path, method, fold, model, task, scorer, {}, truth)
+    table = read_scores_csv(files["scores.csv"], require_truth=True)
+    run = Run(path, method, fold, model, task, scorer, experiment_of(config), {}, table.truth)
     for route in ROUTES:
         if route.key not in results:
             continue
-        if not rows[0].get(route.column):
+        predicted = table.column(route.column)
+        if predicted is None:
             raise DataError(f"{path}: results.json has {route.key!r} metrics but scores.csv has no {route.column} values")
-        predicted = np.array([float(r[route.column]) for r in rows])
-        _check_agreement(results[route.key], score_metrics(predicted, truth), path, route.key)
+        _check_agreement(results[route.key], score_metrics(predicted, table.truth), path, route.key)
         run.metrics[route.key] = {m: float(results[route.key][m]) for m in METRICS}
         run.predictions[route.key] = predicted
     if not run.metrics:
         raise DataError(f"{files['results.json']} has neither 'direct' nor 'order_learned' metrics")
     return run
+
+
+def experiment_of(config: dict[str, Any]) -> dict[str, Any]:
+    """What defines a run's experiment apart from its fold, as flat ``key.sub`` -> value."""
+    data = config.get("data") or {}
+    keys = DATASET_KEYS + (SYNTHETIC_KEYS if data.get("kind") == "synthetic" else ())
+    flat: dict[str, Any] = {"task": config.get("task", "comparator")}
+    flat.update({f"data.{k}": data.get(k, ABSENT) for k in keys})
+    for section in ("model", "scorer"):
+        flat.update(_flatten(config.get(section) or {}, section))
+    return flat
+
+
+def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):  # an empty section adds nothing, so {} and a missing one agree
+            flat.update(_flatten(value, f"{prefix}.{key}"))
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
+
+
+def first_difference(a: dict[str, Any], b: dict[str, Any]) -> Optional[str]:
+    """The first key (in ``a``'s order, then ``b``'s) whose value differs, or None."""
+    for key in list(a) + [k for k in b if k not in a]:
+        if a.get(key, ABSENT) != b.get(key, ABSENT):
+            return key
+    return None
 
 
 def _check_agreement(recorded: dict[str, Any], recomputed: dict[str, float], path: Path, route: str) -> None:
@@ -141,12 +175,22 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
             if run.fold in seen:
                 raise DataError(f"method {method!r} has two runs on {run.fold}: {seen[run.fold]} and {run.path}")
             seen[run.fold] = run.path
-        models = sorted({(r.model, r.task) for r in members})
-        if len(models) > 1:
-            raise DataError(f"runs of method {method!r} use different models {models}: "
-                            + ", ".join(str(r.path) for r in members))
+        _check_same_experiment(method, members)
         members.sort(key=lambda r: r.fold)
     return groups
+
+
+def _check_same_experiment(method: str, members: Sequence[Run]) -> None:
+    """Every run of ``method`` agrees with its first on everything but the fold."""
+    first = members[0]
+    for run in members[1:]:
+        key = first_difference(first.experiment, run.experiment)
+        if key is not None:
+            raise DataError(
+                f"runs of method {method!r} differ in {key}: {first.experiment.get(key, ABSENT)!r} in {first.path} "
+                f"but {run.experiment.get(key, ABSENT)!r} in {run.path}; only the fold (data.split) may differ, "
+                "so give different experiments different config names"
+            )
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -2,7 +2,11 @@
 
 Unknown keys and wrongly typed values are errors that name the key (``train.epoch``: did
 you mean ``train.epochs``?). ``model`` and ``scorer`` keep their own keyword arguments in
-``args``; those are validated by the model's or scorer's config dataclass when built.
+``args``; those are validated here too, when the config is loaded and before any data is read:
+a model's options against the options dataclass it registered (plus its factory's own keyword
+parameters), a scorer's against its constructor, with the same did-you-mean messages, and
+then the component's own range checks run (the scorer is built once; the model's options
+dataclass is instantiated, which builds nothing heavy).
 """
 from __future__ import annotations
 
@@ -131,6 +135,7 @@ class ExperimentConfig:
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     direct_baseline: bool = True  # also fit a regression head on the comparator's embeddings
     ensemble_last: int = 1  # average the label probabilities of the last K epoch checkpoints
+    feature_cache: str = "auto"  # per-image feature cache folder: auto (user cache dir) | none | a path
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -189,13 +194,80 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
     _check_ranges(config)
+    validate_model_options(config.model)
+    validate_scorer_options(config.scorer, config.data)
     return config
+
+
+def validate_model_options(model: ModelConfig) -> None:
+    """``model.args`` against the registered model's options (names, types, its own checks)."""
+    import inspect
+
+    import comparators
+
+    try:
+        factory, options = comparators.factory_of(model.name), comparators.options_of(model.name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    params = inspect.signature(factory).parameters.values()
+    extra = {p.name: p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    if options is None:
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            _check_names(model.args, set(extra), "model.")
+        return
+    fields = {f.name for f in dataclasses.fields(options)}
+    _check_names(model.args, fields | set(extra), "model.")
+    typed = _build(options, {k: v for k, v in model.args.items() if k in fields}, "model.")
+    del typed  # built only for its checks: the factory builds its own from the same values
+
+
+def validate_scorer_options(scorer: ScorerConfig, data: DataConfig) -> None:
+    """``scorer.args`` against the scorer's constructor, then its own checks (it is built once)."""
+    import inspect
+
+    import scorers
+
+    try:
+        cls = scorers.SCORERS.get(scorer.name, "scorer.name")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    hints = typing.get_type_hints(cls.__init__)
+    params = {n for n in inspect.signature(cls.__init__).parameters if n != "self"} - {"low", "high"}
+    _check_names(scorer.args, params, "scorer.")
+    args = {k: _coerce(hints[k], v, f"scorer.{k}") if k in hints else v for k, v in scorer.args.items()}
+    try:
+        cls(low=data.score_low, high=data.score_high, **{k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in args.items()})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"scorer ({scorer.name}): {exc}") from None
+
+
+def _check_names(args: dict[str, Any], names: set[str], prefix: str) -> None:
+    for key in args:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {sorted(names)}"
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
 
 
 def _check_ranges(config: ExperimentConfig) -> None:
     checks = {
         "data.val_fraction": 0.0 <= config.data.val_fraction < 1.0,
         "pairs.total": config.pairs.total > 0,
+        "pairs.val_total": config.pairs.val_total > 0,
+        "train.eval_batch_size": config.train.eval_batch_size > 0,
+        "train.num_workers": config.train.num_workers >= 0,
+        "train.log_every": config.train.log_every > 0,
+        "train.max_steps_per_epoch": config.train.max_steps_per_epoch is None or config.train.max_steps_per_epoch > 0,
+        "data.limit_train": config.data.limit_train is None or config.data.limit_train > 0,
+        "data.limit_test": config.data.limit_test is None or config.data.limit_test > 0,
+        "data.synthetic_images": config.data.synthetic_images > 0,
+        "data.synthetic_image_size": config.data.synthetic_image_size > 0,
+        "bank.bin_width": config.bank.bin_width > 0,
+        "bank.per_bin": config.bank.per_bin > 0,
+        "loss.kl_weight": config.loss.kl_weight >= 0,
+        "optim.weight_decay": config.optim.weight_decay >= 0,
+        "schedule.step_size": config.schedule.step_size > 0,
+        "schedule.warmup_epochs": config.schedule.warmup_epochs >= 0,
         "pairs.margin": config.pairs.margin >= 0,
         "optim.lr": config.optim.lr > 0,
         "train.epochs": config.train.epochs > 0,
@@ -213,18 +285,25 @@ def _check_ranges(config: ExperimentConfig) -> None:
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Dataclass ``cls`` from a mapping: unknown keys and wrong types name the key; a ValueError
+    from the dataclass's own checks becomes a ConfigError naming the section."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {sorted(names)}"
-            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
-        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
-    return cls(**kwargs)
+    _check_names(raw, {f.name for f in dataclasses.fields(cls)}, prefix)
+    kwargs = {key: _coerce(hints[key], value, f"{prefix}{key}") for key, value in raw.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(_keyed(str(exc), {f.name for f in dataclasses.fields(cls)}, prefix)) from None
+
+
+def _keyed(message: str, names: set[str], prefix: str) -> str:
+    """``"lr: must be > 0"`` from a component becomes ``"optim.lr: must be > 0"``."""
+    head, sep, _ = message.partition(":")
+    if sep and head.strip() in names:
+        return prefix + message.lstrip()
+    return f"{prefix.rstrip('.') or 'config'}: {message}"
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
@@ -235,6 +314,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
+        if len(options) > 2 and dataclasses.is_dataclass(options[0]) and isinstance(value, dict):
+            return _build(options[0], value, f"{key}.")  # e.g. a scorer's link: Link | dict | None
         hint = next(o for o in options if o is not type(None))
         origin = typing.get_origin(hint)
     if hint is Any:
@@ -248,6 +329,15 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        items = typing.get_args(hint)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(_coerce(items[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(items) != len(value):
+            raise ConfigError(f"{key}: expected {len(items)} values, got {value!r}")
+        return tuple(_coerce(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(items, value)))
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):  # YAML reads 1e-3 as a string

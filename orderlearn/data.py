@@ -1,27 +1,50 @@
 """One entry point from a :class:`DataConfig` to samples: train / validation / test.
 
-Validation is carved from the training files (seeded); the test files are read only by
-:func:`load_test`, which evaluation calls once for the final numbers.
+Validation is the manifest's ``val`` rows when it has them, else carved from the training
+files (seeded, ``data.val_fraction``); the test files are used only through :func:`load_test`,
+which evaluation calls once for the final numbers.
+
+Both entry points read and check the whole split, test files included, so bad input stops a
+run when the data are read, before any training: every score is finite and inside
+``data.score_low..data.score_high``, no image is listed twice (by path; a test image listed
+for training would also enter the reference bank), no test image has the same content as a
+training or validation image under another name, and train and validation hold the two images
+each that pairs need.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from . import manifest, scut
 from .config import DataConfig
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .types import ScoredImage
 
 DEFAULT_SYNTHETIC_ROOT = Path("runs") / "data" / "synthetic-scut"
+MIN_IMAGES = 2  # a pair needs two images, in train and in validation
 
 
 @dataclass
 class TrainingSplits:
     train: list[ScoredImage]
     val: list[ScoredImage]
+
+
+@dataclass
+class DatasetSplits:
+    """What a dataset gives: train, test, and validation when it marks its own (else None)."""
+
+    train: list[ScoredImage]
+    val: Optional[list[ScoredImage]]
+    test: list[ScoredImage]
+    source: str  # the file or folder read, for messages
 
 
 def dataset_root(config: DataConfig) -> Path:
@@ -36,33 +59,96 @@ def dataset_root(config: DataConfig) -> Path:
     return Path(config.root)
 
 
-def _read(config: DataConfig) -> tuple[list[ScoredImage], list[ScoredImage]]:
+def _read(config: DataConfig) -> DatasetSplits:
     root = dataset_root(config)
+    score_range = (config.score_low, config.score_high)
     if config.kind in ("synthetic", "scut"):
-        return scut.read_split(root, config.split, config.ratings)
-    samples = manifest.read_manifest(root)
-    fold = int(config.split.removeprefix("fold")) if config.split.startswith("fold") else None
-    return manifest.split_manifest(samples, fold)
+        train, test = scut.read_split(root, config.split, config.ratings, score_range)
+        splits = DatasetSplits(train, None, test, str(root))
+    else:
+        parts = manifest.split_manifest(manifest.read_manifest(root, score_range), _manifest_test_fold(config.split))
+        splits = DatasetSplits(parts.train, parts.val or None, parts.test, str(root))
+    check_no_shared_content(splits)
+    return splits
+
+
+def _manifest_test_fold(split: str) -> Optional[int]:
+    """``foldK`` -> K (the fold column's test fold); anything else uses the split column."""
+    if not split.startswith("fold"):
+        return None
+    number = split.removeprefix("fold")
+    if not number.isdigit() or int(number) < 1:
+        raise ConfigError(f"data.split: {split!r} is not foldK with K >= 1 (or 'split' for the manifest's split column)")
+    return int(number)
+
+
+def check_no_shared_content(splits: DatasetSplits) -> None:
+    """No two parts (train, validation, test) share an image file's bytes under different names.
+
+    Paths listed twice are caught by the readers; this catches the copy under another name,
+    which would leak a test face into training and the reference bank. Only files whose sizes
+    collide are hashed, so a dataset of distinct files costs one ``stat`` per image.
+    """
+    parts = {"test": splits.test, "validation": splits.val or [], "training": splits.train}  # the order messages name them
+    by_size: dict[int, list[tuple[str, Path]]] = defaultdict(list)
+    for part, samples in parts.items():
+        for sample in samples:
+            by_size[sample.path.stat().st_size].append((part, sample.path))
+    shared: list[list[tuple[str, Path]]] = []
+    for files in by_size.values():
+        if len({part for part, _ in files}) < 2:
+            continue
+        by_digest: dict[bytes, list[tuple[str, Path]]] = defaultdict(list)
+        for part, path in files:
+            by_digest[hashlib.blake2b(path.read_bytes(), digest_size=16).digest()].append((part, path))
+        shared += [same for same in by_digest.values() if len({part for part, _ in same}) > 1]
+    if shared:
+        first = min(shared, key=lambda same: str(same[0][1]))
+        (part_a, path_a) = first[0]
+        (part_b, path_b) = next(f for f in first if f[0] != part_a)
+        more = f" ({len(shared)} such groups in {splits.source}; keep one image of each)" if len(shared) > 1 else ""
+        raise DataError(f"{part_a} image {path_a} has the same content as {part_b} image {path_b}{more}")
 
 
 def load_training(config: DataConfig) -> TrainingSplits:
-    """Training files split into train and a seeded validation part (``val_fraction``)."""
-    train, _ = _read(config)
+    """Train and validation: the manifest's ``val`` rows, else a seeded ``val_fraction`` of train."""
+    splits = _read(config)
     rng = np.random.default_rng(config.val_seed)
+    train = splits.train
     if config.limit_train is not None:
         train = [train[i] for i in sorted(rng.choice(len(train), min(config.limit_train, len(train)), replace=False))]
+    if splits.val is not None:
+        _require_images(len(train), f"{splits.source}: the train rows give {len(train)} training images")
+        _require_images(len(splits.val), f"{splits.source}: the val rows give {len(splits.val)} validation image"
+                        + ("" if len(splits.val) == 1 else "s"))
+        _say(f"validation: {len(splits.val)} images from the manifest's val rows (data.val_fraction is not used)")
+        return TrainingSplits(train, splits.val)
     order = rng.permutation(len(train))
     n_val = int(round(config.val_fraction * len(train)))
-    if len(train) - n_val < 2:
-        raise DataError(f"training split has {len(train)} images: too few to carve {n_val} for validation")
+    if min(len(train) - n_val, n_val) < MIN_IMAGES:
+        limited = f" (data.limit_train={config.limit_train})" if config.limit_train is not None else ""
+        raise DataError(f"{splits.source}: {len(train)} training images{limited} with data.val_fraction={config.val_fraction} "
+                        f"leave {len(train) - n_val} for training and {n_val} for validation; "
+                        f"need at least {MIN_IMAGES} in each")
     val = [train[i] for i in sorted(order[:n_val])]
     rest = [train[i] for i in sorted(order[n_val:])]
     return TrainingSplits(rest, val)
 
 
+def _require_images(count: int, what: str) -> None:
+    if count < MIN_IMAGES:
+        raise DataError(f"{what}; need at least {MIN_IMAGES}")
+
+
+def _say(line: str) -> None:
+    """Print once per job (the main process of a multi-process launch), like the run's other lines."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line)
+
+
 def load_test(config: DataConfig) -> list[ScoredImage]:
     """The test files of the configured split (read once, for the final numbers)."""
-    _, test = _read(config)
+    test = _read(config).test
     if config.limit_test is not None:
         rng = np.random.default_rng(config.val_seed + 1)
         test = [test[i] for i in sorted(rng.choice(len(test), min(config.limit_test, len(test)), replace=False))]

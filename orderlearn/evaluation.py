@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .pairs import pair_labels
+from .files import atomic_write_text
+from .types import labels_from_delta, swap_first_second
 from .types import PairLabel
 
 
@@ -43,7 +44,7 @@ def comparator_metrics(
 ) -> dict[str, object]:
     """Diagnostics of comparisons ``probs[N, R, K]`` (test first) against the true labels."""
     k = probs.shape[-1]
-    truth = torch.from_numpy(pair_labels(test_scores[:, None].numpy(), ref_scores[None, :].numpy(), margin))
+    truth = torch.from_numpy(labels_from_delta((test_scores[:, None] - ref_scores[None, :]).numpy(), margin))
     predicted = probs.argmax(-1)
     mask = truth < k  # a two-class comparator is judged on the pairs that are not SIMILAR
     truth_m, pred_m = truth[mask], predicted[mask]
@@ -58,8 +59,7 @@ def comparator_metrics(
         "pairs": int(mask.sum()),
     }
     if probs_reverse is not None:
-        swapped = probs_reverse.argmax(-1)
-        reverse_as_forward = torch.where(swapped == PairLabel.FIRST, PairLabel.SECOND, torch.where(swapped == PairLabel.SECOND, PairLabel.FIRST, swapped))
+        reverse_as_forward = swap_first_second(probs_reverse).argmax(-1)
         result["forward_reverse_agreement"] = float((reverse_as_forward == predicted).float().mean())
     return result
 
@@ -75,10 +75,7 @@ def markdown_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) ->
 
 
 def write_json(path: Path, payload: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=float))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=1, default=float))
 
 
 def scatter_plot(path: Path, truth: Sequence[float], series: dict[str, Sequence[float]], title: str = "") -> Path:

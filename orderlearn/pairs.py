@@ -84,6 +84,7 @@ def sample_pairs(
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) < 2:
         raise ValueError(f"need at least two images to make pairs, got {len(scores)}")
+    _require_finite(scores)
     rng = np.random.default_rng(seed)
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
@@ -108,6 +109,15 @@ def sample_pairs(
     pairs = PairSet(a[shuffle], b[shuffle], labels[shuffle])
     assert np.array_equal(pair_labels(scores[pairs.a], scores[pairs.b], margin), pairs.labels)
     return pairs
+
+
+def _require_finite(scores: np.ndarray) -> None:
+    """NaN has no place in the score order (every comparison with it is false), so its pairs
+    would get labels that contradict their scores; the data readers stop such scores first."""
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise ValueError(f"{bad.size} of {scores.size} scores are not finite (first at index {bad[0]}: {scores[bad[0]]}); "
+                         "pairs need a finite score for every image")
 
 
 def _class_ranges(sorted_scores: np.ndarray, margin: float) -> dict[PairLabel, tuple[np.ndarray, np.ndarray]]:

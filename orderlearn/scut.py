@@ -13,6 +13,10 @@ Scores come from the split files (the benchmark's ground truth); rating histogra
 from whichever ratings file is there (the per-rater spreadsheet or the per-image counts) and
 give each sample its rating distribution and standard deviation. The file-name group gives
 gender and ethnicity.
+
+Each line is checked where it is read, with the manifest reader's rules (a finite score, inside
+the task's range when one is given, and no image listed twice over the train and test files of
+a split), so an error names the list file and line.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .errors import DataError
+from .manifest import Located, ScoreRange, check_listed_once, parse_score
 from .types import ScoredImage
 
 SPLITS = ("60-40", "fold1", "fold2", "fold3", "fold4", "fold5")
@@ -50,18 +55,23 @@ def split_files(root: PathLike, split: str) -> tuple[Path, Path]:
     raise DataError(f"unknown SCUT-FBP5500 split {split!r}; choose from {list(SPLITS)}")
 
 
-def read_split(root: PathLike, split: str, ratings: Optional[PathLike] = "auto") -> tuple[list[ScoredImage], list[ScoredImage]]:
-    """Read the train and test samples of ``split``.
+def read_split(
+    root: PathLike, split: str, ratings: Optional[PathLike] = "auto", score_range: Optional[ScoreRange] = None
+) -> tuple[list[ScoredImage], list[ScoredImage]]:
+    """Read the train and test samples of ``split``; no image may be in both (or twice in one).
 
     ``ratings``: 'auto' (the per-image counts CSV, else ``All_Ratings.xlsx``, else none),
-    a path to either kind of file, or None to skip rating histograms.
+    a path to either kind of file, or None to skip rating histograms. ``score_range``:
+    (data.score_low, data.score_high) every score must lie in, or None.
     """
     root = Path(root)
     if not (root / "Images").is_dir():
         raise DataError(f"{root} is not a SCUT-FBP5500 folder: {root / 'Images'} is missing")
     counts = read_ratings(resolve_ratings(root, ratings)) if ratings is not None else {}
     train_file, test_file = split_files(root, split)
-    return read_list(root, train_file, counts), read_list(root, test_file, counts)
+    train, test = read_located(root, train_file, counts, score_range), read_located(root, test_file, counts, score_range)
+    check_listed_once(train + test)
+    return [sample for _, sample in train], [sample for _, sample in test]
 
 
 def resolve_ratings(root: Path, ratings: Optional[PathLike]) -> Optional[Path]:
@@ -78,8 +88,19 @@ def resolve_ratings(root: Path, ratings: Optional[PathLike]) -> Optional[Path]:
     return None
 
 
-def read_list(root: Path, list_file: Path, counts: dict[str, tuple[int, ...]]) -> list[ScoredImage]:
-    """Samples of one split file ("name score" per line); every listed image must exist."""
+def read_list(
+    root: Path, list_file: Path, counts: dict[str, tuple[int, ...]], score_range: Optional[ScoreRange] = None
+) -> list[ScoredImage]:
+    """Samples of one split file ("name score" per line); every listed image must exist, once."""
+    located = read_located(root, list_file, counts, score_range)
+    check_listed_once(located)
+    return [sample for _, sample in located]
+
+
+def read_located(
+    root: Path, list_file: Path, counts: dict[str, tuple[int, ...]], score_range: Optional[ScoreRange] = None
+) -> list[Located]:
+    """(``file:line``, sample) for each line of a split file, so later checks can name the line."""
     if not list_file.is_file():
         raise DataError(f"split file {list_file} does not exist")
     samples = []
@@ -90,14 +111,12 @@ def read_list(root: Path, list_file: Path, counts: dict[str, tuple[int, ...]]) -
         if len(parts) != 2:
             raise DataError(f"{list_file}:{line_no}: expected 'name score', got {line!r}")
         name, score_text = parts
-        try:
-            score = float(score_text)
-        except ValueError:
-            raise DataError(f"{list_file}:{line_no}: score {score_text!r} is not a number") from None
+        where = f"{list_file}:{line_no}"
+        score = parse_score(score_text, where, score_range)
         path = root / "Images" / name
         if not path.is_file():
-            raise DataError(f"{list_file}:{line_no}: image {path} is listed but does not exist")
-        samples.append(make_sample(path, score, counts.get(name)))
+            raise DataError(f"{where}: image {path} is listed but does not exist")
+        samples.append((where, make_sample(path, score, counts.get(name))))
     if not samples:
         raise DataError(f"split file {list_file} lists no images")
     return samples

@@ -16,9 +16,9 @@ from .exact import ExactBTScorer
 from .grid import GridBTScorer
 from .link import Link
 from .orders import combine_orders
-from .registry import available, create, register
+from .registry import SCORERS, available, create, register
 
 __all__ = [
     "ActiveResult", "ActiveScorer", "ExactBTScorer", "GridBTScorer", "Link", "Scorer", "Scores",
-    "available", "combine_orders", "compare_from_probs", "create", "register",
+    "SCORERS", "available", "combine_orders", "compare_from_probs", "create", "register",
 ]

@@ -12,6 +12,14 @@ import torch
 # no machine here reaches a model hub: fail at once instead of retrying for a minute
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+@pytest.fixture(autouse=True)
+def feature_cache_dir(tmp_path_factory, monkeypatch):
+    """Each test gets its own empty per-image feature cache, never the user's."""
+    folder = tmp_path_factory.mktemp("feature-cache")
+    monkeypatch.setenv("ORDERLEARN_CACHE_DIR", str(folder))
+    return folder
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SCUT_ROOT = SHARED / "data" / "scut-fbp5500"

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import comparators
-from orderlearn.active_eval import ComparatorCalls, random_mask
+from orderlearn.active_eval import ComparatorCalls, Member, random_mask
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
-from orderlearn.embedding import compare_all
-from orderlearn.pipeline import run_experiment
+from orderlearn.comparisons import compare_all
+from orderlearn.run import run_experiment
 from orderlearn.training import make_accelerator
 
 from test_training_pipeline import TINY_MODEL, tiny_config
@@ -78,12 +78,14 @@ def test_comparator_calls_answer_like_compare_all_and_count_per_image():
     accelerator = make_accelerator(config_from_dict({"train": {"tracker": "none"}}), ".")
     test_emb, ref_emb = torch.randn(5, model.embedding_dim), torch.randn(7, model.embedding_dim)
     full = compare_all(model, test_emb, ref_emb, accelerator)  # [5, 7, 3]
-    calls = ComparatorCalls(model, test_emb, ref_emb, accelerator, both_orders=False, pair_batch=3)
+    model.pair_batch_size = 3  # several chunks for five pairs
+    member = Member(model, test_emb, test_emb[:0], ref_emb)
+    calls = ComparatorCalls([member], "test", accelerator, both_orders=False)
     tests, refs = torch.tensor([0, 0, 4, 2, 4]), torch.tensor([6, 1, 0, 3, 5])
     answer = calls(tests, refs)
     assert torch.allclose(answer, full[tests, refs], atol=1e-6)
     assert calls.calls.tolist() == [2, 0, 1, 0, 2]
-    both = ComparatorCalls(model, test_emb, ref_emb, accelerator, both_orders=True)
+    both = ComparatorCalls([member], "test", accelerator, both_orders=True)
     both(tests, refs)
     assert both.calls.tolist() == [4, 0, 2, 0, 4]  # two presentation orders per comparison
 

@@ -134,7 +134,7 @@ def test_runs_that_must_not_be_averaged_are_errors(runs, tmp_path):
     with pytest.raises(DataError, match="says fold2 but data.split is 'fold4'"):
         read_run(lying)
     other_model = fabricate(tmp_path / "other", "dld-scut", "fold6", "plain", "regressor", 42, 0.3, 0.4)
-    with pytest.raises(DataError, match="different models"):
+    with pytest.raises(DataError, match="differ in model.name"):
         compare_runs(runs["dld"] + [other_model], tmp_path / "x")
     stale = runs["siamese"][0]
     results = json.loads((stale / "results.json").read_text())

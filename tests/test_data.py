@@ -126,8 +126,8 @@ def test_manifest_csv_jsonl_and_folds(synthetic_root, tmp_path):
     assert [s.score for s in samples] == [20.0 + i for i in range(10)]
     assert samples[1].gender == "female" and samples[0].gender == "male"
     assert samples[0].extras["camera"] == "x"
-    train, test = manifest.split_manifest(samples, test_fold=2)
-    assert len(test) == 2 and len(train) == 8
+    parts = manifest.split_manifest(samples, test_fold=2)
+    assert len(parts.test) == 2 and len(parts.train) == 8 and parts.val == []
     jsonl = tmp_path / "m.jsonl"
     jsonl.write_text("\n".join(json.dumps({"path": str(p), "score": 3.5, "rating_counts": [0, 1, 2, 3, 4]}) for p in images))
     js = manifest.read_manifest(jsonl)
@@ -137,7 +137,7 @@ def test_manifest_csv_jsonl_and_folds(synthetic_root, tmp_path):
 def test_manifest_errors_name_the_row(synthetic_root, tmp_path):
     image = next((synthetic_root / "Images").glob("*.jpg"))
     bad = write_manifest(tmp_path, synthetic_root, [{"path": str(image), "score": "high"}])
-    with pytest.raises(DataError, match=r"manifest.csv:2: could not convert string to float"):
+    with pytest.raises(DataError, match=r"manifest.csv:2: score 'high' is not a number"):
         manifest.read_manifest(bad)
     missing = write_manifest(tmp_path, synthetic_root, [{"path": "nope.jpg", "score": 1}])
     with pytest.raises(DataError, match=r"manifest.csv:2: image .*nope.jpg is listed but does not exist"):

@@ -11,7 +11,7 @@ import pytest
 
 from comparators.backbones import find_package_file
 from orderlearn.config import load_config
-from orderlearn.pipeline import run_experiment
+from orderlearn.run import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 

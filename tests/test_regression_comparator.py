@@ -12,7 +12,7 @@ from comparators.base import Regressor, RegressorOutput
 from comparators.regression_comparator import RegressionComparator
 from orderlearn.compare import read_run
 from orderlearn.config import load_config
-from orderlearn.pipeline import run_experiment
+from orderlearn.run import run_experiment
 from orderlearn.types import PairLabel
 from scorers.link import Link
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from orderlearn.config import config_from_dict
-from orderlearn.pipeline import run_experiment
+from orderlearn.run import run_experiment
 
 TINY_MODEL = {"name": "siamese", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "projection": 32, "hidden": 32}
 
@@ -85,7 +85,7 @@ def test_embeddings_use_evaluation_mode(synthetic_root, tmp_path, monkeypatch):
     import comparators
     from orderlearn import scut
     from orderlearn.images import load_image
-    from orderlearn.pipeline import Embedder
+    from orderlearn.features import FeatureExtractor
     from orderlearn.training import make_accelerator
 
     monkeypatch.chdir(tmp_path)
@@ -93,9 +93,9 @@ def test_embeddings_use_evaluation_mode(synthetic_root, tmp_path, monkeypatch):
     model = comparators.create("siamese", **config.model.args)
     train, _ = scut.read_split(synthetic_root, "fold1")
     samples = train[:6]
-    embedder = Embedder(model, make_accelerator(config, tmp_path), config, cacheable=False)
+    extractor = FeatureExtractor(make_accelerator(config, tmp_path), batch_size=4)
     assert model.training
-    embedded = embedder(samples, "embed")
+    embedded = extractor(model, samples, "embed")
     assert model.training  # the caller's mode is restored
     model.eval()
     with torch.no_grad():

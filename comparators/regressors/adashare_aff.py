@@ -56,6 +56,7 @@ from comparators.regressors.adashare_policy import (
 )
 from comparators.regressors.adashare_weights import load_resnet_weights
 from comparators.transforms import make_transform
+from comparators.registry import register_model
 
 TASKS = ("beauty", "gender")
 
@@ -317,6 +318,7 @@ def _optional(batch: Batch, key: str, device: torch.device) -> Optional[torch.Te
     return None if value is None else value.to(device)
 
 
+@register_model("adashare-aff", kind="regressor", options=AdaShareAFFConfig)
 def build(**kwargs: Any) -> AdaShareAFFRegressor:
     """Factory for the registry: validates ``kwargs`` through :class:`AdaShareAFFConfig`."""
     known = {f.name for f in fields(AdaShareAFFConfig)}

@@ -45,11 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comparators.backbones import create_backbone
+from comparators.backbones import check_backbone_name, create_backbone
 from orderlearn.types import ScoredImage
 from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
 from comparators.transforms import BackboneTransforms
+from comparators.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class ComboLossConfig:
     augment: tuple[str, ...] = ("crop", "color_jitter", "rotation")
 
     def __post_init__(self) -> None:
+        check_backbone_name(self.backbone)
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.class_weights is not None:
@@ -203,6 +205,7 @@ class ComboLossRegressor(BackboneTransforms, Regressor):
 
 
 
+@register_model("comboloss", kind="regressor", options=ComboLossConfig)
 def build(**kwargs: Any) -> ComboLossRegressor:
     """Factory for the registry: ``build(backbone=..., class_weights=[...], ...)``."""
     return ComboLossRegressor(config_from_kwargs(ComboLossConfig, kwargs))

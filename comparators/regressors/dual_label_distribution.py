@@ -51,10 +51,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import transforms as T
 
-from comparators.backbones import create_backbone, normalisation
+from comparators.backbones import check_backbone_name, create_backbone, normalisation
 from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
 from comparators.transforms import make_transform
+from comparators.registry import register_model
 
 PAPER_RECIPE: dict[str, Any] = {
     "optim": {
@@ -93,6 +94,7 @@ class DualLabelDistributionConfig:
     augment: tuple[str, ...] = ("hflip",)
 
     def __post_init__(self) -> None:
+        check_backbone_name(self.backbone)
         self.score_range = check_score_range(self.score_range)  # type: ignore[assignment]
         if self.score_range is None:
             raise ValueError("score_range is required: it defines the interval grid of Eq. (3)")
@@ -266,6 +268,7 @@ class DualLabelDistributionRegressor(Regressor):
         return self._transform(train=True)
 
 
+@register_model("dual-label-distribution", kind="regressor", options=DualLabelDistributionConfig)
 def build(**kwargs: Any) -> DualLabelDistributionRegressor:
     """Factory for the registry: ``build(backbone=..., weights=..., ...)``."""
     return DualLabelDistributionRegressor(config_from_kwargs(DualLabelDistributionConfig, kwargs))

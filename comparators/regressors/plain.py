@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comparators.backbones import create_backbone
+from comparators.backbones import check_backbone_name, create_backbone
 from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.transforms import BackboneTransforms
+from comparators.registry import register_model
 
 PAPER_RECIPE: dict[str, Any] = {
     "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3},
@@ -84,6 +85,7 @@ class PlainConfig:
     score_range: Optional[tuple[float, float]] = None  # clamp at eval time; None = no clipping
 
     def __post_init__(self) -> None:
+        check_backbone_name(self.backbone)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if self.image_size <= 0:
@@ -124,6 +126,7 @@ class PlainRegressor(BackboneTransforms, Regressor):
 
 
 
+@register_model("plain", kind="regressor", options=PlainConfig)
 def build(**kwargs: Any) -> PlainRegressor:
     """Factory for the registry: ``build(backbone=..., loss="mse", ...)``."""
     return PlainRegressor(config_from_kwargs(PlainConfig, kwargs))

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 import comparators.ir50  # noqa: F401  (registers "ir50" and "ir50_poster" with timm)
-from comparators.backbones import create_backbone
+from comparators.backbones import check_backbone_name, create_backbone
 from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import config_from_kwargs
 from comparators.regressors.relative_position_heads import (
@@ -69,6 +69,7 @@ from comparators.regressors.relative_position_heads import (
 from comparators.regressors.relative_position_labels import LabelSpace
 from comparators.regressors.relative_position_references import ReferenceSelector
 from comparators.transforms import BackboneTransforms
+from comparators.registry import register_model
 
 PAPER_RECIPE: dict[str, Any] = {
     "optim": {"name": "adam", "lr": 1e-5, "weight_decay": 1e-2},  # lr 1e-6 for CACD
@@ -98,6 +99,7 @@ class RelativePositionConfig:
     augment: tuple[str, ...] = ("hflip", "rotation")
 
     def __post_init__(self) -> None:
+        check_backbone_name(self.backbone)
         if self.weights is None:
             raise ValueError(
                 "weights: the paper fine-tunes an IR-50 pretrained on MS-Celeb-1M (+ IMDB-Clean), which "
@@ -231,6 +233,7 @@ class RelativePositionRegressor(BackboneTransforms, Regressor):
 
 
 
+@register_model("relative-position", kind="regressor", options=RelativePositionConfig)
 def build(**kwargs: Any) -> RelativePositionRegressor:
     """Factory for the registry: ``build(weights="random", label_min=1, label_max=101, label_step=1)``."""
     return RelativePositionRegressor(config_from_kwargs(RelativePositionConfig, kwargs))

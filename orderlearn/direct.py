@@ -1,0 +1,71 @@
+"""The direct route of a run: a score per test image without the bank.
+
+A regressor's direct score is its own output. A comparator has none, so its direct baseline is
+a small regression head fitted on the same (validation-selected) features the comparator
+compares (``direct_baseline: true``): "direct vs order-learned" then contrasts the scoring
+route, not the features. Both use the validation-selected checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import torch
+from accelerate import Accelerator
+
+from comparators.base import Comparator, Model
+from comparators.direct_head import EmbeddingRegressor
+
+from .comparisons import view_embeddings
+from .config import ExperimentConfig
+from .data import TrainingSplits
+from .features import FeatureExtractor
+from .fitting import FeatureImageDataset
+from .training import RegressorObjective, fit, load_weights
+from .types import ScoredImage
+
+HEAD_EPOCHS, HEAD_BATCH = 30, 64
+
+
+def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, test: list[ScoredImage],
+                  config: ExperimentConfig, accelerator: Accelerator, features: FeatureExtractor,
+                  output_dir: Path) -> Optional[torch.Tensor]:
+    """Direct scores of ``test`` (float64 [N]), or None for a comparator without ``direct_baseline``."""
+    if isinstance(model, Comparator) and not config.direct_baseline:
+        return None
+    load_weights(model, best_checkpoint)
+    model.to(accelerator.device).eval()
+    if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
+        view = model.comparator_view().to(accelerator.device)
+        scores = view_embeddings(view, features(view, test, "features test"), accelerator, config.train.eval_batch_size)
+        return scores.reshape(-1).double()
+    train_x, val_x = features(model, splits.train, "features train"), features(model, splits.val, "features validation")
+    return fit_embedding_head(train_x, val_x, features(model, test, "features test"), splits, config, accelerator, output_dir)
+
+
+def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch.Tensor, splits: TrainingSplits,
+                       config: ExperimentConfig, accelerator: Accelerator, output_dir: Path) -> torch.Tensor:
+    """A regression head on embeddings, selected on validation, applied to the test embeddings.
+
+    The head is small and reads cached embeddings: many short epochs cost seconds, and a few
+    large-batch epochs (the comparator's settings, made for 90k pairs) would leave it untrained.
+    It is initialised from the run's seed, not from whatever the global random state is after
+    feature extraction (which consumes random numbers only when the feature cache is cold).
+    """
+    mean_score = sum(s.score for s in splits.train) / len(splits.train)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        head = EmbeddingRegressor(train_x.shape[-1], score_mean=mean_score)
+    head_config = dataclasses.replace(
+        config, name=config.name + "-direct",
+        train=dataclasses.replace(config.train, select_metric="val_loss", frozen_backbone=True, tracker="none",
+                                  epochs=HEAD_EPOCHS, batch_size=HEAD_BATCH, max_steps_per_epoch=None),
+        schedule=dataclasses.replace(config.schedule, name="cosine", warmup_epochs=0.0),
+    )
+    result = fit(head, RegressorObjective(), FeatureImageDataset(train_x, splits.train), FeatureImageDataset(val_x, splits.val),
+                 head_config, output_dir, accelerator, desc="direct head")
+    load_weights(head, result.best_checkpoint)
+    head.to(accelerator.device).eval()
+    with torch.no_grad():
+        return head(test_x.to(accelerator.device)).score.double().cpu().clamp(config.data.score_low, config.data.score_high)

@@ -1,0 +1,23 @@
+"""Writing files so that they land whole or not at all (a killed process leaves no half file)."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to a unique temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_json(path: Path, payload: Any) -> Path:
+    """JSON with non-finite floats written as ``NaN`` (Python's json reads them back)."""
+    return atomic_write_text(path, json.dumps(payload, indent=1, default=str))

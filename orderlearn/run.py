@@ -1,0 +1,135 @@
+"""The main job, one path for every method: data -> model -> fit -> comparator view -> bank
+evaluation -> report.
+
+A regressor walks the same road as a comparator from "fit" on: its comparator view
+(:class:`~comparators.regression_comparator.RegressionComparator`) is compared with the same
+bank, under the same scorer options, as any comparator; its direct route is its own score.
+``run_experiment(config)`` writes into ``config.output_dir``: ``config.yaml``, ``<kind>/``
+(the training loop's checkpoints and metrics; kind = comparator | regressor), ``bank.json``,
+``scorer.json`` (the :class:`~orderlearn.bank_evaluator.BankEvaluator` that ``score`` and
+``active`` load), ``scores.csv``, ``results.json``, ``report.md``, ``scatter.png``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from accelerate import Accelerator
+
+import comparators
+import scorers
+from comparators.base import Comparator, Model
+
+from .bank import ReferenceBank
+from .bank_evaluator import EVALUATOR_FILE, BankEvaluator, BankRoute, Comparisons, interval_coverage
+from .config import ExperimentConfig
+from .data import load_test, load_training
+from .direct import direct_scores
+from .evaluation import comparator_metrics, score_metrics
+from .features import FeatureCache, FeatureExtractor
+from .fitting import fit_model
+from .run_outputs import write_run_outputs
+from .training import TrainResult, make_accelerator
+
+
+def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
+    """Train, score and evaluate as configured; return the results dictionary."""
+    started = time.time()
+    out, accelerator = start_run(config, accelerator)
+    splits = load_training(config.data)
+    accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
+    model = build_model(config)
+    model.setup_from_training(splits.train)
+    model.to(accelerator.device)
+    features = feature_extractor(config, accelerator)
+    trained = fit_model(model, splits, config, accelerator, features, out / kind_of(model), resume)
+
+    bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
+    evaluator = BankEvaluator.from_config(config, [str(c.relative_to(out)) for c in bank_checkpoints(trained, config)])
+    route = BankRoute(model, evaluator, bank, out, features, accelerator, config.train.eval_batch_size)
+    route.fit_views(splits.val, config.pairs.margin)  # a regressor's view fits its link; comparators: nothing
+    uncalibrated = dataclasses.replace(evaluator)
+    calibration = route.calibrate(splits.val, config.scorer.calibrate_link, config.scorer.calibrate_intervals)
+
+    test = load_test(config.data)
+    accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
+    comparisons = route.comparisons(test, "test")
+    scores = route.score(comparisons)
+    direct = direct_scores(model, trained.best_checkpoint, splits, test, config, accelerator, features, out / "direct")
+
+    results = collect_results(config, trained, bank, route, uncalibrated, calibration, comparisons, scores, test, direct)
+    results["direct_how"] = "embedding head" if isinstance(model, Comparator) else "own score"
+    results["seconds"] = time.time() - started
+    if accelerator.is_main_process:
+        bank.save(out / "bank.json")
+        evaluator.save(out / EVALUATOR_FILE)
+        print("\n" + write_run_outputs(out, config.name, config.model.name, test, scores, direct, results))
+    accelerator.end_training()
+    return results
+
+
+def start_run(config: ExperimentConfig, accelerator: Optional[Accelerator]) -> tuple[Path, Accelerator]:
+    """Output folder with the resolved config in it, an accelerator, and the global seed set."""
+    out = Path(config.output_dir)
+    accelerator = accelerator or make_accelerator(config, out)
+    torch.manual_seed(config.seed)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.yaml")
+    return out, accelerator
+
+
+def build_model(config: ExperimentConfig) -> Model:
+    """The registered model of ``config.model``, checked against ``config.task``."""
+    model = comparators.create(config.model.name, **config.model.args)
+    if kind_of(model) != config.task:
+        raise ValueError(f"model {config.model.name!r} is a {kind_of(model)}; set task: {kind_of(model)}")
+    return model
+
+
+def kind_of(model: Model) -> str:
+    return "comparator" if isinstance(model, Comparator) else "regressor"
+
+
+def feature_extractor(config: ExperimentConfig, accelerator: Accelerator) -> FeatureExtractor:
+    """Features cached on disk when they cannot change during the run (a frozen backbone)."""
+    cache = FeatureCache.from_setting(config.feature_cache) if config.train.frozen_backbone else None
+    return FeatureExtractor(accelerator, config.train.eval_batch_size, config.train.num_workers, cache)
+
+
+def bank_checkpoints(trained: TrainResult, config: ExperimentConfig) -> list[Path]:
+    """The checkpoint(s) the bank route averages: the validation-selected one, or the last K."""
+    if config.ensemble_last == 1:
+        return [trained.best_checkpoint]
+    epochs = range(config.train.epochs - config.ensemble_last + 1, config.train.epochs + 1)
+    return [trained.output_dir / "checkpoints" / f"epoch_{e:03d}" / "model.safetensors" for e in epochs]
+
+
+def collect_results(config: ExperimentConfig, trained: TrainResult, bank: ReferenceBank, route: BankRoute,
+                    uncalibrated: BankEvaluator, calibration: dict[str, Any], comparisons: Comparisons,
+                    scores: "scorers.Scores", test: list, direct: Optional[torch.Tensor]) -> dict[str, Any]:
+    """results.json: training history, both routes' metrics, the bank evaluator, diagnostics."""
+    truth = [s.score for s in test]
+    results: dict[str, Any] = {
+        "name": config.name, "method": config.model.name, "task": config.task,
+        "train": {"best_epoch": trained.best_epoch, "best_" + config.train.select_metric: trained.best_metric, "history": trained.history},
+        "bank_size": len(bank), "scorer": dataclasses.asdict(route.evaluator),
+        "order_learned": score_metrics(scores.value.tolist(), truth),
+        "link_calibration": None, "interval_calibration": None, "interval_coverage": interval_coverage(scores, truth),
+        "comparator_metrics": comparator_metrics(comparisons.forward, torch.tensor(truth, dtype=torch.float64), bank.scores,
+                                                 config.pairs.margin, comparisons.reverse),
+    }
+    if "link" in calibration:  # what the same comparisons give under the link before calibration
+        before = uncalibrated.score_with(comparisons.for_scoring, bank.scores)
+        results["link_calibration"] = {**{k: calibration["link"][k] for k in ("slope", "tie_width")},
+                                       "default_link": calibration["link"]["before"],
+                                       "order_learned_default_link": score_metrics(before.value.tolist(), truth)}
+    if "std_scale" in calibration:
+        raw = dataclasses.replace(route.evaluator, interval_scale=None).score_with(comparisons.for_scoring, bank.scores)
+        results["interval_calibration"] = {"std_scale": calibration["std_scale"], "coverage_uncalibrated": interval_coverage(raw, truth)}
+    if direct is not None:
+        results["direct"] = score_metrics(direct.tolist(), truth)
+    return results

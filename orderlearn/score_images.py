@@ -1,0 +1,73 @@
+"""``orderlearn score``: score a run's test split, or a user's image files and folders, against
+the run's bank, exactly as the run scored its test set (its :class:`BankEvaluator`).
+
+Writes a CSV with the score, its posterior std and 95% interval (the run's calibrated width).
+Over user files the good images are scored and the bad ones (unreadable, not an image) are
+listed with their reasons; the command then exits non-zero, so a script notices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .data import load_test
+from .errors import DataError
+from .images import load_image
+from .run_outputs import write_scores_csv
+from .saved_run import load_run
+from .types import ScoredImage
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class ImageInputs:
+    """User images found under the given files and folders, and those that cannot be scored."""
+
+    samples: list[ScoredImage] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
+
+
+def collect_images(inputs: Sequence[Path]) -> ImageInputs:
+    """Every image file named or under a named folder (sorted), each decoded once to check it."""
+    found = ImageInputs()
+    for given in inputs:
+        given = Path(given)
+        if given.is_dir():
+            files = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                found.failed.append((given, f"a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})"))
+        elif given.is_file():
+            files = [given]
+        else:
+            found.failed.append((given, "no such file or folder"))
+            continue
+        for path in files:
+            try:
+                load_image(path)
+            except DataError as exc:
+                found.failed.append((path, str(exc)))
+                continue
+            found.samples.append(ScoredImage(path=path, score=float("nan")))
+    return found
+
+
+def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[Path] = None,
+              scorer_name: Optional[str] = None) -> tuple[Path, list[tuple[Path, str]]]:
+    """Score ``images`` (default: the run's test split); returns the CSV and the failed files."""
+    saved = load_run(Path(run))
+    failed: list[tuple[Path, str]] = []
+    if images:
+        inputs = collect_images(images)
+        samples, failed = inputs.samples, inputs.failed
+        if not samples:
+            raise DataError("no image could be scored: " + "; ".join(f"{p}: {why}" for p, why in failed))
+    else:
+        samples = load_test(saved.config.data)
+    comparisons = saved.route.comparisons(samples, "images")
+    scores = saved.route.score(comparisons, scorer_name)
+    out = Path(out) if out else Path(run) / "scored.csv"
+    if saved.accelerator.is_main_process:
+        write_scores_csv(out, samples, scores)
+    return out, failed
