@@ -9,7 +9,7 @@ Run from the repository root:
 
 ``speed`` builds the tiny random LLaVA (LLaVA-1.5's structure and special ids, the real
 Llama-2 tokenizer, toy widths) at 336 px / patch 14, i.e. 576 image tokens per face and the
-real prompt (1,198 tokens), and times the three ways of answering the same test x bank pairs:
+real prompt (1,180 tokens), and times the three ways of answering the same test x bank pairs:
 
 * naive: the full ``LlavaForConditionalGeneration`` forward per pair (the CLIP tower runs on
   both faces of every pair);
