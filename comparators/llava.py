@@ -9,22 +9,17 @@ shared training loop applies CE / WCE / KL (eq. 6–9) to what ``forward`` retur
 
 Efficiency: ``embed`` runs once per image and ``compare`` only runs the language model
 on ``inputs_embeds`` — identical (to float rounding) to the full LLaVA forward kept as
-``forward_naive``. For a test image against a bank, :meth:`compare_one_to_many` also
-shares the key/value cache of the prompt prefix that holds the test image, so only the
-reference half of each sequence is recomputed.
+``forward_naive``. For a test image against a bank, :meth:`compare_grid` (through
+:meth:`compare_one_to_many`) also shares the key/value cache of the prompt prefix that holds
+the test image, so only the reference half of each sequence is recomputed.
 
-Run ``python -m comparators.llava --benchmark --tiny`` for the cached / naive speed ratio.
+``python benchmarks/llava.py`` measures the three paths' pairs/s at the real token layout.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import time
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import nn
@@ -36,14 +31,14 @@ from comparators.llava_loading import (IMAGE_TOKEN_ID, CheckpointNotFoundError, 
 from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, masked_softmax, num_image_tokens,
                                       render_prompt)
 from comparators.registry import register_model
+from orderlearn.errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-COMPARATOR_CONFIG_FILE = "lmol_comparator.json"
 DEFAULT_TOKENIZER = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "llama2-tokenizer"
 
 __all__ = ["LlavaComparator", "LlavaComparatorConfig", "CheckpointNotFoundError", "ClipPreprocess", "build",
-           "masked_softmax", "load_checkpoint_ensemble", "pairs_per_second"]
+           "masked_softmax"]
 
 
 class ClipPreprocess:
@@ -66,6 +61,11 @@ class ClipPreprocess:
     def __call__(self, image: Any) -> torch.Tensor:
         return self.processor(image, return_tensors="pt")["pixel_values"][0]
 
+    def __repr__(self) -> str:
+        """Everything that changes the output tensor: the feature cache keys on this string."""
+        return (f"ClipPreprocess(shortest_edge={self.image_size}, resample=bicubic, center_crop={self.image_size}, "
+                f"mean={list(CLIP_MEAN)}, std={list(CLIP_STD)})")
+
 
 class LlavaComparator(Comparator):
     """LLaVA-1.5 + LoRA comparator; ``forward(a, b) -> logits[B, K]`` over the label tokens.
@@ -79,6 +79,7 @@ class LlavaComparator(Comparator):
     """
 
     splits = True
+    pair_batch_size = 32  # sequences per language-model call: ~1,180 tokens each for LLaVA-1.5-7B
 
     def __init__(self, llava: Any, tokenizer: Any, config: LlavaComparatorConfig) -> None:
         super().__init__()
@@ -224,13 +225,18 @@ class LlavaComparator(Comparator):
         out = self.llava(input_ids=ids, pixel_values=px, use_cache=False, logits_to_keep=1)
         return out.logits[:, -1, self.label_index].float()
 
-    def compare_one_to_many(self, emb_a: torch.Tensor, emb_refs: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    def compare_one_to_many(self, emb_a: torch.Tensor, emb_refs: torch.Tensor,
+                            batch: Optional[int] = None) -> torch.Tensor:
         """Logits [R, K] of one image a (``[P, H]`` or ``[1, P, H]``) against R references.
 
         The prompt up to the end of image a is the same for all R pairs, so its key/value
         cache is computed once and repeated; each reference then costs only the second
         half of the sequence (for LLaVA-1.5-7B 599 of the 1,180 prompt tokens). Inference only.
+        ``batch``: references per language-model call (default :attr:`pair_batch_size`).
         """
+        batch = self.pair_batch_size if batch is None else batch
+        if batch < 1:
+            raise ValueError(f"batch: must be >= 1, got {batch}")
         emb_a = emb_a.unsqueeze(0) if emb_a.dim() == 2 else emb_a
         self._check_emb(emb_a, "emb_a")
         self._check_emb(emb_refs, "emb_refs")
@@ -252,31 +258,17 @@ class LlavaComparator(Comparator):
             out.append(self._label_logits(hidden[:, -1]))
         return torch.cat(out, dim=0)
 
-    def compare_grid(self, emb_test: torch.Tensor, emb_refs: torch.Tensor, batch: int = 32) -> torch.Tensor:
-        """Logits [N, R, K] of every test image (first slot) against every reference (second slot).
+    def compare_grid(self, emb_test: torch.Tensor, emb_refs: torch.Tensor,
+                     batch: Optional[int] = None) -> torch.Tensor:
+        """Logits [n, R, K] of every test image (first slot) against every reference (second slot).
 
-        What a scorer needs for a test set against a bank, through :meth:`compare_one_to_many`;
-        use it instead of one huge ``compare`` call, whose batch would hold N·R sequences of
-        ~1,180 tokens for the real model.
+        The base contract's hook, overridden to share each test image's prompt prefix across its
+        references (:meth:`compare_one_to_many`); ``batch`` references per language-model call
+        (default :attr:`pair_batch_size`) instead of one ``compare`` call whose batch would hold
+        n·R sequences of ~1,180 tokens for the real model.
         """
+        self._check_emb(emb_test, "emb_test")
         return torch.stack([self.compare_one_to_many(e, emb_refs, batch=batch) for e in emb_test])
-
-    def compare_probs(self, emb_a: torch.Tensor, emb_b: torch.Tensor, both_orders: bool = False) -> torch.Tensor:
-        """Eq. 5 probabilities [B, K]; with ``both_orders`` the mean of p(a, b) and the label-swapped p(b, a).
-
-        Querying both orders and swapping FIRST/SECOND of the reversed answer (the
-        permutation M of eq. 8) cancels the model's position bias.
-        """
-        probs = torch.softmax(self.compare(emb_a, emb_b), dim=-1)
-        if not both_orders:
-            return probs
-        rev = torch.softmax(self.compare(emb_b, emb_a), dim=-1)
-        perm = [1, 0] + list(range(2, self.num_classes))
-        return 0.5 * (probs + rev[:, perm])
-
-    def compare_both_orders(self, emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
-        """Position-bias-cancelled probabilities [B, K] (see :meth:`compare_probs`)."""
-        return self.compare_probs(emb_a, emb_b, both_orders=True)
 
     # ------------------------------------------------------------------ training helpers
     def trainable_parameters(self) -> dict[str, int]:
@@ -290,28 +282,28 @@ class LlavaComparator(Comparator):
                 counts[kind] += p.numel()
         return {**counts, "trainable": sum(counts.values()), "total": total}
 
-    def parameter_groups(self, lora_lr: Optional[float] = None,
-                         projector_lr: Optional[float] = None) -> list[dict[str, Any]]:
-        """Optimizer groups: LoRA at ``lora_lr``, projector at ``projector_lr``.
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimizer groups: LoRA at ``config.lora_lr``, the projector at ``config.projector_lr``.
 
-        Defaults come from the config (``lora_lr`` 2e-4, ``projector_lr`` 2e-5: LLaVA-1.5's
-        LoRA recipe). The shared loop calls this with no arguments, so these rates replace
-        ``optim.lr``; weight decay and the schedule still come from the experiment config.
+        Defaults 2e-4 / 2e-5 (LLaVA-1.5's LoRA recipe). These rates replace ``optim.lr``;
+        weight decay and the schedule still come from the experiment config.
         """
-        lora_lr = self.config.lora_lr if lora_lr is None else lora_lr
-        projector_lr = self.config.projector_lr if projector_lr is None else projector_lr
         lora = [p for n, p in self.named_parameters() if p.requires_grad and "multi_modal_projector" not in n]
         proj = [p for n, p in self.named_parameters() if p.requires_grad and "multi_modal_projector" in n]
-        groups = [{"params": lora, "lr": lora_lr, "name": "lora"}]
+        groups = [{"params": lora, "lr": self.config.lora_lr, "name": "lora"}]
         if proj:
-            groups.append({"params": proj, "lr": projector_lr, "name": "projector"})
+            groups.append({"params": proj, "lr": self.config.projector_lr, "name": "projector"})
         return groups
+
+    def feature_modules(self) -> list[nn.Module]:
+        """The CLIP tower and the projector: together they determine :meth:`embed` (H_v = W · g(x))."""
+        return [self.llava.model.vision_tower, self.llava.model.multi_modal_projector]
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Refuses ``train.frozen_backbone``: LoRA lives inside the language model, so a cache of
         image embeddings would save only the CLIP pass while holding 576 x 4096 floats per image."""
-        raise ValueError("train.frozen_backbone: not supported by the llava comparator (its LoRA adapters are in "
-                         "the language model, which runs per pair); set train.frozen_backbone: false")
+        raise ConfigError("train.frozen_backbone: not supported by the llava comparator (its LoRA adapters are in "
+                          "the language model, which runs per pair); set train.frozen_backbone: false")
 
     # ------------------------------------------------------------------ per-epoch checkpoints
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
@@ -324,7 +316,7 @@ class LlavaComparator(Comparator):
         params = dict(self.named_parameters())
         return {name: params[name].detach() for name in self._checkpoint_keys}
 
-    def load_checkpoint_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_checkpoint_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Restore :meth:`checkpoint_state_dict` exactly (strict: same names and shapes).
 
         The base weights are not in the file: they must be the ones this comparator was
@@ -345,77 +337,6 @@ class LlavaComparator(Comparator):
         with torch.no_grad():
             for name in self._checkpoint_keys:
                 params[name].copy_(state[name])
-
-    # ------------------------------------------------------------------ adapters
-    def save_adapter(self, directory: str | Path) -> Path:
-        """Write the LoRA (+ projector) weights with peft, and this comparator's config beside them."""
-        directory = Path(directory)
-        self.model.save_pretrained(str(directory))
-        meta = {"config": self.config.to_dict(), "prompt": self.prompt, "label_ids": self.label_ids}
-        (directory / COMPARATOR_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        return directory
-
-    def _check_saved_config(self, directory: Path) -> None:
-        meta_file = directory / COMPARATOR_CONFIG_FILE
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"adapter dir: {directory} has no {COMPARATOR_CONFIG_FILE}; not saved by save_adapter")
-        meta = json.loads(meta_file.read_text())
-        saved = LlavaComparatorConfig.from_dict(meta["config"])
-        for key in ("lora_r", "lora_target_modules", "train_projector", "two_class"):
-            if getattr(saved, key) != getattr(self.config, key):
-                raise ValueError(f"adapter dir {directory}: {key} was {getattr(saved, key)!r}, "
-                                 f"this comparator has {getattr(self.config, key)!r}")
-        if meta["prompt"] != self.prompt or meta["label_ids"] != self.label_ids:
-            raise ValueError(f"adapter dir {directory}: trained with prompt {meta['prompt']!r} / label ids "
-                             f"{meta['label_ids']}, this comparator uses {self.prompt!r} / {self.label_ids}")
-
-    def load_adapter(self, directory: str | Path, adapter_name: str = "default") -> None:
-        """Load adapter weights saved by :meth:`save_adapter`.
-
-        ``"default"`` overwrites the active adapter's weights in place; any other name
-        adds a second adapter (for checkpoint ensembles, switch with :meth:`using_adapter`).
-        """
-        from peft.utils import load_peft_weights, set_peft_model_state_dict
-
-        directory = Path(directory)
-        self._check_saved_config(directory)
-        if adapter_name in self.model.peft_config:
-            weights = load_peft_weights(str(directory), device=str(self.device))
-            result = set_peft_model_state_dict(self.model, weights, adapter_name=adapter_name)
-            missing = [k for k in result.missing_keys if "lora_" in k or "modules_to_save" in k]
-            if result.unexpected_keys or missing:
-                raise ValueError(f"adapter dir {directory}: unexpected weights {result.unexpected_keys[:5]}, "
-                                 f"missing adapter weights {missing[:5]}")
-        else:
-            self.model.load_adapter(str(directory), adapter_name=adapter_name)
-
-    @contextlib.contextmanager
-    def using_adapter(self, adapter_name: str) -> Iterator[None]:
-        """Temporarily make ``adapter_name`` the active adapter (LoRA and projector copy)."""
-        previous = self.model.active_adapter
-        self.model.set_adapter(adapter_name)
-        try:
-            yield
-        finally:
-            self.model.set_adapter(previous)
-
-    @torch.no_grad()
-    def ensemble_probs(self, images_a: torch.Tensor, images_b: torch.Tensor, adapter_names: Sequence[str],
-                       both_orders: bool = False) -> torch.Tensor:
-        """Checkpoint ensemble: mean over adapters of eq. 5 probabilities [B, K].
-
-        Each adapter re-embeds (its projector copy may differ). A scorer over a bank does
-        the same at scale: for each adapter, embed bank and test once, build probs[N, R, K],
-        then average the K adapters' probability tensors before Bradley–Terry.
-        """
-        total = None
-        for name in adapter_names:
-            with self.using_adapter(name):
-                probs = self.compare_probs(self.embed(images_a), self.embed(images_b), both_orders=both_orders)
-            total = probs if total is None else total + probs
-        if total is None:
-            raise ValueError("adapter_names: empty")
-        return total / len(adapter_names)
 
 
 def _keep_projector_copy_in_float32(wrapper: nn.Module) -> None:
@@ -458,114 +379,3 @@ def build(tiny: bool = False, tokenizer_path: str | Path | Any = DEFAULT_TOKENIZ
         return LlavaComparator.tiny(tokenizer_path, image_size=image_size, patch_size=patch_size,
                                     config=LlavaComparatorConfig.from_dict(config))
     return LlavaComparator.from_config(LlavaComparatorConfig.from_dict(config))
-
-
-def load_checkpoint_ensemble(base: LlavaComparatorConfig | LlavaComparator,
-                             adapter_dirs: Sequence[str | Path]) -> tuple[LlavaComparator, list[str]]:
-    """One base model, the adapters of the last K checkpoints loaded under names ``ckpt0..``.
-
-    Pass a config to load the base checkpoint, or an existing comparator. Use the names with
-    :meth:`LlavaComparator.ensemble_probs` or :meth:`LlavaComparator.using_adapter`.
-    """
-    comparator = base if isinstance(base, LlavaComparator) else LlavaComparator.from_config(base)
-    names = []
-    for i, d in enumerate(adapter_dirs):
-        name = f"ckpt{i}"
-        comparator.load_adapter(d, adapter_name=name)
-        names.append(name)
-    if not names:
-        raise ValueError("adapter_dirs: empty")
-    return comparator, names
-
-
-# ---------------------------------------------------------------------- benchmark
-def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-@torch.inference_mode()
-def pairs_per_second(model: LlavaComparator, n_images: int = 8, n_pairs: int = 64, batch: int = 8,
-                     seed: int = 0, repeats: int = 3) -> dict[str, float]:
-    """Throughput of the three inference paths on the same random pairs and hardware.
-
-    ``cached``: embed each image once, then ``compare`` per batch of pairs;
-    ``naive``: full LLaVA forward per pair (vision tower twice per pair);
-    ``shared_prefix``: cached, plus :meth:`compare_one_to_many` grouped by first image.
-    Ratios are naive time / path time (> 1 means faster than naive); each time is the best
-    of ``repeats`` runs, since shared machines add noise.
-    """
-    if n_images < 2 or n_pairs < 1 or batch < 1:
-        raise ValueError("pairs_per_second: need n_images >= 2, n_pairs >= 1, batch >= 1")
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.randn(n_images, 3, model.image_size, model.image_size, generator=gen).to(model.device)
-    a = torch.randint(0, n_images, (n_pairs,), generator=gen)
-    b = (a + torch.randint(1, n_images, (n_pairs,), generator=gen)) % n_images
-    order = torch.argsort(a, stable=True)
-    a, b = a[order], b[order]
-
-    def embed_all() -> torch.Tensor:
-        return torch.cat([model.embed(images[i: i + batch]) for i in range(0, n_images, batch)])
-
-    def cached() -> None:
-        emb = embed_all()
-        for i in range(0, n_pairs, batch):
-            model.compare(emb[a[i: i + batch]], emb[b[i: i + batch]])
-
-    def naive() -> None:
-        for i in range(0, n_pairs, batch):
-            model.forward_naive(images[a[i: i + batch]], images[b[i: i + batch]])
-
-    def shared() -> None:
-        emb = embed_all()
-        for first in a.unique().tolist():
-            model.compare_one_to_many(emb[first], emb[b[a == first]], batch=batch)
-
-    naive()  # warm-up (allocator, kernels)
-    t_naive, t_cached, t_shared = (min(_timed(fn) for _ in range(max(1, repeats))) for fn in (naive, cached, shared))
-    return {"naive_pairs_per_s": n_pairs / t_naive, "cached_pairs_per_s": n_pairs / t_cached,
-            "shared_prefix_pairs_per_s": n_pairs / t_shared, "cached_vs_naive": t_naive / t_cached,
-            "shared_prefix_vs_naive": t_naive / t_shared}
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="LMOL LLaVA comparator utilities")
-    parser.add_argument("--benchmark", action="store_true", help="cached vs naive pairs per second")
-    parser.add_argument("--tiny", action="store_true", help="random tiny model + the real tokenizer")
-    parser.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER), help="folder with tokenizer.model (--tiny)")
-    parser.add_argument("--checkpoint", default=None, help="real checkpoint (without --tiny)")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--patch-size", type=int, default=16)
-    parser.add_argument("--vision-hidden", type=int, default=32)
-    parser.add_argument("--vision-layers", type=int, default=2)
-    parser.add_argument("--text-hidden", type=int, default=64)
-    parser.add_argument("--text-layers", type=int, default=2)
-    parser.add_argument("--n-images", type=int, default=8)
-    parser.add_argument("--n-pairs", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
-    args = parser.parse_args(argv)
-    if not args.benchmark:
-        parser.error("nothing to do: pass --benchmark")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.tiny:
-        model = LlavaComparator.tiny(args.tokenizer, image_size=args.image_size, patch_size=args.patch_size,
-                                     vision_hidden=args.vision_hidden, vision_layers=args.vision_layers,
-                                     text_hidden=args.text_hidden, text_layers=args.text_layers,
-                                     intermediate=2 * args.text_hidden)
-    else:
-        cfg = LlavaComparatorConfig() if args.checkpoint is None else LlavaComparatorConfig(checkpoint=args.checkpoint)
-        model = LlavaComparator.from_config(replace(cfg, torch_dtype="bfloat16" if torch.cuda.is_available() else "float32"))
-        if torch.cuda.is_available():
-            model.cuda()
-    res = pairs_per_second(model, args.n_images, args.n_pairs, args.batch)
-    print(f"device={model.device} image_tokens={model.layout.n_image_tokens} prompt_len={model.layout.length}")
-    for key, value in res.items():
-        print(f"{key}: {value:.3f}")
-
-
-if __name__ == "__main__":
-    main()

@@ -59,6 +59,24 @@ def quantization_config(config: LlavaComparatorConfig) -> Optional[Any]:
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
 
 
+def quantised_device_map(local_process_index: Optional[int] = None) -> dict[str, int]:
+    """``device_map`` of a quantised model: the whole model on this process's own GPU.
+
+    bitsandbytes places the weights while loading, so the device cannot be changed afterwards
+    (``.to()`` on a 4-bit model is refused). Under ``accelerate launch`` with N processes each
+    process loads its copy onto GPU ``local_process_index`` (QLoRA + DDP, one device per
+    process); ``device_map="auto"`` would instead spread one copy over every visible GPU in
+    every process. ``local_process_index`` defaults to accelerate's (0 in a single process).
+    """
+    if local_process_index is None:
+        from accelerate import PartialState
+
+        local_process_index = PartialState().local_process_index
+    if local_process_index < 0:
+        raise ValueError(f"local_process_index: must be >= 0, got {local_process_index}")
+    return {"": int(local_process_index)}
+
+
 def _hub_offline() -> bool:
     """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, read now (huggingface_hub reads them at import)."""
     from huggingface_hub import constants
@@ -103,7 +121,7 @@ def load_pretrained(config: LlavaComparatorConfig) -> tuple[Any, Any]:
         source, local_only = ckpt, _hub_offline()
     kwargs: dict[str, Any] = {"dtype": torch_dtype(config.torch_dtype), "local_files_only": local_only}
     if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+        kwargs.update(quantization_config=quant, device_map=quantised_device_map())
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
     tok_source = config.tokenizer or source

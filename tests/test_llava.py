@@ -2,7 +2,7 @@
 
 The tokenizer facts (prompt ids, label ids 3824/6440/13999) are checked against the real
 SentencePiece model and transformers' own ``LlavaProcessor``; the model facts (cached ==
-naive, masked softmax, LoRA placement, adapter round trip, learning) on a 4M-parameter
+naive, masked softmax, LoRA placement, checkpoint round trip, the base contract's hooks) on a 4M-parameter
 LLaVA with LLaVA-1.5's structure and special ids.
 """
 from __future__ import annotations
@@ -18,8 +18,10 @@ TOKENIZER_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
 if not (TOKENIZER_DIR / "tokenizer.model").is_file():
     pytest.skip(f"Llama-2 tokenizer not found at {TOKENIZER_DIR}", allow_module_level=True)
 
-from comparators.llava import (CheckpointNotFoundError, LlavaComparator, LlavaComparatorConfig,  # noqa: E402
-                               build, load_checkpoint_ensemble, masked_softmax, pairs_per_second)
+import scorers  # noqa: E402
+from comparators.base import Comparator  # noqa: E402
+from comparators.llava import (CheckpointNotFoundError, ClipPreprocess, LlavaComparator,  # noqa: E402
+                               LlavaComparatorConfig, build, masked_softmax)
 from comparators.llava_loading import IMAGE_TOKEN_ID, PAD_TOKEN_ID, sentencepiece_tokenizer  # noqa: E402
 from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, num_image_tokens,  # noqa: E402
                                       render_prompt)
@@ -158,16 +160,71 @@ def test_cached_equals_naive(tiny):
     assert not torch.allclose(tiny.compare(eb, ea), cached, atol=1e-4)
 
 
-def test_both_orders_is_label_swap_symmetric(tiny):
+def test_label_order_fits_the_projects_both_order_rule(tiny):
+    """The comparator's logits are in PairLabel order (FIRST, SECOND, SIMILAR), so the project's one
+    both-order rule (scorers.combine_orders) applies as is: swapping the images swaps the result."""
     a, b = _images(2, 6), _images(2, 7)
     with torch.no_grad():
         ea, eb = tiny.embed(a), tiny.embed(b)
-        p = tiny.compare_both_orders(ea, eb)
-        q = tiny.compare_both_orders(eb, ea)
-        manual = 0.5 * (torch.softmax(tiny.compare(ea, eb), -1) + torch.softmax(tiny.compare(eb, ea), -1)[:, [1, 0, 2]])
-    torch.testing.assert_close(p, manual)
-    torch.testing.assert_close(p, q[:, [1, 0, 2]])
-    torch.testing.assert_close(p.sum(-1), torch.ones(2))
+        p_ab, p_ba = torch.softmax(tiny.compare(ea, eb), -1), torch.softmax(tiny.compare(eb, ea), -1)
+    assert tiny.label_ids == [3824, 6440, 13999]  # ▁First ▁Second ▁Similar, in PairLabel order
+    both, swapped = scorers.combine_orders(p_ab, p_ba), scorers.combine_orders(p_ba, p_ab)
+    torch.testing.assert_close(both, swapped[:, [1, 0, 2]])
+    torch.testing.assert_close(both.sum(-1), torch.ones(2))
+    assert not torch.allclose(p_ab, p_ba[:, [1, 0, 2]], atol=1e-4)  # a real position effect to cancel
+
+
+def test_no_second_both_order_rule_or_test_helpers_in_the_comparator():
+    """One both-order rule (scorers.combine_orders), one checkpoint ensemble (the pipeline's
+    ensemble_last), benchmarks in benchmarks/llava.py: none of them on the comparator."""
+    import comparators.llava as module
+
+    for name in ("compare_probs", "compare_both_orders", "ensemble_probs", "using_adapter", "save_adapter",
+                 "load_adapter"):
+        assert name not in vars(LlavaComparator), name
+    for name in ("pairs_per_second", "load_checkpoint_ensemble", "main"):
+        assert name not in vars(module), name
+
+
+# ---------------------------------------------------------------------- the base contract
+def test_pair_batch_size_and_compare_grid_default_batch(tiny):
+    assert LlavaComparator.pair_batch_size == 32 < Comparator.pair_batch_size
+    ea, eb = tiny.embed(_images(2, 30)), tiny.embed(_images(5, 31))
+    with torch.no_grad():
+        shared = tiny.compare_grid(ea, eb)  # the base signature: no batch argument
+        base = Comparator.compare_grid(tiny, ea, eb)  # the default: compare on every repeated pair
+        chunked = tiny.compare_grid(ea, eb, batch=2)
+    assert shared.shape == (2, 5, 3)
+    torch.testing.assert_close(shared, base, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked, base, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="batch"):
+        tiny.compare_grid(ea, eb, batch=0)
+
+
+def test_feature_modules_are_what_embed_reads(tiny):
+    """The vision tower and the projector decide embed(); the language model (with LoRA) does not."""
+    modules = tiny.feature_modules()
+    assert modules == [tiny.llava.model.vision_tower, tiny.llava.model.multi_modal_projector]
+    feature_ids = {id(p) for m in modules for p in m.parameters()}
+    lm_ids = {id(p) for p in tiny.llava.model.language_model.parameters()}
+    assert feature_ids and not feature_ids & lm_ids
+    model = LlavaComparator.tiny(_tok(), seed=2).eval()
+    x = _images(2, 32)
+    with torch.no_grad():
+        before = model.embed(x)
+        next(model.llava.model.language_model.parameters()).add_(1.0)
+        torch.testing.assert_close(model.embed(x), before, atol=0, rtol=0)
+        for p in model.feature_modules()[1].parameters():
+            p.add_(0.1)
+        assert not torch.allclose(model.embed(x), before)
+
+
+def test_clip_preprocess_repr_states_size_and_normalisation():
+    """The feature cache keys on the transform's repr: it must be stable and say what changes the tensor."""
+    one, same, other = ClipPreprocess(32), ClipPreprocess(32), ClipPreprocess(336)
+    assert repr(one) == repr(same) != repr(other)
+    assert "0x" not in repr(one)  # not an address
+    assert "336" in repr(other) and "0.48145466" in repr(one) and "0.26862954" in repr(one)
 
 
 def test_only_lora_and_projector_train(tiny):
@@ -185,10 +242,17 @@ def test_only_lora_and_projector_train(tiny):
     assert frozen_proj.trainable_parameters()["lora"] == 2 * 8 * (64 + 64)
 
 
+def _fast(seed: int, **options) -> LlavaComparator:
+    """A tiny comparator whose parameter groups carry lr 1e-2 (a few steps must move the loss)."""
+    config = LlavaComparatorConfig(checkpoint="tiny-random", torch_dtype="float32", lora_lr=1e-2, projector_lr=1e-2,
+                                   **options)
+    return LlavaComparator.tiny(_tok(), seed=seed, config=config)
+
+
 def _train_steps(model: LlavaComparator, steps: int, seed: int = 8) -> list[float]:
     a, b = _images(4, seed), _images(4, seed + 1)
     labels = torch.tensor([0, 1, 2, 0])
-    opt = torch.optim.AdamW(model.parameter_groups(lora_lr=1e-2, projector_lr=1e-2), weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameter_groups(), weight_decay=0.0)
     model.train()
     losses = []
     for _ in range(steps):
@@ -202,36 +266,10 @@ def _train_steps(model: LlavaComparator, steps: int, seed: int = 8) -> list[floa
 
 
 def test_a_few_steps_lower_the_ce_loss():
-    model = LlavaComparator.tiny(_tok(), seed=1)
+    model = _fast(seed=1)
     losses = _train_steps(model, 8)
     assert losses[0] == pytest.approx(np.log(3), abs=0.1)  # random init: near-uniform over 3 labels
     assert losses[-1] < 0.5 * losses[0], losses
-
-
-def test_adapter_round_trip_and_ensemble(tmp_path):
-    trained = LlavaComparator.tiny(_tok(), seed=3)
-    _train_steps(trained, 3)
-    trained.save_adapter(tmp_path / "ckpt_a")
-    _train_steps(trained, 2)
-    trained.save_adapter(tmp_path / "ckpt_b")
-    a, b = _images(2, 10), _images(2, 11)
-    with torch.no_grad():
-        want = trained(a, b)
-    fresh = LlavaComparator.tiny(_tok(), seed=3).eval()
-    with torch.no_grad():
-        assert not torch.allclose(fresh(a, b), want, atol=1e-4)
-        fresh.load_adapter(tmp_path / "ckpt_b")
-        torch.testing.assert_close(fresh(a, b), want, atol=0, rtol=0)
-    # checkpoint ensemble: mean of the two adapters' probabilities
-    ens, names = load_checkpoint_ensemble(fresh, [tmp_path / "ckpt_a", tmp_path / "ckpt_b"])
-    with torch.no_grad():
-        per = []
-        for n in names:
-            with ens.using_adapter(n):
-                per.append(torch.softmax(ens(a, b), -1))
-        torch.testing.assert_close(ens.ensemble_probs(a, b, names), 0.5 * (per[0] + per[1]))
-        torch.testing.assert_close(per[1], torch.softmax(want, -1))
-        assert not torch.allclose(per[0], per[1], atol=1e-4)
 
 
 def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path):
@@ -240,7 +278,7 @@ def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path):
 
     from orderlearn.training import checkpoint_state, load_weights
 
-    trained = LlavaComparator.tiny(_tok(), seed=5)
+    trained = _fast(seed=5)
     _train_steps(trained, 3)
     state = checkpoint_state(trained)
     assert len(state) == 2 * 7 * 2 + 4  # 2 layers x 7 projections x (A, B) + projector weights and biases
@@ -251,7 +289,7 @@ def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path):
     a, b = _images(3, 20), _images(3, 21)
     with torch.no_grad():
         want = trained(a, b)
-    fresh = LlavaComparator.tiny(_tok(), seed=5).eval()
+    fresh = _fast(seed=5).eval()
     with torch.no_grad():
         assert not torch.allclose(fresh(a, b), want, atol=1e-4)
         load_weights(fresh, file)
@@ -304,16 +342,10 @@ def test_bf16_model_still_trains_its_projector():
 
 
 def test_frozen_backbone_mode_is_refused_clearly(tiny):
-    with pytest.raises(ValueError, match="frozen_backbone"):
+    from orderlearn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.frozen_backbone"):
         tiny.head_parameters()
-
-
-def test_adapter_from_other_setup_is_refused(tmp_path, tiny):
-    other = LlavaComparator.tiny(_tok(), config=LlavaComparatorConfig(
-        checkpoint="tiny-random", torch_dtype="float32", two_class=True))
-    other.save_adapter(tmp_path / "two")
-    with pytest.raises(ValueError, match="two_class"):
-        tiny.load_adapter(tmp_path / "two")
 
 
 def test_two_class_variant_through_the_registry_factory():
@@ -337,10 +369,17 @@ def test_gradient_checkpointing_gives_same_gradients():
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
 
 
-def test_benchmark_runs(tiny):
-    res = pairs_per_second(tiny, n_images=4, n_pairs=8, batch=4, repeats=1)
-    assert set(res) >= {"cached_pairs_per_s", "naive_pairs_per_s", "cached_vs_naive"}
-    assert all(v > 0 for v in res.values())
+def test_benchmark_figures_are_measured_on_the_model(tiny):
+    """benchmarks/llava.py's two measurements on the 4-token model: positive rates, and the active
+    scorer's forwards per face counted on the comparator itself (budget 8 of a 20-face bank)."""
+    from benchmarks.llava import forwards_per_face, pairs_per_second
+
+    speed = pairs_per_second(tiny, n_test=2, n_refs=4, batch=2, repeats=1)
+    assert set(speed) == {"naive_pairs_per_s", "cached_pairs_per_s", "shared_prefix_pairs_per_s", "cached_vs_naive",
+                          "shared_prefix_vs_naive"}
+    assert all(v > 0 for v in speed.values())
+    forwards = forwards_per_face(tiny, bank_size=20, budget=8, n_test=3)
+    assert forwards["active_forwards_per_face"] == 8 and forwards["full_bank_forwards_per_face"] == 20
 
 
 # ---------------------------------------------------------------------- config / loading errors
@@ -385,3 +424,30 @@ def test_config_round_trip_and_unknown_key():
     assert LlavaComparatorConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="lora_rank"):
         LlavaComparatorConfig.from_dict({"lora_rank": 4})
+
+
+def test_quantised_model_goes_to_this_processes_gpu(tmp_path):
+    """QLoRA under N processes: each process loads its 4-bit copy whole onto its own device
+    ({"": local_process_index}), not spread over all GPUs. Checked with 2 CPU processes (gloo)."""
+    import os
+    import subprocess
+    import sys
+
+    from comparators.llava_loading import quantised_device_map
+
+    assert quantised_device_map(3) == {"": 3}
+    with pytest.raises(ValueError, match="local_process_index"):
+        quantised_device_map(-1)
+    script = tmp_path / "where.py"
+    # the accelerator first, as in the pipeline (it reads ACCELERATE_USE_CPU: gloo on CPU)
+    script.write_text("from accelerate import Accelerator\n"
+                      "from comparators.llava_loading import quantised_device_map\n"
+                      "state = Accelerator()\n"
+                      "print('MAP', state.process_index, state.num_processes, quantised_device_map()[''])\n")
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = sorted(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("MAP"))
+    assert lines == [["0", "2", "0"], ["1", "2", "1"]], done.stdout
