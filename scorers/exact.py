@@ -12,9 +12,17 @@ adds (s − μ)²/(2σ_p²), which keeps it convex (MAP estimate).
 The minimiser is searched in [low, high]: if the slope at ``low`` is ≥ 0 the answer is ``low``,
 if the slope at ``high`` is ≤ 0 it is ``high`` (a test image that beats every reference thus gets
 the finite score ``high`` rather than +∞), otherwise the slope changes sign inside and a Newton
-step s − g/h is taken whenever it stays strictly inside the current sign-change bracket, else
-the bracket is bisected. The bracket shrinks at every iteration, so this always converges
-(quadratically near the optimum, at worst like bisection).
+step s − g/h is taken whenever it stays strictly inside the current sign-change bracket (and
+shrinks faster than bisection would), else the bracket is bisected. The bracket shrinks at every
+iteration, so this always converges (quadratically near the optimum, at worst like bisection).
+
+Speed (N = 1100 × R = 350 in milliseconds): an evaluation of slope and curvature is a few passes
+over N × R numbers, so the cost is the number of such passes. Against a shared bank the edges and
+a one-coarse-step bracket come from one small matrix product with a per-class derivative table
+(:meth:`ExactBTScorer._start_shared`), and Newton starts from a cubic fit inside it, converging
+in about three evaluations instead of seven plus two edge checks; an evaluation uses the two-term
+form of :class:`scorers.likelihood.NewtonTerms` (one sigmoid per term, no [N, R, 3] strides), and
+images that have converged are dropped from later evaluations.
 
 Uncertainty (Laplace): std = 1/sqrt(NLL''(ŝ)) including the prior's curvature; 95% interval
 ŝ ± 1.96 std clipped to [low, high]. At a range edge the posterior is truncated and this is only
