@@ -28,9 +28,12 @@ point there); ``init="spread"``: at the flat prior, i.e. spread over the range.
 All test images take a step together (one ``compare_fn`` call per round for every image still
 running); an image stops at ``budget`` comparisons, when no reference is left, or when the base
 scorer's std falls below ``stop_std``. The returned scores are the base scorer's on the
-comparisons made. Costs per round: the grid log-likelihood is updated with the new answers only
-(O(b·G) per image), and a scorer that accepts per-image reference sets (``per_image_refs``, the
-exact scorer) rescores only the comparisons made, not the masked full bank.
+comparisons made. Costs: per round, the grid log-likelihood is updated with the new answers only
+(O(b·G) per image) and the references are ranked by one product [M·b, G] @ [G, R]; the base
+scorer runs once per image, when it stops (every round only with ``stop_std``, which needs its
+std), and a scorer that accepts per-image reference sets (``per_image_refs``, the exact scorer)
+scores only the comparisons made, not the masked full bank. Rescoring every image every round
+used to take most of a row's time (80–90 s of a 64-comparison row on 1100 images).
 """
 from __future__ import annotations
 
