@@ -51,29 +51,44 @@ def check_inputs(probs: torch.Tensor, ref_scores: torch.Tensor, per_image: bool 
         raise ValueError(f"ref_scores has {ref_scores.shape[0]} references but probs has R = {probs.shape[1]}")
     if not torch.isfinite(ref_scores).all():
         raise ValueError("ref_scores contains non-finite values")
-    if not torch.isfinite(probs).all() or bool((probs < 0).any()):
+    # one pass, no temporaries: min >= 0 and max < inf fail for NaN too (comparisons with NaN are false)
+    low, high = torch.aminmax(probs) if probs.numel() else (torch.zeros(()), torch.zeros(()))
+    if not (bool(low >= 0) and bool(high < math.inf)):
         raise ValueError("probs must be finite and nonnegative")
 
 
 def class_weights(probs: torch.Tensor, soft: bool, mask: torch.Tensor | None = None) -> torch.Tensor:
     """W [N, R, 3] float64 from probs [N, R, K]: one-hot argmax (hard) or the probabilities (soft).
 
-    Hard-label ties go to the lowest class index (torch.argmax returns the first maximum).
+    Hard-label ties go to the lowest class index, as torch.argmax would break them.
     ``mask`` [N, R] bool marks observed comparisons; unobserved rows get zero weight.
     """
     n, r, k = probs.shape
-    p = probs.to(torch.float64)
+    if mask is not None and mask.shape != (n, r):
+        raise ValueError(f"mask must have shape [N, R] = {(n, r)}, got {tuple(mask.shape)}")
+    w = torch.zeros(n, r, 3, dtype=torch.float64, device=probs.device)
     if soft:
-        w = p
+        w[..., :k] = probs
     else:
-        w = F.one_hot(p.argmax(dim=-1), k).to(torch.float64)
-    if k == 2:
-        w = torch.cat([w, torch.zeros(n, r, 1, dtype=w.dtype, device=w.device)], dim=-1)
+        w[..., :k] = hard_labels(probs)
     if mask is not None:
-        if mask.shape != (n, r):
-            raise ValueError(f"mask must have shape [N, R] = {(n, r)}, got {tuple(mask.shape)}")
-        w = w * mask.to(device=w.device, dtype=w.dtype).unsqueeze(-1)
+        w.mul_(mask.to(device=w.device, dtype=w.dtype).unsqueeze(-1))
     return w
+
+
+def hard_labels(probs: torch.Tensor) -> torch.Tensor:
+    """One-hot argmax of probs [..., K] (K = 2 or 3) as bool [..., K], ties to the lowest index.
+
+    Why not ``F.one_hot(probs.argmax(-1))``: an argmax over a last dimension of 2 or 3 runs as
+    a slow strided reduction and one_hot allocates int64; two or three comparisons of the class
+    planes give the same labels several times faster (the exact scorer's largest setup cost).
+    """
+    first = probs[..., 0] >= probs[..., 1]
+    if probs.shape[-1] == 2:
+        return torch.stack([first, ~first], dim=-1)
+    first &= probs[..., 0] >= probs[..., 2]
+    second = ~first & (probs[..., 1] >= probs[..., 2])
+    return torch.stack([first, second, ~(first | second)], dim=-1)
 
 
 def effective_tie_width(link: Link, weights: torch.Tensor, num_classes: int) -> float:
@@ -101,30 +116,117 @@ def log_prob_table(link: Link, delta: torch.Tensor, tau: float) -> torch.Tensor:
     return torch.stack([lf, ls, lm], dim=-1)
 
 
+def derivative_table(link: Link, delta: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slope and curvature of −log P_c(δ) in s (δ = s − r), each [..., 3] for (FIRST, SECOND, SIMILAR).
+
+    With a = σ(u₁), ā = σ(−u₁), b = σ(u₂), b̄ = σ(−u₂), each taken directly (never as 1 − σ, so
+    the tails keep full relative precision):
+
+        FIRST:   −k ā,       k² a ā
+        SECOND:  +k b̄,       k² b b̄
+        SIMILAR: k (a − b),  k² (a ā + b b̄)
+
+    The SIMILAR column has zero weight when τ = 0 (two classes); its values are then unused.
+    """
+    k = link.slope
+    u1 = k * (delta - tau)
+    u2 = k * (-delta - tau)
+    a, a_ = torch.sigmoid(u1), torch.sigmoid(-u1)
+    b, b_ = torch.sigmoid(u2), torch.sigmoid(-u2)
+    c1, c2 = a * a_, b * b_
+    slope = torch.stack([-k * a_, k * b_, k * (a - b)], dim=-1)
+    curvature = torch.stack([k * k * c1, k * k * c2, k * k * (c1 + c2)], dim=-1)
+    return slope, curvature
+
+
 def nll_derivatives(
     s: torch.Tensor, ref_scores: torch.Tensor, weights: torch.Tensor, link: Link, tau: float,
     with_value: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """NLL, dNLL/ds and d²NLL/ds² at s [N] for every image at once (each [N], float64).
 
-    ``ref_scores`` is the shared bank [R] or one reference set per image [N, R].
+    ``ref_scores`` is the shared bank [R] or one reference set per image [N, R]. This is the
+    reference form (every term in full precision); the exact scorer's iteration uses the faster
+    :class:`NewtonTerms` and this one where a slope's sign decides (the range edges).
 
     ``with_value=False`` skips the NLL itself (None), which Newton iterations do not need.
     """
-    k = link.slope
     delta = s.unsqueeze(1) - (ref_scores if ref_scores.dim() == 2 else ref_scores.unsqueeze(0))  # [N, R]
-    u1 = k * (delta - tau)
-    u2 = k * (-delta - tau)
-    wf, ws, wm = weights.unbind(-1)
     nll = None
     if with_value:
-        lf, ls = F.logsigmoid(u1), F.logsigmoid(u2)
-        ll = wf * lf + ws * ls
-        if tau > 0:
-            ll = ll + wm * ((lf - u1) + (ls - u2) + _similar_constant(k, tau))
-        nll = -ll.sum(1)
-    s1, s2 = torch.sigmoid(u1), torch.sigmoid(u2)
-    n1, n2 = torch.sigmoid(-u1), torch.sigmoid(-u2)  # not 1 − σ(u): keeps tails accurate
-    dll = k * (wf * n1 - wm * s1) - k * (ws * n2 - wm * s2)
-    curv = k * k * ((wf + wm) * s1 * n1 + (ws + wm) * s2 * n2)
-    return nll, -dll.sum(1), curv.sum(1)
+        nll = -(weights * log_prob_table(link, delta, tau)).sum((1, 2))
+    slope, curvature = derivative_table(link, delta, tau)
+    return nll, (weights * slope).sum((1, 2)), (weights * curvature).sum((1, 2))
+
+
+class NewtonTerms:
+    """The class weights and reference offsets of many BT problems, laid out for fast slopes.
+
+    Why this layout: the exact scorer evaluates the NLL's slope and curvature at one point per
+    image a few times, and at N × R ≈ 4·10⁵ entries an evaluation is bound by passes over
+    memory, not by arithmetic. Each reference contributes two sigmoid terms, one per boundary
+    of the SIMILAR band: with x₁ = ks − k(r + τ) = u₁ and x₂ = ks − k(r − τ) = −u₂,
+
+        NLL'  = k [Σ_j A_j σ(x_j) − C]          A₁ = w_F + w_M,  A₂ = w_M + w_S,  C = Σ (w_F + w_M)
+        NLL'' = k² Σ_j A_j σ(x_j) (1 − σ(x_j))
+
+    (the derivatives of :func:`derivative_table` regrouped with ā = 1 − a, b = 1 − b̄). So an
+    evaluation is one subtraction, one sigmoid, one square and one batched product over the
+    [M, 2R] terms — about a third of the memory traffic of the per-class form. Its rounding
+    error is absolute, ≈ k·R·1e-16 in the slope: negligible next to the curvature wherever the
+    minimiser is interior, which is the only place it is used; where a slope's *sign* on a
+    nearly flat objective decides (the range edges), the scorer uses the per-class form.
+    ``offsets`` are k(r + τ), k(r − τ) as [2R] (shared bank) or [M, 2R] (per-image references).
+    :meth:`take` keeps only some images, which is how converged images stop costing anything.
+    """
+
+    #: below this share of its worst-case rounding scale (k²·Σ A) a curvature is not trusted
+    TRUST = 1e-8
+
+    def __init__(self, weights: torch.Tensor, constant: torch.Tensor, offsets: torch.Tensor, slope: float,
+                 mass: torch.Tensor) -> None:
+        self.weights, self.constant, self.offsets, self.slope = weights, constant, offsets, float(slope)
+        self.mass = mass  # Σ A per image: the scale of the rounding error of both sums
+
+    @classmethod
+    def build(cls, weights: torch.Tensor, ref_scores: torch.Tensor, link: Link, tau: float) -> "NewtonTerms":
+        """From class weights W [N, R, 3] and the bank [R] (or per-image references [N, R])."""
+        wf, ws, wm = weights.unbind(-1)
+        n, r = wf.shape
+        terms = torch.empty(n, 2 * r, dtype=torch.float64, device=weights.device)
+        upper = torch.add(wf, wm, out=terms[:, :r])
+        torch.add(wm, ws, out=terms[:, r:])
+        k = link.slope
+        refs = ref_scores.to(device=weights.device, dtype=torch.float64)
+        offsets = torch.cat([k * (refs + tau), k * (refs - tau)], dim=-1)
+        return cls(terms, upper.sum(1), offsets, k, terms.sum(1))
+
+    def __len__(self) -> int:
+        return self.weights.shape[0]
+
+    def take(self, rows: torch.Tensor) -> "NewtonTerms":
+        """The same terms for the images ``rows`` only (a LongTensor of positions)."""
+        offsets = self.offsets[rows] if self.offsets.dim() == 2 else self.offsets
+        return NewtonTerms(self.weights[rows], self.constant[rows], offsets, self.slope, self.mass[rows])
+
+    def slope_curvature(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """dNLL/ds and d²NLL/ds² at s [M] for the M images held (each [M], float64)."""
+        k = self.slope
+        m, t = self.weights.shape
+        values = torch.empty(m, 2, t, dtype=torch.float64, device=s.device)
+        sig, square = values[:, 0], values[:, 1]
+        torch.sub((k * s).unsqueeze(1), self.offsets, out=sig)
+        sig.sigmoid_()
+        torch.mul(sig, sig, out=square)
+        dots = torch.bmm(values, self.weights.unsqueeze(2)).squeeze(2)  # [M, 2]: Σ A σ, Σ A σ²
+        return k * (dots[:, 0] - self.constant), (k * k) * (dots[:, 0] - dots[:, 1])
+
+    def untrusted(self, curvature: torch.Tensor) -> torch.Tensor:
+        """Which curvatures [M] are too small for this form's rounding (bool [M]).
+
+        Both sums carry an absolute error of about 1e-16·Σ A; where the curvature is within a
+        factor 1e8 of that (a nearly flat objective: every comparison saturated by a steep link),
+        the slope's error would move the Newton step by more than 1e-8/k, so those images are
+        evaluated in the per-class form instead.
+        """
+        return curvature <= self.TRUST * (self.slope ** 2) * self.mass

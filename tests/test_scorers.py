@@ -147,6 +147,58 @@ def test_grid_and_exact_agree(soft, num_classes):
     assert ratio.min().item() > 0.85 and ratio.max().item() < 1.15
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_and_grid_agree_to_the_grid_step_on_random_inputs(seed):
+    """Random links, labels, class counts, masks and ranges: the grid argmin is within one grid
+    step of the exact minimiser (convexity puts the minimiser between the argmin's neighbours)."""
+    gen = torch.Generator().manual_seed(100 + seed)
+    num_classes, soft = (3, 2)[seed % 2], seed % 3 == 0
+    low, high = (1.0, 5.0) if seed < 4 else (0.0, 10.0)
+    link = Link(slope=float(2.0 + 12.0 * torch.rand(1, generator=gen)), tie_width=float(0.05 + 0.4 * torch.rand(1, generator=gen)))
+    refs = low + (high - low) * torch.rand(37, generator=gen, dtype=torch.float64)
+    probs = torch.softmax(4.0 * torch.randn(23, 37, num_classes, generator=gen, dtype=torch.float64), -1)
+    mask = torch.rand(23, 37, generator=gen) < 0.6
+    grid = GridBTScorer(link=link, low=low, high=high, step=1e-3, soft=soft)
+    exact = ExactBTScorer(link=link, low=low, high=high, soft=soft)
+    for m in (None, mask):
+        diff = (grid.score(probs, refs, m).value - exact.score(probs, refs, m).value).abs().max().item()
+        assert diff <= 1e-3 + 1e-12
+
+
+@pytest.mark.parametrize("prior_std", [None, 0.5])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_exact_meets_the_optimality_conditions_of_the_reference_form(prior_std, per_image):
+    """The fast Newton form is checked against the per-class reference derivatives: at every
+    returned score the slope is zero (interior) or has the sign that makes the range edge optimal,
+    and the std is 1/sqrt of the reference curvature there."""
+    true, refs, probs = noisy_probs(60, 45, seed=8)
+    extremes = F.one_hot(torch.tensor([[0] * 45, [1] * 45]), 3).double()  # beats / loses to every reference
+    probs = torch.cat([probs, extremes])
+    scorer = ExactBTScorer(link=Link(7.0, 0.25), prior_std=prior_std, prior_mean=3.0 if prior_std else None)
+    if per_image:
+        picked = torch.rand(62, 45, generator=torch.Generator().manual_seed(8)).argsort(1)[:, :12]
+        probs, refs = probs[torch.arange(62)[:, None], picked], refs[picked]
+    out = scorer.score(probs, refs)
+    _, g, h = scorer.objective(out.value, probs, refs)
+    interior = (out.value > 1.0) & (out.value < 5.0)
+    assert interior.sum() > 30 and (prior_std is not None or (~interior).sum() >= 2)  # both cases exercised
+    assert (g[interior].abs() / h[interior]).max().item() < 1e-9  # the Newton step left is below tol
+    assert (g[out.value == 1.0] >= 0).all() and (g[out.value == 5.0] <= 0).all()
+    assert torch.allclose(out.std, h.rsqrt(), rtol=1e-9, atol=0)
+
+
+def test_exact_converges_on_nearly_flat_objectives():
+    """A steep link with few, widely spaced references saturates every comparison: slopes and
+    curvatures near 1e-300 must neither stall the iteration nor produce NaN."""
+    refs = torch.tensor([1.2, 2.0, 3.1, 4.4], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(25.0 * torch.randn(64, 4, 3, generator=gen, dtype=torch.float64), -1)
+    for soft in (False, True):
+        out = ExactBTScorer(link=Link(slope=120.0, tie_width=0.07), soft=soft).score(probs, refs)
+        assert torch.isfinite(out.value).all() and ((out.value >= 1.0) & (out.value <= 5.0)).all()
+        assert not torch.isnan(out.std).any()
+
+
 def test_exact_is_the_minimum_of_the_nll():
     _, refs, probs = noisy_probs(6, 30, seed=5)
     scorer = ExactBTScorer()

@@ -1,4 +1,4 @@
-"""Simulated scores and comparators, for the scorer benchmark and tests (no images involved).
+"""Simulated scores and comparators, for the scorer benchmark (no images involved).
 
 The simulated comparator is deliberately imperfect in the ways a trained one is:
 - it perceives each image's score with an image-level error (``image_noise``), which is what
@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .link import Link
+from scorers.link import Link
 
 #: SCUT-FBP5500: mean rating ≈ 3.0, std ≈ 0.69, observed range ≈ [1.0, 4.75] on the 1..5 scale
 SCUT_MEAN, SCUT_STD, SCUT_MIN, SCUT_MAX = 3.0, 0.69, 1.02, 4.75

@@ -1,28 +1,42 @@
-"""Benchmark of the BT scorers on simulated comparisons: ``python -m scorers.benchmark``.
+"""Benchmark of the BT scorers on simulated comparisons: ``python benchmarks/scorers.py`` (repo root).
 
 1. Grid (the published protocol, eq. 13) vs exact Newton on N = 1100 test × R = 350 references
    (SCUT-like scores, LMOL bank rule, a mis-calibrated noisy simulated comparator), hard and soft
-   labels: time of each side by side in one run, their ratio, and the largest |difference|.
+   labels: time of each side by side in one run, their ratios (grid argmin alone / exact, grid
+   with its posterior / exact), and the largest |difference| of the scores.
 2. The default link vs one fitted (Link.fit) on validation pairs of the same comparator.
-3. Active reference selection: PC / MAE against the true scores vs comparisons per image
+3. Active reference selection: the scorer time of one row (every test image, ``--row-budget``
+   comparisons, batches of 4) with the exact and the grid base scorer, comparator calls excluded.
+4. Active selection quality: PC / MAE against the true scores vs comparisons per image
    (4, 8, 16, 32, 64, all), next to choosing the same number of references at random.
 
-Prints markdown tables. Options: ``--device cuda``, ``--tests``, ``--refs``, ``--seed``.
+Prints markdown tables. Options: ``--device cuda``, ``--tests``, ``--refs``, ``--seed``, ``--threads``.
+Times are wall-clock (best of ``--repeats``); the header prints the machine's load average, since
+on a shared machine other jobs slow every column alike and only the ratios compare.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
-import torch
+REPO = Path(__file__).resolve().parents[1]
+if __name__ == "__main__":
+    # run as a script, this file's folder comes first on sys.path, and its name would shadow the
+    # `scorers` package: import from the repository root instead
+    sys.path[0] = str(REPO)
 
-from .active import ActiveScorer, compare_from_probs
-from .base import Scores
-from .exact import ExactBTScorer
-from .grid import GridBTScorer
-from .link import Link
-from .simulate import SCUT_STD, binned_reference_indices, scut_like_scores, simulated_probs
+import torch  # noqa: E402
+
+from benchmarks.simulate import SCUT_STD, binned_reference_indices, scut_like_scores, simulated_probs  # noqa: E402
+from scorers.active import ActiveScorer, compare_from_probs  # noqa: E402
+from scorers.base import Scores  # noqa: E402
+from scorers.exact import ExactBTScorer  # noqa: E402
+from scorers.grid import GridBTScorer  # noqa: E402
+from scorers.link import Link  # noqa: E402
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -66,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budgets", default="4,8,16,32,64,all")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--row-budget", type=int, default=64, help="comparisons per image of the timed active row")
+    parser.add_argument("--skip-quality", action="store_true", help="omit the (slow) active-selection quality table")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -83,12 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# BT scorer benchmark — N = {n} test × R = {r} references, device {device}, "
           f"{torch.get_num_threads()} CPU threads, seed {args.seed}, simulated comparator 3-class accuracy "
           f"{acc:.3f}\n")
-    print("Times are the best of --repeats wall-clock runs after a warm-up.\n")
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    print(f"Times are the best of {args.repeats} wall-clock runs after a warm-up; {os.cpu_count()} CPUs, load "
+          f"average {load} (1 / 5 / 15 min) at the start.\n")
 
     print("## Grid (eq. 13, step 1e-3) vs exact Newton\n")
     print("| labels | grid argmin only (s) | grid + posterior (s) | exact Newton + Laplace (s) | "
-          "grid/exact time | max abs(grid − exact) | Newton iterations | PC grid | PC exact | MAE exact |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "grid argmin / exact | grid + posterior / exact | max abs(grid − exact) | Newton iterations | "
+          "PC grid | PC exact | MAE exact |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for soft in (False, True):
         grid, exact = GridBTScorer(soft=soft), ExactBTScorer(soft=soft)
         values = grid.grid(device)
@@ -97,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         e_out, t_exact = timed(lambda: exact.score(probs, refs), device, args.repeats)
         diff = float((g_out.value - e_out.value).abs().max())
         print(f"| {'soft' if soft else 'hard'} | {t_argmin:.3f} | {t_grid:.3f} | {t_exact:.4f} | "
-              f"{t_grid / t_exact:.1f}× | {diff:.2e} | {exact.last_iterations} | "
+              f"{t_argmin / t_exact:.1f}× | {t_grid / t_exact:.1f}× | {diff:.2e} | {exact.last_iterations} | "
               f"{pearson(g_out.value, test):.4f} | {pearson(e_out.value, test):.4f} | {mae(e_out.value, test):.4f} |")
 
     print("\n## Link: default vs fitted on validation pairs (exact BT, hard labels)\n")
@@ -112,6 +131,19 @@ def main(argv: list[str] | None = None) -> None:
         cover = float(((out.lower <= test) & (test <= out.upper)).double().mean())
         print(f"| {name} | {link.slope:.3f} | {link.tie_width:.3f} | {pearson(out.value, test):.4f} | "
               f"{mae(out.value, test):.4f} | {float(out.std.mean()):.4f} | {cover:.3f} |")
+
+    budget = min(args.row_budget, r)
+    print(f"\n## Active selection: scorer time of one row ({n} images × {budget} comparisons, batches of 4)\n")
+    print("Comparator answers are read from the precomputed probabilities (no comparator cost); the time is "
+          "the selection plus the base scorer.\n")
+    print("| base scorer | rounds | time (s) |")
+    print("| --- | --- | --- |")
+    for name, base in (("bt-exact (hard)", ExactBTScorer()), ("bt-grid (hard, step 1e-3)", GridBTScorer())):
+        active = ActiveScorer(base, budget=budget, batch=4)
+        _, t_row = timed(lambda: active.score(compare_from_probs(probs), refs, n).scores, device, 1)
+        print(f"| {name} | {-(-budget // 4)} | {t_row:.2f} |")
+    if args.skip_quality:
+        return
 
     print("\n## Active reference selection (exact BT, batches of 4) vs random references\n")
     print("PC / MAE against the true scores; 'all' = every reference (the full-bank score). "
