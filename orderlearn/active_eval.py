@@ -51,7 +51,7 @@ import scorers
 from scorers.intervals import interval_scale, widen
 
 from .bank import ReferenceBank
-from .comparisons import compare_all
+from .comparisons import ComparatorCalls, Member, compare_all
 from .config import ExperimentConfig
 from .data import load_test, load_training
 from .errors import DataError
@@ -65,16 +65,6 @@ PC_TOLERANCE = 0.002
 TARGET_BUDGET = 32
 LINK_CHOICES = ("run", "default", "calibrated")
 METRIC_COLUMNS = ("pc", "mae", "rmse", "spearman")
-
-
-@dataclass
-class Member:
-    """One checkpoint of the run as a comparator view, with the images' embeddings under it."""
-
-    view: nn.Module
-    test: torch.Tensor
-    val: torch.Tensor
-    bank: torch.Tensor
 
 
 @dataclass
@@ -149,47 +139,6 @@ def check_unchanged(run: Path, test: Sequence[ScoredImage], training: Sequence[S
         if now is None or abs(now - ref.score) > 1e-9:
             raise DataError(f"{run}: bank reference {ref.path} has score {ref.score} in bank.json but "
                             f"{'is not in the training split' if now is None else now} now; the dataset changed since the run")
-
-
-class ComparatorCalls:
-    """``compare_fn`` for :class:`scorers.ActiveScorer` backed by the run's comparator itself.
-
-    Answers (image i, reference j) pairs with each checkpoint view's ``compare`` on the cached
-    embeddings, in batches of the view's ``pair_batch_size``, averaging the checkpoints as the
-    run does; with ``both_orders`` it also asks (reference, image) and merges the two with
-    :func:`scorers.combine_orders`, which costs two calls. ``calls`` [N] counts comparator calls
-    per image (per checkpoint); ``seconds`` the time spent in them.
-    """
-
-    def __init__(self, members: Sequence[Member], images: str, accelerator: Accelerator, both_orders: bool = False) -> None:
-        self.members, self.images, self.accelerator, self.both_orders = list(members), images, accelerator, both_orders
-        self.calls = torch.zeros(len(getattr(self.members[0], images)), dtype=torch.long)
-        self.seconds = 0.0
-
-    @torch.no_grad()
-    def _probs(self, view: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        device = self.accelerator.device
-        with self.accelerator.autocast():
-            return view.compare(a.to(device), b.to(device)).float().softmax(-1).cpu()
-
-    def __call__(self, test_idx: torch.Tensor, ref_idx: torch.Tensor) -> torch.Tensor:
-        started = time.perf_counter()
-        test_idx, ref_idx = test_idx.cpu(), ref_idx.cpu()
-        if test_idx.shape != ref_idx.shape or test_idx.dim() != 1:
-            raise ValueError(f"test_idx {tuple(test_idx.shape)} and ref_idx {tuple(ref_idx.shape)} must be equal 1-D shapes")
-        forward, reverse = [], []
-        for member in self.members:
-            emb, batch = getattr(member, self.images), member.view.pair_batch_size
-            chunks = [(emb[test_idx[i:i + batch]], member.bank[ref_idx[i:i + batch]]) for i in range(0, len(test_idx), batch)]
-            forward.append(torch.cat([self._probs(member.view, a, b) for a, b in chunks]))
-            if self.both_orders:
-                reverse.append(torch.cat([self._probs(member.view, b, a) for a, b in chunks]))
-        p = torch.stack(forward).mean(0)
-        if self.both_orders:
-            p = scorers.combine_orders(p, torch.stack(reverse).mean(0))
-        self.calls += torch.bincount(test_idx, minlength=len(self.calls)) * (2 if self.both_orders else 1)
-        self.seconds += time.perf_counter() - started
-        return p
 
 
 def coverage(scores: scorers.Scores, truth: torch.Tensor) -> float:

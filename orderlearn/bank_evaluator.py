@@ -30,7 +30,7 @@ from comparators.base import Comparator, Model
 from scorers.intervals import interval_scale, widen
 
 from .bank import ReferenceBank
-from .comparisons import compare_all, view_embeddings
+from .comparisons import ComparatorCalls, Member, compare_all, view_embeddings
 from .config import ExperimentConfig
 from .errors import DataError
 from .features import FeatureExtractor
@@ -56,6 +56,8 @@ class BankEvaluator:
     link: Optional[dict[str, float]] = None  # the scorer's link; None = the scorer's default
     link_source: str = "default"  # default | configured | comparator | calibrated
     interval_scale: Optional[float] = None  # posterior std × this, fitted on validation
+    budget: Optional[int] = None  # comparisons per image by active reference selection; None: every reference
+    active_batch: int = 4  # references asked per image and round under a budget
     view_states: list[dict[str, Any]] = field(default_factory=list)  # per checkpoint
     bank_file: str = "bank.json"
     format: int = EVALUATOR_FORMAT
@@ -68,7 +70,8 @@ class BankEvaluator:
                    checkpoints=list(checkpoints), both_orders=config.scorer.both_orders,
                    reverse_pass=config.scorer.both_orders or config.scorer.reverse_pass,
                    link=None if link is None else _link_dict(scorers.Link.from_config(link)),
-                   link_source="default" if link is None else "configured")
+                   link_source="default" if link is None else "configured",
+                   budget=config.scorer.budget, active_batch=config.scorer.active_batch)
 
     def make_scorer(self, name: Optional[str] = None) -> scorers.Scorer:
         """The scorer with this run's link (``name``: another scorer, with its defaults, same link)."""
@@ -77,10 +80,11 @@ class BankEvaluator:
             args["link"] = dict(self.link)
         return scorers.create(name or self.scorer, low=self.low, high=self.high, **args)
 
-    def score_with(self, probs: torch.Tensor, ref_scores: torch.Tensor, name: Optional[str] = None) -> scorers.Scores:
-        """Scores of ``probs [N, R, K]`` against ``ref_scores``, with the calibrated intervals
-        (``name``: another scorer, with its default options and this run's link, unwidened)."""
-        scores = self.make_scorer(name).score(probs.double(), ref_scores)
+    def score_with(self, probs: torch.Tensor, ref_scores: torch.Tensor, name: Optional[str] = None,
+                   mask: Optional[torch.Tensor] = None) -> scorers.Scores:
+        """Scores of ``probs [N, R, K]`` (only where ``mask`` when given) against ``ref_scores``, with
+        the calibrated intervals (``name``: another scorer, its default options and this run's link, unwidened)."""
+        scores = self.make_scorer(name).score(probs.double(), ref_scores, mask)
         if self.interval_scale is not None and scores.std is not None and name in (None, self.scorer):
             scores = widen(scores, self.interval_scale, self.low, self.high)
         return scores
@@ -112,11 +116,15 @@ def _link_dict(link: scorers.Link) -> dict[str, float]:
 @dataclass
 class Comparisons:
     """A sample set's comparisons with the bank: forward (image, ref), reverse (ref, image) in
-    the forward index order (not label-swapped), and what the scorer reads."""
+    the forward index order (not label-swapped), what the scorer reads, and — under a budget —
+    which pairs were asked (``mask`` [N, R]; the other entries are zeros) and how many comparator
+    calls each image cost."""
 
     forward: torch.Tensor  # [N, R, K]
     reverse: Optional[torch.Tensor]
     for_scoring: torch.Tensor
+    mask: Optional[torch.Tensor] = None
+    calls: Optional[torch.Tensor] = None  # [N] comparator calls (all checkpoints, both orders)
 
 
 class BankRoute:
@@ -157,7 +165,11 @@ class BankRoute:
                 self.evaluator.link, self.evaluator.link_source = _link_dict(natural), "comparator"
         self.evaluator.view_states = states
 
-    def comparisons(self, samples: Sequence[ScoredImage], name: str) -> Comparisons:
+    def comparisons(self, samples: Sequence[ScoredImage], name: str, full_bank: bool = False) -> Comparisons:
+        """Comparisons of ``samples`` with the bank: every reference, or under the evaluator's
+        budget only those active selection chooses (``full_bank`` forces every reference)."""
+        if self.evaluator.budget is not None and not full_bank:
+            return self._budgeted(samples, name)
         forward, reverse = [], []
         for _, view in self.views():
             emb, bank_emb = self.embeddings(view, samples, f"features {name}"), self.bank_embeddings(view)
@@ -169,15 +181,29 @@ class BankRoute:
         scoring = scorers.combine_orders(fwd, rev) if self.evaluator.both_orders else fwd
         return Comparisons(fwd, rev, scoring)
 
+    def _budgeted(self, samples: Sequence[ScoredImage], name: str) -> Comparisons:
+        """Active reference selection: each image asks only ``budget`` references, chosen round
+        by round where the score is still uncertain; the comparator answers only those pairs."""
+        members = []
+        for _, view in self.views():
+            emb = self.embeddings(view, samples, f"features {name}")
+            members.append(Member(view, test=emb, val=emb[:0], bank=self.bank_embeddings(view)))
+        calls = ComparatorCalls(members, "test", self.accelerator, self.evaluator.both_orders)
+        active = scorers.ActiveScorer(self.evaluator.make_scorer(), budget=self.evaluator.budget,
+                                      batch=min(self.evaluator.active_batch, self.evaluator.budget))
+        result = active.score(calls, self.bank.scores, len(samples), members[0].view.num_classes)
+        probs = result.probs.float()
+        return Comparisons(probs, None, probs, mask=result.mask, calls=calls.calls)
+
     def score(self, comparisons: Comparisons, name: Optional[str] = None) -> scorers.Scores:
-        return self.evaluator.score_with(comparisons.for_scoring, self.bank.scores, name)
+        return self.evaluator.score_with(comparisons.for_scoring, self.bank.scores, name, comparisons.mask)
 
     def calibrate(self, samples: Sequence[ScoredImage], link: bool, intervals: bool) -> dict[str, Any]:
         """Fit the scorer's link and/or the interval scale on ``samples`` × bank comparisons."""
         if not (link or intervals):
             return {}
         truth = torch.tensor([s.score for s in samples], dtype=torch.float64)
-        val = self.comparisons(samples, "validation")
+        val = self.comparisons(samples, "validation", full_bank=True)  # the link: from every validation x bank pair
         report: dict[str, Any] = {}
         if link:
             before = self.evaluator.make_scorer().link
@@ -185,8 +211,10 @@ class BankRoute:
             fitted = before.fit(delta.reshape(-1), val.for_scoring.reshape(-1, val.for_scoring.shape[-1]).double())
             self.evaluator.link, self.evaluator.link_source = _link_dict(fitted), "calibrated"
             report["link"] = {**_link_dict(fitted), "before": _link_dict(before)}
-        if intervals:
-            raw = self.evaluator.make_scorer().score(val.for_scoring.double(), self.bank.scores)
+        if intervals:  # the scale: from the very procedure the test images get (under a budget too)
+            if self.evaluator.budget is not None:
+                val = self.comparisons(samples, "validation")
+            raw = self.evaluator.make_scorer().score(val.for_scoring.double(), self.bank.scores, val.mask)
             self.evaluator.interval_scale = interval_scale(raw, truth)
             report["std_scale"] = self.evaluator.interval_scale
         return report

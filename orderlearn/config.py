@@ -113,6 +113,8 @@ class ScorerConfig:
     calibrate_link: bool = False  # fit the link's slope and tie width on validation x bank comparisons
     reverse_pass: bool = True  # also compare (ref, test) for the forward/reverse agreement metric
     calibrate_intervals: bool = False  # scale the posterior std so 95% intervals cover 95% of validation scores
+    budget: Optional[int] = None  # comparisons per image, chosen by active reference selection (None: the whole bank)
+    active_batch: int = 4  # references asked per image and round when budget is set
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -263,6 +265,8 @@ def _check_ranges(config: ExperimentConfig) -> None:
         "data.synthetic_images": config.data.synthetic_images > 0,
         "data.synthetic_image_size": config.data.synthetic_image_size > 0,
         "bank.bin_width": config.bank.bin_width > 0,
+        "scorer.budget": config.scorer.budget is None or config.scorer.budget > 0,
+        "scorer.active_batch": config.scorer.active_batch > 0,
         "bank.per_bin": config.bank.per_bin > 0,
         "loss.kl_weight": config.loss.kl_weight >= 0,
         "optim.weight_decay": config.optim.weight_decay >= 0,

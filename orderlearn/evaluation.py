@@ -41,12 +41,16 @@ def comparator_metrics(
     ref_scores: torch.Tensor,
     margin: float,
     probs_reverse: Optional[torch.Tensor] = None,
+    asked: Optional[torch.Tensor] = None,
 ) -> dict[str, object]:
-    """Diagnostics of comparisons ``probs[N, R, K]`` (test first) against the true labels."""
+    """Diagnostics of comparisons ``probs[N, R, K]`` (test first) against the true labels
+    (only the pairs marked in ``asked`` [N, R] when a budget left the others unasked)."""
     k = probs.shape[-1]
     truth = torch.from_numpy(labels_from_delta((test_scores[:, None] - ref_scores[None, :]).numpy(), margin))
     predicted = probs.argmax(-1)
     mask = truth < k  # a two-class comparator is judged on the pairs that are not SIMILAR
+    if asked is not None:
+        mask = mask & asked.cpu()
     truth_m, pred_m = truth[mask], predicted[mask]
     names = [PairLabel(i).name for i in range(k)]
     confusion = torch.zeros(k, k, dtype=torch.long)

@@ -120,15 +120,17 @@ def collect_results(config: ExperimentConfig, trained: TrainResult, bank: Refere
         "order_learned": score_metrics(scores.value.tolist(), truth),
         "link_calibration": None, "interval_calibration": None, "interval_coverage": interval_coverage(scores, truth),
         "comparator_metrics": comparator_metrics(comparisons.forward, torch.tensor(truth, dtype=torch.float64), bank.scores,
-                                                 config.pairs.margin, comparisons.reverse),
+                                                 config.pairs.margin, comparisons.reverse, comparisons.mask),
     }
+    if comparisons.calls is not None:
+        results["comparator_calls_per_image"] = float(comparisons.calls.double().mean())
     if "link" in calibration:  # what the same comparisons give under the link before calibration
-        before = uncalibrated.score_with(comparisons.for_scoring, bank.scores)
+        before = uncalibrated.score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
         results["link_calibration"] = {**{k: calibration["link"][k] for k in ("slope", "tie_width")},
                                        "default_link": calibration["link"]["before"],
                                        "order_learned_default_link": score_metrics(before.value.tolist(), truth)}
     if "std_scale" in calibration:
-        raw = dataclasses.replace(route.evaluator, interval_scale=None).score_with(comparisons.for_scoring, bank.scores)
+        raw = dataclasses.replace(route.evaluator, interval_scale=None).score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
         results["interval_calibration"] = {"std_scale": calibration["std_scale"], "coverage_uncalibrated": interval_coverage(raw, truth)}
     if direct is not None:
         results["direct"] = score_metrics(direct.tolist(), truth)

@@ -163,3 +163,17 @@ def test_folds_share_the_feature_cache_and_a_warm_cache_changes_no_number(synthe
     assert warm["direct"] == cold["direct"]  # the direct head no longer depends on what the cache held
     run("fold2", "fold2")
     assert {p.name for p in feature_cache_dir.rglob("*.npy")} == entries  # fold 2: the same 200 images, no new entry
+
+
+def test_a_budget_asks_only_that_many_references_in_every_scoring_path(synthetic_root, tmp_path):
+    raw = tiny_config(synthetic_root, tmp_path / "budget", epochs=1)
+    raw["scorer"] = {"name": "bt-exact", "both_orders": True, "budget": 6, "active_batch": 2, "calibrate_intervals": True}
+    raw["direct_baseline"] = False
+    results = run_experiment(config_from_dict(raw))
+    assert results["bank_size"] > 6
+    assert results["comparator_calls_per_image"] == 12  # 6 references, both orders
+    assert results["comparator_metrics"]["pairs"] <= 40 * 6  # only the pairs asked are judged
+    assert results["interval_calibration"]["std_scale"] > 0  # fitted on the budgeted validation scores
+    assert main(["score", "--run", str(tmp_path / "budget"), "--out", str(tmp_path / "again.csv")]) == 0
+    again, saved = read_csv(tmp_path / "again.csv"), read_csv(tmp_path / "budget" / "scores.csv")
+    assert [r["score"] for r in again] == [r["score"] for r in saved]
