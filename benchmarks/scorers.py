@@ -37,6 +37,7 @@ from scorers.base import Scores  # noqa: E402
 from scorers.exact import ExactBTScorer  # noqa: E402
 from scorers.grid import GridBTScorer  # noqa: E402
 from scorers.link import Link  # noqa: E402
+from orderlearn.types import labels_from_delta  # noqa: E402
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     train = scut_like_scores(4 * args.tests, gen)
     test = scut_like_scores(args.tests, gen)
-    refs = train[binned_reference_indices(train, gen, total=args.refs)]
+    refs = train[binned_reference_indices(train, args.seed, total=args.refs)]
     probs = simulated_probs(test, refs, gen)
     test, refs, probs = test.to(device), refs.to(device), probs.to(device)
     n, r = probs.shape[:2]
@@ -179,10 +180,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {label} | " + " | ".join(cells) + f" | {used_max} | {cover:.3f} | {time.perf_counter() - t0:.2f} |")
 
 
-def _true_labels(test: torch.Tensor, refs: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
-    """PairLabel of every (test, reference) pair from the true scores (FIRST 0, SECOND 1, SIMILAR 2)."""
-    delta = test[:, None] - refs[None, :]
-    return torch.where(delta > margin, 0, torch.where(delta < -margin, 1, 2))
+def _true_labels(test: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    """PairLabel of every (test, reference) pair from the true scores, by the project's one rule."""
+    return torch.from_numpy(labels_from_delta((test[:, None] - refs[None, :]).numpy()))
 
 
 if __name__ == "__main__":

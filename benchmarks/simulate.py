@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from orderlearn.bank import select_reference_indices
 from scorers.link import Link
 
 #: SCUT-FBP5500: mean rating ≈ 3.0, std ≈ 0.69, observed range ≈ [1.0, 4.75] on the 1..5 scale
@@ -30,22 +31,12 @@ def scut_like_scores(n: int, generator: torch.Generator, mean: float = SCUT_MEAN
     return out[:n]
 
 
-def binned_reference_indices(scores: torch.Tensor, generator: torch.Generator, width: float = 0.1,
-                             per_bin: int = 10, total: Optional[int] = None) -> torch.Tensor:
-    """LMOL's bank rule: bins of ``width``, at most ``per_bin`` random images each (seeded).
-
-    If ``total`` is given and the rule yields more, a seeded random subset of that size is kept;
-    if it yields fewer, the result stays smaller (the rule is never broken to pad it).
-    """
-    bins = torch.floor(scores / width).long()
-    chosen = []
-    for b in torch.unique(bins).tolist():
-        members = (bins == b).nonzero().squeeze(1)
-        perm = members[torch.randperm(members.numel(), generator=generator)]
-        chosen.append(perm[:per_bin])
-    idx = torch.cat(chosen)
+def binned_reference_indices(scores: torch.Tensor, seed: int, total: Optional[int] = None) -> torch.Tensor:
+    """The project's bank rule (:func:`orderlearn.bank.select_reference_indices`: bins of 0.1, at most
+    10 each); if ``total`` is given and the rule yields more, a seeded random subset of that size."""
+    idx = torch.tensor(select_reference_indices(scores.tolist(), seed=seed), dtype=torch.long)
     if total is not None and idx.numel() > total:
-        idx = idx[torch.randperm(idx.numel(), generator=generator)[:total]]
+        idx = idx[torch.randperm(idx.numel(), generator=torch.Generator().manual_seed(seed))[:total]]
     return idx.sort().values
 
 

@@ -47,18 +47,7 @@ class ReferenceBank:
         """Choose at most ``per_bin`` samples from each score bin of width ``bin_width``."""
         if not samples:
             raise DataError("cannot build a reference bank from an empty training split")
-        if bin_width <= 0 or per_bin <= 0:
-            raise ValueError(f"bin_width and per_bin must be positive, got {bin_width}, {per_bin}")
-        scores = np.array([s.score for s in samples])
-        # bins anchored at 0 so a bank does not depend on the sample that happens to score lowest
-        bins = np.floor(scores / bin_width + 1e-9).astype(np.int64)
-        rng = np.random.default_rng(seed)
-        chosen: list[int] = []
-        for b in np.unique(bins):
-            members = np.flatnonzero(bins == b)
-            take = min(per_bin, len(members))
-            chosen.extend(sorted(rng.choice(members, size=take, replace=False).tolist()))
-        chosen.sort(key=lambda i: (scores[i], i))
+        chosen = select_reference_indices([s.score for s in samples], bin_width, per_bin, seed)
         return cls([samples[i] for i in chosen], bin_width, per_bin, seed)
 
     def save(self, path: Union[str, Path]) -> Path:
@@ -97,3 +86,20 @@ class ReferenceBank:
             samples.append(ScoredImage(path=image, score=float(ref["score"]), std=std, group=ref.get("group")))
         return cls(samples, payload.get("bin_width", math.nan), payload.get("per_bin", 0), payload.get("seed", 0))
 
+
+
+def select_reference_indices(scores: Sequence[float], bin_width: float = 0.1, per_bin: int = 10, seed: int = 0) -> list[int]:
+    """LMOL's bank rule, the one owner of it: bins of ``bin_width`` anchored at 0 (so a bank does
+    not depend on the sample that happens to score lowest), at most ``per_bin`` seeded random
+    members of each; returned in order of score (then index)."""
+    if bin_width <= 0 or per_bin <= 0:
+        raise ValueError(f"bin_width and per_bin must be positive, got {bin_width}, {per_bin}")
+    values = np.asarray(scores, dtype=np.float64)
+    bins = np.floor(values / bin_width + 1e-9).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for b in np.unique(bins):
+        members = np.flatnonzero(bins == b)
+        chosen.extend(sorted(rng.choice(members, size=min(per_bin, len(members)), replace=False).tolist()))
+    chosen.sort(key=lambda i: (values[i], i))
+    return chosen
