@@ -156,6 +156,11 @@ class GlobalBatchSampler(Sampler[list[int]]):
     of the epoch on some processes only). On one process it is the plain ``drop_last`` batching
     of the permutation. With fewer examples than one global batch the per-process batch shrinks
     to ``size // N`` (one step per epoch, as a single small batch did before).
+
+    The epoch is set with :meth:`start_epoch`, not ``set_epoch``: accelerate's prepared loader
+    calls ``set_epoch`` of the samplers it finds with its own count of *completed* passes over
+    the loader, which restarts at 0 in a resumed process and does not advance when an epoch
+    stops early at ``train.max_steps_per_epoch`` (every epoch then drew the same first batches).
     """
 
     def __init__(self, size: int, seed: int, batch_size: int, num_processes: int):
@@ -171,7 +176,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
     def global_batch_size(self) -> int:
         return self.batch_size * self.num_processes
 
-    def set_epoch(self, epoch: int) -> None:
+    def start_epoch(self, epoch: int) -> None:
         self.order.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -297,7 +302,7 @@ def _fit_locked(model: nn.Module, objective: Objective, train_data: Dataset, val
         accelerator.init_trackers(config.name.replace("/", "_"), config={"seed": config.seed, "lr": config.optim.lr})
 
     for epoch in range(trainer["epoch"] + 1, train_cfg.epochs + 1):
-        sampler.set_epoch(epoch)
+        sampler.start_epoch(epoch)
         _unwrap(model).on_epoch_start(epoch, train_cfg.epochs)
         model.train()
         started, running, seen = time.time(), 0.0, 0

@@ -141,7 +141,7 @@ def test_global_batches_do_not_depend_on_the_process_count():
         one = GlobalBatchSampler(size, seed=4, batch_size=16, num_processes=1)
         two = GlobalBatchSampler(size, seed=4, batch_size=8, num_processes=2)
         for sampler in (one, two):
-            sampler.set_epoch(3)
+            sampler.start_epoch(3)
         shards = [list(BatchSamplerShard(two, num_processes=2, process_index=r)) for r in (0, 1)]
         single = list(one)
         assert len(shards[0]) == len(shards[1]) == len(single) == one.global_batches
@@ -153,6 +153,38 @@ def test_global_batches_do_not_depend_on_the_process_count():
     shards = [list(BatchSamplerShard(small, num_processes=2, process_index=r)) for r in (0, 1)]
     assert [len(s) for s in shards] == [1, 1] and len(shards[0][0]) == len(shards[1][0]) == 6
     assert not set(shards[0][0]) & set(shards[1][0])
+
+
+class IndexedPairs(VectorPairs):
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {**super().__getitem__(i), "index": torch.tensor(i)}
+
+
+class BatchLog(CountingObjective):
+    """Records which examples each training step trained on."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps_read: list[list[int]] = []
+
+    def loss(self, model, batch):
+        self.steps_read.append(batch["index"].tolist())
+        return super().loss(model, batch)
+
+
+def test_each_epoch_draws_its_own_batches_even_with_a_step_cap(tmp_path):
+    """With train.max_steps_per_epoch an epoch ends before the loader is exhausted; accelerate's
+    count of completed passes then never advanced and every epoch drew the same batches."""
+    from orderlearn.training import GlobalBatchSampler
+
+    objective = BatchLog()
+    tiny_fit(tmp_path / "run", epochs=3, objective=objective, train=IndexedPairs(96))  # 5 steps of 8 per epoch
+    assert len(objective.steps_read) == 15
+    expected = GlobalBatchSampler(96, seed=1, batch_size=8, num_processes=1)
+    for epoch in (1, 2, 3):
+        expected.start_epoch(epoch)
+        assert objective.steps_read[(epoch - 1) * 5:epoch * 5] == list(expected)[:5], epoch
+    assert objective.steps_read[0] != objective.steps_read[5] != objective.steps_read[10]
 
 
 # ---------------------------------------------------------------------- case 9: --resume on nothing, two runs at once
