@@ -334,7 +334,8 @@ def _fit_locked(model: nn.Module, objective: Objective, train_data: Dataset, val
         _unwrap(model).on_epoch_end(epoch, train_cfg.epochs)
         model.eval()
         metrics = objective.evaluate(model, val_loader, accelerator)
-        metrics.update(epoch=epoch, train_loss=running / max(seen, 1), seconds=time.time() - started)
+        train_loss = float(accelerator.reduce(torch.tensor(running / max(seen, 1), device=accelerator.device), "mean"))
+        metrics.update(epoch=epoch, train_loss=train_loss, seconds=time.time() - started)  # over the global batches
         accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=epoch * steps_per_epoch)
         improved = trainer["best_metric"] is None or (metrics[select] > trainer["best_metric"] if higher else metrics[select] < trainer["best_metric"])
         if improved:

