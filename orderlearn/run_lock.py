@@ -98,5 +98,5 @@ def _locked_message(folder: Path) -> str:
     info = holder_of(folder)
     who = (f"pid {info.get('pid', '?')} on {info.get('host', '?')} (started {info.get('started', '?')}: "
            f"{info.get('command', '?')})") if info else "another process"
-    return (f"output_dir: {folder} is in use by {who}; wait for that run to finish, stop it, "
+    return (f"{folder} is in use by {who}; wait for that run to finish, stop it, "
             f"or choose another output_dir")
