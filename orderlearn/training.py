@@ -343,7 +343,7 @@ def _fit_locked(model: nn.Module, objective: Objective, train_data: Dataset, val
         trainer["epoch"] = epoch
         trainer["history"].append(metrics)
         accelerator.print(f"{desc} epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-        save_epoch(accelerator, model, optimizer, scheduler, config, ckpt_dir, epoch, metrics, trainer, sampler)
+        save_epoch(accelerator, model, optimizer, scheduler, config, ckpt_dir, epoch, metrics, trainer, sampler, schedule)
     accelerator.wait_for_everyone()
     return TrainResult(output_dir, trainer["best_epoch"], trainer["best_metric"], trainer["history"])
 
@@ -390,7 +390,7 @@ def restore(state: ResumeState, model: nn.Module, optimizer: Any, scheduler: Any
 
 
 def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any, config: ExperimentConfig,
-               ckpt_dir: Path, epoch: int, metrics: dict, trainer: dict, sampler: GlobalBatchSampler) -> None:
+               ckpt_dir: Path, epoch: int, metrics: dict, trainer: dict, sampler: GlobalBatchSampler, schedule: Schedule) -> None:
     """Epoch ``epoch``'s weights (``epoch_NNN/``) and resume state (``state_epoch_NNN/``), each
     renamed into place whole (see :mod:`orderlearn.checkpoints`), then the run's summary files."""
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
@@ -410,7 +410,7 @@ def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, sched
     save_epoch_weights(ckpt_dir, epoch, tensors, config_yaml, metrics)
     record = {**trainer, "model": _model_section(config), "world_size": accelerator.num_processes,
               "per_process_batch": sampler.batch_size, "global_batch": sampler.global_batch_size * config.train.grad_accum,
-              "steps_per_epoch": Schedule(sampler.global_batches, config.train.grad_accum, config.train.max_steps_per_epoch).steps_per_epoch}
+              "steps_per_epoch": schedule.steps_per_epoch}
     finish_state(tmp, ckpt_dir, epoch, tensors, optimizer, scheduler, accelerator.scaler, record)
     summary = {k: trainer[k] for k in ("epoch", "global_step", "best_epoch", "best_metric", "history")}
     write_json_atomic(ckpt_dir.parent / "trainer_state.json", summary)
