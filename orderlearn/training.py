@@ -2,16 +2,20 @@
 
 Methods differ in their module and objective, never in this loop: an :class:`Objective`
 turns a batch into a loss and evaluates a validation loader. The loop does mixed precision
-(bf16 on GPUs that have it), gradient accumulation, a per-epoch checkpoint written atomically,
-``resume``, seeding, tqdm progress, TensorBoard + JSON metrics, and model selection on the
-validation split only (the test split never enters here).
+(bf16 on GPUs that have it), gradient accumulation, the same global batches and learning-rate
+schedule on 1 and N processes, per-epoch weights and a small resume state (what trains, the
+optimizer, scheduler and random generators; :mod:`orderlearn.checkpoints`) renamed into place
+whole, exact ``resume``, a lock on its output folder, seeding, tqdm progress, TensorBoard + JSON
+metrics (and ``lr_trace.json``), and model selection on the validation split only (the test
+split never enters here).
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +23,9 @@ from typing import Any, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
+import yaml
 from accelerate import Accelerator
-from accelerate.utils import extract_model_from_parallel, set_seed
-from safetensors.torch import save_file
+from accelerate.utils import DistributedType, extract_model_from_parallel, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -29,7 +33,13 @@ from tqdm.auto import tqdm
 from comparators.base import Model
 from comparators.losses import ComparatorLoss
 
+from .checkpoints import (STATE_PREFIX, CheckpointMismatchError, ResumeState, begin_state, clear_states, config_differences,
+                          describe_folder, finish_state, load_trained, load_training_state, newest_state, restore_rng,
+                          save_epoch_weights, save_rng, saved_shapes, tensor_mismatch, weights_file_mismatch,
+                          write_json_atomic)
 from .config import ExperimentConfig
+from .errors import ConfigError
+from .run_lock import run_lock
 
 log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = {"val_loss": False, "val_mae": False, "val_accuracy": True, "val_pc": True}
@@ -135,6 +145,49 @@ class EpochSampler(Sampler[int]):
         return self.size
 
 
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Per-process batches cut from the global batches of one seeded permutation per epoch.
+
+    Why: a run on N processes must see the same global batches as one process with an N times
+    larger batch. accelerate shards a DataLoader's batch sampler by handing batch ``k·N + r`` to
+    process ``r``; so this sampler cuts each global batch of ``batch_size · N`` consecutive
+    indices of the epoch's permutation into N consecutive per-process batches, and drops an
+    incomplete last global batch (accelerate would otherwise pad it with indices from the start
+    of the epoch on some processes only). On one process it is the plain ``drop_last`` batching
+    of the permutation. With fewer examples than one global batch the per-process batch shrinks
+    to ``size // N`` (one step per epoch, as a single small batch did before).
+
+    The epoch is set with :meth:`start_epoch`, not ``set_epoch``: accelerate's prepared loader
+    calls ``set_epoch`` of the samplers it finds with its own count of *completed* passes over
+    the loader, which restarts at 0 in a resumed process and does not advance when an epoch
+    stops early at ``train.max_steps_per_epoch`` (every epoch then drew the same first batches).
+    """
+
+    def __init__(self, size: int, seed: int, batch_size: int, num_processes: int):
+        if size < num_processes:
+            raise ConfigError(f"train.batch_size: {size} training examples cannot give each of {num_processes} processes a batch")
+        self.order = EpochSampler(size, seed)
+        self.num_processes = num_processes
+        self.batch_size = min(batch_size, size // num_processes)  # per process; accelerate reads the name
+        self.drop_last = True
+        self.global_batches = size // (self.batch_size * num_processes)
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.num_processes
+
+    def start_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order, b = list(self.order), self.batch_size
+        for i in range(len(self)):
+            yield order[i * b:(i + 1) * b]
+
+    def __len__(self) -> int:
+        return self.global_batches * self.num_processes
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -167,6 +220,21 @@ def make_accelerator(config: ExperimentConfig, output_dir: Path, log_with: Optio
     )
 
 
+@dataclass
+class Schedule:
+    """The run's length in optimizer steps of the global batch (``batch_size`` x processes x
+    ``grad_accum`` examples), the same on 1 and N processes."""
+
+    global_batches: int  # per epoch, before the step cap
+    grad_accum: int
+    max_steps_per_epoch: Optional[int]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        steps = math.ceil(self.global_batches / self.grad_accum)
+        return min(steps, self.max_steps_per_epoch) if self.max_steps_per_epoch else steps
+
+
 def fit(
     model: nn.Module,
     objective: Objective,
@@ -179,39 +247,62 @@ def fit(
     param_groups: Optional[Sequence[dict[str, Any]]] = None,
     desc: str = "train",
 ) -> TrainResult:
-    """Train ``model`` and return where its best (validation-selected) checkpoint is."""
+    """Train ``model`` and return where its best (validation-selected) checkpoint is.
+
+    The learning-rate schedule counts optimizer steps of the global batch and is stepped here
+    once per optimizer step (accelerate's prepared scheduler steps once per process, which
+    with ``train.max_steps_per_epoch`` ran the schedule N times too fast on N processes); the lr
+    of every step is logged to ``lr_trace.json``. ``output_dir`` is locked for the call
+    (:func:`~orderlearn.run_lock.run_lock`). With ``resume``, training continues after the
+    newest complete resume state, or stops with an error when there is none.
+    """
     output_dir = Path(output_dir)
     ckpt_dir = output_dir / "checkpoints"
+    with contextlib.ExitStack() as stack:
+        if accelerator.is_main_process:
+            stack.enter_context(run_lock(output_dir))
+        return _fit_locked(model, objective, train_data, val_data, config, output_dir, ckpt_dir, accelerator, resume,
+                           param_groups, desc)
+
+
+def _fit_locked(model: nn.Module, objective: Objective, train_data: Dataset, val_data: Dataset, config: ExperimentConfig,
+                output_dir: Path, ckpt_dir: Path, accelerator: Accelerator, resume: bool,
+                param_groups: Optional[Sequence[dict[str, Any]]], desc: str) -> TrainResult:
+    train_cfg = config.train
+    select, higher = train_cfg.select_metric, HIGHER_IS_BETTER[train_cfg.select_metric]
+    if isinstance(objective, ComparatorObjective) and select in ("val_mae", "val_pc"):
+        raise ConfigError(f"train.select_metric: {select} is for regressors; a comparator reports val_loss and val_accuracy")
+    state = find_resume_state(ckpt_dir, accelerator) if resume else None
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            cleared = clear_states(ckpt_dir)
+            if cleared:
+                accelerator.print(f"{desc}: starting afresh in {output_dir}; removed the resume state(s) of an earlier run: {', '.join(cleared)}")
         config.save(output_dir / "config.yaml")
     set_seed(config.seed)
-    train_cfg = config.train
-    sampler = EpochSampler(len(train_data), config.seed)
-    train_loader = DataLoader(train_data, batch_size=train_cfg.batch_size, sampler=sampler, num_workers=train_cfg.num_workers, drop_last=len(train_data) > train_cfg.batch_size)
+    sampler = GlobalBatchSampler(len(train_data), config.seed, train_cfg.batch_size, accelerator.num_processes)
+    schedule = Schedule(sampler.global_batches, train_cfg.grad_accum, train_cfg.max_steps_per_epoch)
+    steps_per_epoch = schedule.steps_per_epoch
+    train_loader = DataLoader(train_data, batch_sampler=sampler, num_workers=train_cfg.num_workers)
     val_loader = DataLoader(val_data, batch_size=train_cfg.eval_batch_size, num_workers=train_cfg.num_workers)
     params = list(param_groups) if param_groups else [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, config)
-    steps_per_epoch = math.ceil(len(train_loader) / train_cfg.grad_accum)
-    if train_cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, train_cfg.max_steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch))
-    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch))  # not prepared: see fit
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    if len(train_loader) != sampler.global_batches:
+        raise RuntimeError(f"accelerate sharded {sampler.global_batches} global batches into {len(train_loader)} per process; "
+                           "the training loop relies on one per-process batch per global batch")
 
-    state_file = output_dir / "trainer_state.json"
-    state = {"epoch": 0, "best_epoch": 0, "best_metric": None, "history": []}
-    if resume and (ckpt_dir / "last_state").is_dir() and state_file.is_file():
-        accelerator.load_state(str(ckpt_dir / "last_state"))
-        state = json.loads(state_file.read_text())
-        accelerator.print(f"resuming after epoch {state['epoch']}")
+    trainer = {"epoch": 0, "global_step": 0, "best_epoch": 0, "best_metric": None, "history": [], "lr_trace": []}
+    if state is not None:
+        trainer = restore(state, model, optimizer, scheduler, accelerator, config, sampler, schedule)
+        accelerator.print(f"{desc}: resuming after epoch {state.epoch} from {state.folder}")
     if accelerator.trackers == [] and accelerator.log_with:
         accelerator.init_trackers(config.name.replace("/", "_"), config={"seed": config.seed, "lr": config.optim.lr})
-    select, higher = train_cfg.select_metric, HIGHER_IS_BETTER[train_cfg.select_metric]
-    if isinstance(objective, ComparatorObjective) and select in ("val_mae", "val_pc"):
-        raise ValueError(f"train.select_metric={select} is for regressors; a comparator reports val_loss and val_accuracy")
 
-    for epoch in range(state["epoch"] + 1, train_cfg.epochs + 1):
-        sampler.set_epoch(epoch)
+    for epoch in range(trainer["epoch"] + 1, train_cfg.epochs + 1):
+        sampler.start_epoch(epoch)
         _unwrap(model).on_epoch_start(epoch, train_cfg.epochs)
         model.train()
         started, running, seen = time.time(), 0.0, 0
@@ -222,57 +313,115 @@ def fit(
                 loss = objective.loss(model, batch)
                 accelerator.backward(loss)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad()
             if accelerator.sync_gradients:
+                lrs = [group["lr"] for group in optimizer.param_groups]  # the rates this step used
+                if not optimizer.step_was_skipped:  # fp16 overflow: the step did not happen, nor does the schedule's
+                    scheduler.step()
                 step += 1
+                trainer["global_step"] += 1
+                global_step = trainer["global_step"]
+                trainer["lr_trace"].append({"step": global_step, "lr": lrs})
                 running += loss.item()
                 seen += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{running / seen:.4f}")
-                global_step = (epoch - 1) * steps_per_epoch + step
                 if global_step % train_cfg.log_every == 0:
-                    accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step=global_step)
+                    accelerator.log({"train/loss": loss.item(), "train/lr": lrs[0]}, step=global_step)
                 if step >= steps_per_epoch:
                     break
         bar.close()
         _unwrap(model).on_epoch_end(epoch, train_cfg.epochs)
         model.eval()
         metrics = objective.evaluate(model, val_loader, accelerator)
-        metrics.update(epoch=epoch, train_loss=running / max(seen, 1), seconds=time.time() - started)
+        train_loss = float(accelerator.reduce(torch.tensor(running / max(seen, 1), device=accelerator.device), "mean"))
+        metrics.update(epoch=epoch, train_loss=train_loss, seconds=time.time() - started)  # over the global batches
         accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=epoch * steps_per_epoch)
-        improved = state["best_metric"] is None or (metrics[select] > state["best_metric"] if higher else metrics[select] < state["best_metric"])
+        improved = trainer["best_metric"] is None or (metrics[select] > trainer["best_metric"] if higher else metrics[select] < trainer["best_metric"])
         if improved:
-            state["best_metric"], state["best_epoch"] = metrics[select], epoch
-        state["epoch"] = epoch
-        state["history"].append(metrics)
+            trainer["best_metric"], trainer["best_epoch"] = metrics[select], epoch
+        trainer["epoch"] = epoch
+        trainer["history"].append(metrics)
         accelerator.print(f"{desc} epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-        save_epoch(accelerator, model, config, ckpt_dir, epoch, metrics, state, state_file)
+        save_epoch(accelerator, model, optimizer, scheduler, config, ckpt_dir, epoch, metrics, trainer, sampler, schedule)
     accelerator.wait_for_everyone()
-    return TrainResult(output_dir, state["best_epoch"], state["best_metric"], state["history"])
+    return TrainResult(output_dir, trainer["best_epoch"], trainer["best_metric"], trainer["history"])
 
 
-def save_epoch(accelerator: Accelerator, model: nn.Module, config: ExperimentConfig, ckpt_dir: Path, epoch: int, metrics: dict, state: dict, state_file: Path) -> None:
-    """Write epoch ``epoch``'s weights and the resumable state; each lands whole or not at all."""
+def find_resume_state(ckpt_dir: Path, accelerator: Accelerator) -> ResumeState:
+    """The newest complete resume state under ``ckpt_dir``; a ConfigError saying what the
+    folder holds when there is none (asked to resume, starting from scratch would be a surprise)."""
+    state, skipped = newest_state(ckpt_dir)
+    for note in skipped:
+        accelerator.print(f"--resume: skipping incomplete resume state {note}")
+    if state is None:
+        raise ConfigError(f"--resume: no checkpoint in {ckpt_dir} to resume from ({describe_folder(ckpt_dir)}); "
+                          "run without --resume to start afresh")
+    return state
+
+
+def restore(state: ResumeState, model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,
+            config: ExperimentConfig, sampler: GlobalBatchSampler, schedule: Schedule) -> dict[str, Any]:
+    """Load a resume state into the prepared model, optimizer and scheduler and restore this
+    process's random generators; returns the loop's bookkeeping (epoch, history, lr trace)."""
+    trainer = dict(state.trainer)
+    target = _unwrap(model)
+    problem = tensor_mismatch(saved_shapes(state), {k: tuple(v.shape) for k, v in target.checkpoint_state_dict().items()})
+    if problem:
+        changed = config_differences(trainer.get("model", {}), _model_section(config), "model.")
+        what = f" ({'; '.join(changed[:4])})" if changed else ""
+        raise CheckpointMismatchError(f"--resume: the checkpoint in {state.folder} does not match the config{what}: {problem}")
+    changed = config_differences(trainer.get("model", {}), _model_section(config), "model.")
+    if changed:
+        accelerator.print(f"--resume: model options changed since the checkpoint: {'; '.join(changed)}")
+    written = (trainer["global_batch"], trainer["steps_per_epoch"])
+    if written != (sampler.global_batch_size * config.train.grad_accum, schedule.steps_per_epoch):
+        raise ConfigError(f"--resume: the checkpoint in {state.folder} was written with a global batch of {written[0]} "
+                          f"examples and {written[1]} optimizer steps per epoch ({trainer['world_size']} processes); this run "
+                          f"has {sampler.global_batch_size * config.train.grad_accum} and {schedule.steps_per_epoch} "
+                          f"({accelerator.num_processes} processes): the learning-rate schedule and the data order would not continue")
+    target.load_checkpoint_state_dict({k: v.to(accelerator.device) for k, v in load_trained(state).items()})
+    load_training_state(state, optimizer, scheduler, accelerator.scaler)
+    if not restore_rng(state, accelerator.process_index):
+        set_seed(config.seed + 1_000 * state.epoch + accelerator.process_index)
+        accelerator.print(f"--resume: no random-generator state for process {accelerator.process_index} "
+                          f"(written by {trainer['world_size']} processes): reseeded; dropout and augmentation differ from an unbroken run")
+    return {k: trainer[k] for k in ("epoch", "global_step", "best_epoch", "best_metric", "history", "lr_trace")}
+
+
+def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any, config: ExperimentConfig,
+               ckpt_dir: Path, epoch: int, metrics: dict, trainer: dict, sampler: GlobalBatchSampler, schedule: Schedule) -> None:
+    """Epoch ``epoch``'s weights (``epoch_NNN/``) and resume state (``state_epoch_NNN/``), each
+    renamed into place whole (see :mod:`orderlearn.checkpoints`), then the run's summary files."""
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise NotImplementedError(f"checkpoints of a {accelerator.distributed_type} run (sharded parameters and optimizer) "
+                                  "are not implemented; train with DDP (one full copy of the trained tensors per process)")
     accelerator.wait_for_everyone()
-    tmp_state = ckpt_dir / "last_state.tmp"
-    accelerator.save_state(str(tmp_state))
+    tmp = ckpt_dir / f".{STATE_PREFIX}{epoch:03d}.tmp"
+    if accelerator.is_main_process:
+        tmp = begin_state(ckpt_dir, epoch)
+    accelerator.wait_for_everyone()
+    save_rng(tmp, accelerator.process_index)
+    accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    target = _unwrap(accelerator.unwrap_model(model))
-    epoch_dir = ckpt_dir / f"epoch_{epoch:03d}"
-    tmp = ckpt_dir / f".epoch_{epoch:03d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in checkpoint_state(target).items()}, str(tmp / "model.safetensors"))
-    config.save(tmp / "config.yaml")
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    shutil.rmtree(epoch_dir, ignore_errors=True)
-    tmp.rename(epoch_dir)
-    shutil.rmtree(ckpt_dir / "last_state", ignore_errors=True)
-    tmp_state.rename(ckpt_dir / "last_state")
-    _atomic_json(state_file, state)
-    _atomic_json(ckpt_dir.parent / "metrics.json", {"history": state["history"], "best_epoch": state["best_epoch"]})
+    tensors = checkpoint_state(_unwrap(accelerator.unwrap_model(model)))
+    config_yaml = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    save_epoch_weights(ckpt_dir, epoch, tensors, config_yaml, metrics)
+    record = {**trainer, "model": _model_section(config), "world_size": accelerator.num_processes,
+              "per_process_batch": sampler.batch_size, "global_batch": sampler.global_batch_size * config.train.grad_accum,
+              "steps_per_epoch": schedule.steps_per_epoch}
+    finish_state(tmp, ckpt_dir, epoch, tensors, optimizer, scheduler, accelerator.scaler, record)
+    summary = {k: trainer[k] for k in ("epoch", "global_step", "best_epoch", "best_metric", "history")}
+    write_json_atomic(ckpt_dir.parent / "trainer_state.json", summary)
+    write_json_atomic(ckpt_dir.parent / "metrics.json", {"history": trainer["history"], "best_epoch": trainer["best_epoch"]})
+    write_json_atomic(ckpt_dir.parent / "lr_trace.json", trainer["lr_trace"])
+
+
+def _model_section(config: ExperimentConfig) -> dict[str, Any]:
+    """The config's ``model`` section: the model's name and options, the base model's id among
+    them (a LLaVA comparator's ``checkpoint``): what the base weights are rebuilt from on resume."""
+    return json.loads(json.dumps(dataclasses.asdict(config.model), default=str))
 
 
 def make_optimizer(params: Sequence[Any], config: ExperimentConfig) -> torch.optim.Optimizer:
@@ -309,11 +458,33 @@ def checkpoint_state(model: Model) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, checkpoint: Path) -> nn.Module:
-    """Load a ``model.safetensors`` written by :func:`fit` into ``model`` (strict)."""
+    """Load a ``model.safetensors`` written by :func:`fit` into ``model`` (strict).
+
+    A checkpoint of another architecture is a :class:`~orderlearn.checkpoints.CheckpointMismatchError`
+    naming the differing tensors (counts and a few names), and the model options that differ
+    when the checkpoint's ``config.yaml`` sits beside it.
+    """
     from safetensors.torch import load_file
 
-    _unwrap(model).load_checkpoint_state_dict(load_file(str(checkpoint)))
+    target = _unwrap(model)
+    checkpoint = Path(checkpoint)
+    problem = weights_file_mismatch(checkpoint, target.checkpoint_state_dict())
+    if problem:
+        raise CheckpointMismatchError(f"{checkpoint}: does not match the model{_saved_model_differences(checkpoint, target)}: {problem}")
+    target.load_checkpoint_state_dict(load_file(str(checkpoint)))
     return model
+
+
+def _saved_model_differences(checkpoint: Path, model: Model) -> str:
+    """`` (it was written with backbone 'x', the model has 'y')`` from the checkpoint's config.yaml, or ''."""
+    saved_config = checkpoint.parent / "config.yaml"
+    if not saved_config.is_file() or not dataclasses.is_dataclass(model.config):
+        return ""
+    saved = (yaml.safe_load(saved_config.read_text()) or {}).get("model", {}).get("args", {})
+    current = dataclasses.asdict(model.config)
+    changed = [f"{k} {saved[k]!r} there, {current[k]!r} here" for k in sorted(set(saved) & set(current))
+               if json.loads(json.dumps(saved[k], default=str)) != json.loads(json.dumps(current[k], default=str))]
+    return f" (model options: {'; '.join(changed[:4])})" if changed else ""
 
 
 def _unwrap(model: nn.Module) -> Model:
@@ -322,9 +493,3 @@ def _unwrap(model: nn.Module) -> Model:
     if isinstance(model, HeadOnly):
         model = model.wrapped
     return model
-
-
-def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
