@@ -38,6 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import ConfigError
+from .files import atomic_write_json
 
 STATE_PREFIX = "state_epoch_"
 TRAINER_FILE = "trainer_state.json"
@@ -291,10 +292,8 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Readers see the old file or the new one, never a half-written one."""
-    tmp = path.with_name(path.name + ".tmp")
-    _write_synced(tmp, json.dumps(payload, indent=1).encode())
-    os.replace(tmp, path)
+    """Readers see the old file or the new one, never a half-written one (synced to disk)."""
+    atomic_write_json(path, payload, sync=True)
 
 
 def _fsync_file(path: Path) -> None:

@@ -8,16 +8,26 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a unique temporary file beside ``path``, then rename it into place."""
+def atomic_write_bytes(path: Path, data: bytes, sync: bool = False) -> Path:
+    """Write ``data`` to a unique temporary file beside ``path``, then rename it into place
+    (two writers at once each leave a complete file). ``sync``: flush to disk before the rename,
+    for files that must survive a power loss too (checkpoint bookkeeping)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        if sync:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
 
 
-def atomic_write_json(path: Path, payload: Any) -> Path:
+def atomic_write_text(path: Path, text: str, sync: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode(), sync)
+
+
+def atomic_write_json(path: Path, payload: Any, sync: bool = False) -> Path:
     """JSON with non-finite floats written as ``NaN`` (Python's json reads them back)."""
-    return atomic_write_text(path, json.dumps(payload, indent=1, default=str))
+    return atomic_write_text(path, json.dumps(payload, indent=1, default=str), sync)

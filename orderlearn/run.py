@@ -11,10 +11,11 @@ bank, under the same scorer options, as any comparator; its direct route is its 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from accelerate import Accelerator
@@ -32,20 +33,27 @@ from .evaluation import comparator_metrics, score_metrics
 from .features import FeatureCache, FeatureExtractor
 from .fitting import fit_model
 from .run_outputs import write_run_outputs
-from .training import TrainResult, make_accelerator
+from .run_lock import run_lock
+from .training import TrainResult, find_resume_state, make_accelerator
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
     """Train, score and evaluate as configured; return the results dictionary."""
     started = time.time()
-    out, accelerator = start_run(config, accelerator)
+    accelerator = accelerator or make_accelerator(config, Path(config.output_dir))
+    with run_folder(config, accelerator, resume) as out:
+        return run_in_folder(config, out, accelerator, resume, started)
+
+
+def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator, resume: bool, started: float) -> dict[str, Any]:
+    """The run's sequence, inside its locked output folder."""
     splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
     model = build_model(config)
     model.setup_from_training(splits.train)
     model.to(accelerator.device)
     features = feature_extractor(config, accelerator)
-    trained = fit_model(model, splits, config, accelerator, features, out / kind_of(model), resume)
+    trained = fit_model(model, splits, config, accelerator, features, out / config.task, resume)
 
     bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
     evaluator = BankEvaluator.from_config(config, [str(c.relative_to(out)) for c in bank_checkpoints(trained, config)])
@@ -71,15 +79,20 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     return results
 
 
-def start_run(config: ExperimentConfig, accelerator: Optional[Accelerator]) -> tuple[Path, Accelerator]:
-    """Output folder with the resolved config in it, an accelerator, and the global seed set."""
+@contextlib.contextmanager
+def run_folder(config: ExperimentConfig, accelerator: Accelerator, resume: bool) -> Iterator[Path]:
+    """The run's output folder for the ``with`` block: locked against a second run (main
+    process), checked for a resume state when resuming (before any data is read), with the
+    resolved config in it and the global seed set."""
     out = Path(config.output_dir)
-    accelerator = accelerator or make_accelerator(config, out)
-    torch.manual_seed(config.seed)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.yaml")
-    return out, accelerator
+    with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext():
+        if resume:
+            find_resume_state(out / config.task / "checkpoints", accelerator)
+        torch.manual_seed(config.seed)
+        if accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            config.save(out / "config.yaml")
+        yield out
 
 
 def build_model(config: ExperimentConfig) -> Model:

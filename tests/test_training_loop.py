@@ -31,6 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+import comparators
 from comparators.base import Comparator
 from comparators.losses import ComparatorLoss
 from orderlearn.config import config_from_dict
@@ -64,6 +65,11 @@ class TinyComparator(Comparator):
 
     def compare(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([a, b], dim=-1))
+
+
+@comparators.register_model("tiny-test", kind="comparator", options=TinyConfig)
+def build_tiny(**kwargs) -> TinyComparator:
+    return TinyComparator(TinyConfig(**kwargs))
 
 
 class VectorPairs(torch.utils.data.Dataset):
