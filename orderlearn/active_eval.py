@@ -304,8 +304,6 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
     evaluator = loaded.saved.evaluator
     configured = scorers.Link.from_config(config.scorer.args.get("link")) if evaluator.link_source == "calibrated" else None
     base = scorer_for(loaded, name, link=configured)
-    if not isinstance(base, (scorers.GridBTScorer, scorers.ExactBTScorer)):
-        raise ValueError(f"scorer {name!r} has no link: active selection needs a BT scorer")
     default_link = base.link
     # fitted on the validation x bank probabilities the run scores with (both orders combined
     # when the run combines them), as the pipeline does

@@ -84,8 +84,6 @@ class ActiveScorer:
             raise ValueError(f"ActiveScorer: stop_std must be None or > 0, got {stop_std}")
         if init not in ("median", "spread"):
             raise ValueError(f"ActiveScorer: init must be 'median' or 'spread', got {init!r}")
-        if not hasattr(scorer, "link"):
-            raise ValueError(f"ActiveScorer: scorer {type(scorer).__name__} has no link to rank references by")
         if not grid_step > 0:
             raise ValueError(f"ActiveScorer: grid_step must be > 0, got {grid_step}")
         self.scorer = scorer
@@ -101,10 +99,10 @@ class ActiveScorer:
         return torch.linspace(low, high, n, dtype=torch.float64, device=device)
 
     def _log_prior(self, grid: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
-        prior_std = getattr(self.scorer, "prior_std", None)
+        prior_std = self.scorer.prior_std
         if prior_std is None:
             return torch.zeros_like(grid)
-        mean = getattr(self.scorer, "prior_mean", None)
+        mean = self.scorer.prior_mean
         mean = float(refs.mean()) if mean is None else mean
         return -0.5 * ((grid - mean) / prior_std) ** 2
 
@@ -116,7 +114,7 @@ class ActiveScorer:
         [R, 3, G] holds log P_c(g − r) for the bank. Summing these over rounds gives each image's
         log-posterior incrementally, at O(b·G) per image and round instead of O(R·G).
         """
-        w = class_weights(answers, getattr(self.scorer, "soft", False))
+        w = class_weights(answers, self.scorer.soft)
         effective_tie_width(self.scorer.link, w, answers.shape[2])  # SIMILAR answers need τ > 0
         m, b = chosen.shape
         rows = table[chosen].reshape(m, b * 3, table.shape[2])  # [M, b·3, G]
@@ -238,7 +236,7 @@ class ActiveScorer:
     def _compact_scorer(self, refs: torch.Tensor) -> Scorer:
         """The base scorer, with a default prior mean pinned to the whole bank's mean, so scoring
         a subset of references (per-image form) keeps the prior the full bank would give."""
-        if getattr(self.scorer, "prior_std", None) is None or getattr(self.scorer, "prior_mean", 0.0) is not None:
+        if self.scorer.prior_std is None or self.scorer.prior_mean is not None:
             return self.scorer
         pinned = copy.copy(self.scorer)
         pinned.prior_mean = float(refs.mean())

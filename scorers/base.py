@@ -13,6 +13,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from .link import Link
+
 
 @dataclass
 class Scores:
@@ -69,11 +71,18 @@ class Scorer(abc.ABC):
     """``score(probs [N, R, K], ref_scores [R], mask [N, R] | None) -> Scores``.
 
     ``mask`` marks which comparisons were made (the active scorer asks for only a few per
-    image); unmarked entries of ``probs`` are ignored.
+    image); unmarked entries of ``probs`` are ignored. Every BT scorer has a ``link`` (the
+    likelihood of a label given the score gap: what the active scorer ranks references by),
+    reads hard or ``soft`` labels, and may have a Gaussian prior (``prior_std``, ``prior_mean``;
+    None: a flat prior, and a mean of None means the bank's mean score).
     """
 
     low: float
     high: float
+    link: "Link"
+    soft: bool = False
+    prior_std: Optional[float] = None
+    prior_mean: Optional[float] = None
     per_image_refs: bool = False  # True when score() also accepts ref_scores [N, R]
 
     @abc.abstractmethod
