@@ -22,10 +22,10 @@ config: ``auto`` (``$ORDERLEARN_CACHE_DIR``, else the user's cache directory
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from comparators.base import Model
 
+from .files import atomic_write_bytes
 from .images import ImageDataset
 from .parallel import gather_in_order
 from .types import ScoredImage
@@ -122,11 +123,9 @@ class FeatureCache:
             return None
 
     def store(self, key: str, digest: str, features: torch.Tensor) -> None:
-        path = self._file(key, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy")
-        np.save(tmp, features.detach().cpu().float().numpy(), allow_pickle=False)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.save(buffer, features.detach().cpu().float().numpy(), allow_pickle=False)
+        atomic_write_bytes(self._file(key, digest), buffer.getvalue())
 
 
 class FeatureExtractor:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .types import DEFAULT_MARGIN, MARGIN_TOLERANCE, Pair, PairLabel
+from .types import DEFAULT_MARGIN, MARGIN_TOLERANCE, Pair, PairLabel, labels_from_delta
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,8 @@ class PairSet:
 
 
 def pair_labels(scores_a: np.ndarray, scores_b: np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """Vectorised :func:`orderlearn.types.label_from_delta`."""
-    delta = np.asarray(scores_a, dtype=np.float64) - np.asarray(scores_b, dtype=np.float64)
-    labels = np.full(delta.shape, int(PairLabel.SIMILAR), dtype=np.int64)
-    labels[delta > margin + MARGIN_TOLERANCE] = int(PairLabel.FIRST)
-    labels[delta < -margin - MARGIN_TOLERANCE] = int(PairLabel.SECOND)
-    return labels
+    """Labels of pairs (a, b) by the project's one rule, :func:`orderlearn.types.labels_from_delta`."""
+    return labels_from_delta(np.asarray(scores_a, dtype=np.float64) - np.asarray(scores_b, dtype=np.float64), margin)
 
 
 def class_targets(recipe: str, total: int) -> tuple[int, int, int]:
