@@ -206,3 +206,28 @@ def measure_template(paths: Sequence[Path], detector: Optional[FaceDetector] = N
     (width, height), _ = sizes.most_common(1)[0]
     mean = np.mean(relative, axis=0) * np.array([width, height], dtype=np.float64)
     return AlignmentTemplate(int(width), int(height), tuple((float(x), float(y)) for x, y in mean), len(relative))
+
+
+REFRAMINGS = ("padded", "shifted", "scaled_down", "scaled_up", "rotated_left", "rotated_right")
+BACKGROUND = (128, 128, 128)
+
+
+def reframe(image: Image.Image, how: str) -> Image.Image:
+    """A copy of a face crop framed the way a user's photo might be: ``padded`` (centred on a
+    canvas 1.5× its size), ``shifted`` (off-centre on that canvas), ``scaled_down`` (0.7× on a
+    canvas of its own size), ``scaled_up`` (1.2×, centre cropped back), ``rotated_left`` /
+    ``rotated_right`` (±10° about its centre). How robust alignment is gets measured on these."""
+    w, h = image.size
+    if how in ("padded", "shifted"):
+        canvas = Image.new("RGB", (int(1.5 * w), int(1.5 * h)), BACKGROUND)
+        canvas.paste(image, ((canvas.width - w) // 2, (canvas.height - h) // 2) if how == "padded" else (w // 10, h // 2 - h // 10))
+        return canvas
+    if how in ("scaled_down", "scaled_up"):
+        factor = 0.7 if how == "scaled_down" else 1.2
+        scaled = image.resize((round(w * factor), round(h * factor)), Image.Resampling.BICUBIC)
+        canvas = Image.new("RGB", (w, h), BACKGROUND)
+        canvas.paste(scaled, ((w - scaled.width) // 2, (h - scaled.height) // 2))
+        return canvas
+    if how in ("rotated_left", "rotated_right"):
+        return image.rotate(10 if how == "rotated_left" else -10, resample=Image.Resampling.BICUBIC, fillcolor=BACKGROUND)
+    raise ValueError(f"unknown reframing {how!r}; choose from {list(REFRAMINGS)}")
