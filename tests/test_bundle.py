@@ -136,3 +136,25 @@ def test_a_bundle_exported_from_a_gpu_run_predicts_on_a_cpu_only_process(scut_ro
     got = {Path(p["file"]).name: p["score"] for p in payload["predictions"]}
     assert got.keys() == expected.keys()
     assert all(abs(got[k] - float(v)) < 0.05 for k, v in expected.items())  # GPU vs CPU float rounding only
+
+
+def test_a_llava_bundle_holds_the_adapters_and_projector_only(synthetic_root, tmp_path):
+    """LMOL: the bundle's weights are the LoRA adapters and the projector (never the base model),
+    the config names the base; the bundle scores as the run did."""
+    pytest.importorskip("peft")
+    from test_llava_pipeline import N_ADAPTER_TENSORS, lmol_config
+
+    from orderlearn.config import config_from_dict
+    from orderlearn.run import run_experiment
+
+    run = tmp_path / "lmol"
+    run_experiment(config_from_dict(lmol_config(synthetic_root, run, data={"limit_test": 4}, train={"epochs": 1})))
+    bundle = export(run, tmp_path / "bundle")
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["method"] == "llava" and not manifest["full_weights"]
+    weights = load_file(str(bundle / "weights/checkpoint_0.safetensors"))
+    assert len(weights) == N_ADAPTER_TENSORS and all("lora_" in k or "multi_modal_projector" in k for k in weights)
+    assert "the base model comes from the config's checkpoint id" in (bundle / "README.md").read_text()
+    expected = test_faces(run, tmp_path / "photos")
+    payload = predict_cpu_only(bundle, tmp_path / "photos", tmp_path / "p.json", tmp_path)
+    assert {Path(p["file"]).name: f"{p['score']:.6f}" for p in payload["predictions"]} == expected
