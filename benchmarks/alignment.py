@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from orderlearn.alignment import REFRAMINGS, load_photo, reframe  # noqa: E402
 from orderlearn.bundle import load_model  # noqa: E402
 from orderlearn.data import load_test  # noqa: E402
-from orderlearn.predict import predict  # noqa: E402
+from orderlearn.predict import Predictions, predict  # noqa: E402
 
 
 def main() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
         print("| " + " | ".join(r) + " |")
 
 
-def scores_by_file(result) -> dict[str, float]:
+def scores_by_file(result: Predictions) -> dict[str, float]:
     for path, why in result.failed:
         print(f"not scored: {path}: {why}", file=sys.stderr)
     return {p.file: p.score for p in result.items}

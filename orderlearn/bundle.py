@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -208,6 +209,7 @@ def export_bundle(run: Path, out: Path, thumbnail_size: int = 64, template_faces
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write_bundle(saved, run, work, thumbnail_size, template_faces)
+        readable_by_all(work)
         if out.exists():
             out.rmdir()
         work.rename(out)
@@ -215,6 +217,14 @@ def export_bundle(run: Path, out: Path, thumbnail_size: int = 64, template_faces
         if work.exists():
             shutil.rmtree(work)
     return out
+
+
+def readable_by_all(folder: Path) -> None:
+    """The umask's usual modes (a temporary folder and safetensors files start private to their owner)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def write_bundle(saved: SavedRun, run: Path, out: Path, thumbnail_size: int, template_faces: int) -> None:

@@ -199,7 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.plot and result.items:
             from .decision_plots import decisions_for, plot_decisions
 
-            decisions = decisions_for([p.file for p in result.items], [s.path for s in result.scored],
+            decisions = decisions_for([Path(p.file).name for p in result.items], [s.path for s in result.scored],
                                       result.comparisons.for_scoring, result.scores, model.saved.bank.scores)
             plot_decisions(args.plot, decisions, model.saved.evaluator, model.references.get)
             print(f"wrote {len(decisions)} pictures into {args.plot}")

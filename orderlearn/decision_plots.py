@@ -108,18 +108,19 @@ def _comparison_panel(ax: plt.Axes, d: Decision) -> None:
     margin = (probs[:, int(PairLabel.FIRST)] - probs[:, int(PairLabel.SECOND)]).numpy()
     verdict = probs.argmax(-1).numpy()
     refs = d.ref_scores.numpy()
+    points = []
     for label in PairLabel:
         chosen = verdict == int(label)
         if chosen.any():
-            ax.scatter(refs[chosen], margin[chosen], s=9, color=LABEL_COLOURS[label], label=f"{LABEL_TEXT[label]}: {chosen.sum()}")
+            points.append(ax.scatter(refs[chosen], margin[chosen], s=9, color=LABEL_COLOURS[label],
+                                     label=f"{LABEL_TEXT[label]}: {chosen.sum()}"))
     _mark_estimate(ax, d)
     ax.axhline(0.0, color="#999999", lw=0.6)
     ax.set_ylim(-1.08, 1.08)
     ax.set_xlabel("reference score")
     ax.set_ylabel("P(FIRST) − P(SECOND)")
     ax.set_title(f"comparisons with {len(refs)} references", fontsize=9)
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles[:3], labels[:3], fontsize=7, loc="upper right")
+    ax.legend(handles=points, fontsize=7, loc="upper right")
 
 
 def _faces_panel(fig: plt.Figure, cell: object, d: Decision, reference_image: Callable[[int], Optional[Image.Image]]) -> None:

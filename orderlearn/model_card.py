@@ -71,7 +71,7 @@ def body(config: ExperimentConfig, manifest: dict[str, Any], bank: ReferenceBank
         "- Research on ordinal attribute estimation and order learning; reproducing published protocols.",
         "- Not for judging, ranking or selecting people. A score is the averaged opinion of the dataset's raters "
         "about a face, not a property of the person, and it inherits their biases.",
-        "- Trained faces: frontal, neutral, well-lit portraits of the training set's populations and ages; "
+        "- Trained faces: frontal, well-lit portraits of the training set's populations and ages; "
         "photos outside that range (profile views, occlusion, children, other populations) are out of distribution "
         "and the score means little there. The 95% interval is calibrated on validation faces of the training set only.",
         "- The percentile printed by `orderlearn predict` is among the bank's references, which are spread evenly "

@@ -56,7 +56,7 @@ class DevToolsPipe:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_browser)
         os.close(from_browser)
-        self.buffer, self.next_id, self.session = b"", 0, None
+        self.buffer, self.next_id, self.session, self.width = b"", 0, None, width
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
@@ -102,8 +102,10 @@ class DevToolsPipe:
             raise RuntimeError(f"no element {selector!r} on the page")
         self.call("DOM.setFileInputFiles", files=[str(Path(path).resolve())], nodeId=node)
 
-    def screenshot(self, out: Path) -> Path:
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]
+    def screenshot(self, out: Path, height: Optional[int] = None) -> Path:
+        """The page as PNG; ``height``: only its top that many pixels."""
+        clip = {} if height is None else {"clip": {"x": 0, "y": 0, "width": self.width, "height": height, "scale": 1}}
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False, **clip)["data"]
         Path(out).write_bytes(base64.b64decode(data))
         return Path(out)
 
@@ -124,7 +126,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def score_on_the_page(bundle: Path, photo: Path, align: str, screenshot: Optional[Path] = None) -> str:
+def score_on_the_page(bundle: Path, photo: Path, align: str, screenshot: Optional[Path] = None,
+                      screenshot_height: Optional[int] = None) -> str:
     """Start the page of ``bundle``, upload ``photo`` in headless Chromium, return the score it shows."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from orderlearn.bundle import load_model
@@ -142,7 +145,7 @@ def score_on_the_page(bundle: Path, photo: Path, align: str, screenshot: Optiona
         browser.wait_for("document.querySelector('#decision img') !== null", timeout_s=60)
         if screenshot is not None:
             time.sleep(1.0)  # let the images paint
-            browser.screenshot(screenshot)
+            browser.screenshot(screenshot, screenshot_height)
         return shown
     finally:
         browser.close()
@@ -195,6 +198,7 @@ if __name__ == "__main__":
     parser.add_argument("--photo", required=True, type=Path)
     parser.add_argument("--screenshot", required=True, type=Path)
     parser.add_argument("--align", default="mtcnn", choices=["mtcnn", "none"])
+    parser.add_argument("--height", type=int, default=700, help="keep the top this many pixels of the page")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    print("score on the page:", score_on_the_page(args.model, args.photo, args.align, args.screenshot))
+    print("score on the page:", score_on_the_page(args.model, args.photo, args.align, args.screenshot, args.height))
