@@ -158,3 +158,13 @@ def test_a_llava_bundle_holds_the_adapters_and_projector_only(synthetic_root, tm
     expected = test_faces(run, tmp_path / "photos")
     payload = predict_cpu_only(bundle, tmp_path / "photos", tmp_path / "p.json", tmp_path)
     assert {Path(p["file"]).name: f"{p['score']:.6f}" for p in payload["predictions"]} == expected
+
+
+def test_stored_bank_embeddings_that_do_not_fit_the_bank_are_refused(runs, tmp_path):
+    from safetensors.torch import save_file
+
+    bundle = export(runs["comparator"], tmp_path / "bundle")
+    stored = load_file(str(bundle / "bank_embeddings.safetensors"))
+    save_file({k: v[:-1].contiguous() for k, v in stored.items()}, str(bundle / "bank_embeddings.safetensors"))
+    with pytest.raises(DataError, match="rows for"):
+        load_bundle(bundle)
