@@ -131,9 +131,14 @@ class BankRoute:
     """Comparisons of sample sets with the bank under a run's :class:`BankEvaluator`."""
 
     def __init__(self, model: Model, evaluator: BankEvaluator, bank: ReferenceBank, run_dir: Path,
-                 features: FeatureExtractor, accelerator: Accelerator, batch_size: int) -> None:
+                 features: FeatureExtractor, accelerator: Accelerator, batch_size: int,
+                 stored_bank_embeddings: Optional[Sequence[torch.Tensor]] = None) -> None:
+        """``stored_bank_embeddings``: per checkpoint, what :meth:`bank_embeddings` would compute
+        (an exported bundle carries them, so it scores without the bank's images)."""
         self.model, self.evaluator, self.bank, self.run_dir = model, evaluator, bank, Path(run_dir)
         self.features, self.accelerator, self.batch_size = features, accelerator, batch_size
+        self.stored_bank_embeddings = _checked_bank_embeddings(stored_bank_embeddings, evaluator, bank)
+        self._checkpoint = 0  # the checkpoint whose view views() yielded last
 
     def views(self) -> Iterator[tuple[int, Comparator]]:
         """(checkpoint index, comparator view with that checkpoint's weights and view state)."""
@@ -143,6 +148,7 @@ class BankRoute:
             view = self.model.comparator_view()
             if i < len(self.evaluator.view_states):
                 view.load_view_state(self.evaluator.view_states[i])
+            self._checkpoint = i
             yield i, view.to(self.accelerator.device).eval()
 
     def embeddings(self, view: Comparator, samples: Sequence[ScoredImage], desc: str) -> torch.Tensor:
@@ -150,6 +156,8 @@ class BankRoute:
 
     def bank_embeddings(self, view: Comparator) -> torch.Tensor:
         """The references as ``view.compare`` reads them (their images, or their known scores)."""
+        if self.stored_bank_embeddings is not None:
+            return self.stored_bank_embeddings[self._checkpoint]
         return view.embed_references(self.embeddings(view, self.bank.samples, "features bank"), self.bank.scores)
 
     def fit_views(self, samples: Sequence[ScoredImage], margin: float) -> None:
@@ -218,6 +226,20 @@ class BankRoute:
             self.evaluator.interval_scale = interval_scale(raw, truth)
             report["std_scale"] = self.evaluator.interval_scale
         return report
+
+
+def _checked_bank_embeddings(stored: Optional[Sequence[torch.Tensor]], evaluator: BankEvaluator,
+                             bank: ReferenceBank) -> Optional[list[torch.Tensor]]:
+    """``stored`` as a list, one [R, ...] tensor per checkpoint (a DataError when it does not fit)."""
+    if stored is None:
+        return None
+    stored = list(stored)
+    if len(stored) != len(evaluator.checkpoints):
+        raise DataError(f"{len(stored)} stored bank embeddings for {len(evaluator.checkpoints)} checkpoints")
+    for i, emb in enumerate(stored):
+        if emb.shape[0] != len(bank):
+            raise DataError(f"stored bank embeddings of checkpoint {i}: {emb.shape[0]} rows for {len(bank)} references")
+    return stored
 
 
 def interval_coverage(scores: scorers.Scores, truth: Sequence[float]) -> Optional[float]:

@@ -7,6 +7,9 @@
   orderlearn synth --out DIR               write the synthetic SCUT-FBP5500-layout dataset
   orderlearn compare RUN_DIR ... --out D   direct vs order-learned table over runs (fold mean ± std)
   orderlearn active --run DIR [--budgets]  PC / MAE vs comparisons per image (active reference selection)
+  orderlearn predict PHOTO|DIR --model M   score your own photos (M: a run folder, a bundle, a hub id)
+  orderlearn export RUN --out BUNDLE       a self-contained model folder (safetensors, JSON, model card)
+  orderlearn serve --model M               a web page to score a photo (needs the `serve` extra)
 """
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--images", type=Path, nargs="+", help="image files and/or folders (default: the run's test split)")
     score.add_argument("--out", type=Path, help="CSV to write (default RUN/scored.csv)")
     score.add_argument("--scorer", help="scorer name (default: the run's)")
+    score.add_argument("--plot", type=int, default=0, metavar="N", help="pictures of the decision for the first N images")
+    score.add_argument("--plot-dir", type=Path, help="folder for the pictures (default RUN/plots)")
     score.set_defaults(func=cmd_score)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a scores CSV with true_score and score columns")
@@ -85,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     active.add_argument("--link", choices=["run", "default", "calibrated"], default="run",
                         help="base scorer's link: as the run (default), the configured default, or fitted on validation x bank")
     active.set_defaults(func=cmd_active)
+    add_photo_commands(sub)
     return parser
 
 
@@ -100,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .score_images import score_run
 
-    out, failed = score_run(args.run, args.images, args.out, args.scorer)
+    out, failed = score_run(args.run, args.images, args.out, args.scorer, args.plot, args.plot_dir)
     print(f"wrote {out}")
     for path, why in failed:
         print(f"error: not scored: {path}: {why}", file=sys.stderr)
@@ -146,6 +152,84 @@ def cmd_active(args: argparse.Namespace) -> int:
 
     run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link)
     return 0
+
+
+# ---------------------------------------------------------------------------- photos: predict, export, serve
+def add_photo_commands(sub: "argparse._SubParsersAction") -> None:
+    """``predict``, ``export`` and ``serve``: scoring your own photos with a trained model."""
+    predict = sub.add_parser("predict", help="score photos (files and folders) with a run or an exported bundle")
+    predict.add_argument("photos", nargs="+", type=Path, metavar="PHOTO|DIR")
+    predict.add_argument("--model", required=True, help="a run folder, a bundle folder, or a hub id owner/name")
+    predict.add_argument("--align", choices=["mtcnn", "none"], default="mtcnn",
+                         help="mtcnn: detect the face and align it like the training faces (default); none: score as is")
+    predict.add_argument("--one-face", action="store_true", help="a photo with several faces is an error (default: the largest)")
+    predict.add_argument("--csv", type=Path, help="also write the table as CSV")
+    predict.add_argument("--json", type=Path, help="also write the predictions and failures as JSON")
+    predict.add_argument("--plot", type=Path, metavar="DIR", help="pictures of each decision into DIR")
+    predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="write a self-contained bundle of a run (safetensors, JSON, model card)")
+    export.add_argument("run", type=Path, metavar="RUN", help="output_dir of `orderlearn run`")
+    export.add_argument("--out", required=True, type=Path, help="the bundle folder to create")
+    export.add_argument("--thumbnail-size", type=int, default=64, help="reference thumbnails' side in px (0: none)")
+    export.add_argument("--template-faces", type=int, default=200, help="training faces the alignment template averages")
+    export.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the bundle as a hub model repository")
+    export.set_defaults(func=cmd_export)
+
+    serve = sub.add_parser("serve", help="a web page to score a photo (Gradio)")
+    serve.add_argument("--model", required=True, help="a bundle folder, a run folder, or a hub id")
+    serve.add_argument("--align", choices=["mtcnn", "none"], default="mtcnn")
+    serve.add_argument("--one-face", action="store_true")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from . import predict as photos
+    from .bundle import load_model
+
+    model = load_model(args.model)
+    with tempfile.TemporaryDirectory(prefix="orderlearn-crops-") as work:
+        result = photos.predict(model, args.photos, Path(work), args.align, args.one_face)
+        if result.items:
+            print(photos.format_table(result.items))
+        if args.plot and result.items:
+            from .decision_plots import decisions_for, plot_decisions
+
+            decisions = decisions_for([Path(p.file).name for p in result.items], [s.path for s in result.scored],
+                                      result.comparisons.for_scoring, result.scores, model.saved.bank.scores)
+            plot_decisions(args.plot, decisions, model.saved.evaluator, model.references.get)
+            print(f"wrote {len(decisions)} pictures into {args.plot}")
+    if args.csv:
+        photos.write_csv(args.csv, result.items)
+    if args.json:
+        photos.write_json(args.json, result)
+    for path, why in result.failed:
+        print(f"error: not scored: {path}: {why}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .bundle import check_thumbnail_size, export_bundle, push_bundle
+
+    out = export_bundle(args.run, args.out, check_thumbnail_size(args.thumbnail_size), args.template_faces)
+    print(f"wrote {out}")
+    if args.push_to_hub:
+        print(f"pushed to {push_bundle(out, args.push_to_hub)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .bundle import load_model
+    from .serve import import_gradio, serve
+
+    import_gradio()  # the missing extra is a one-line error before the model loads
+    serve(load_model(args.model), args.align, args.one_face, args.host, args.port)
+    return 0
+# ---------------------------------------------------------------------------- end of photo commands
 
 
 if __name__ == "__main__":

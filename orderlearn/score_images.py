@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from .data import load_test
 from .errors import DataError
 from .images import load_image
 from .run_outputs import write_scores_csv
-from .saved_run import load_run
+from .saved_run import SavedRun, load_run
 from .types import ScoredImage
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    import scorers
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -54,8 +59,11 @@ def collect_images(inputs: Sequence[Path]) -> ImageInputs:
 
 
 def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[Path] = None,
-              scorer_name: Optional[str] = None) -> tuple[Path, list[tuple[Path, str]]]:
-    """Score ``images`` (default: the run's test split); returns the CSV and the failed files."""
+              scorer_name: Optional[str] = None, plot: int = 0,
+              plot_dir: Optional[Path] = None) -> tuple[Path, list[tuple[Path, str]]]:
+    """Score ``images`` (default: the run's test split); returns the CSV and the failed files.
+    ``plot``: pictures of the decision for the first ``plot`` images, into ``plot_dir``
+    (default ``RUN/plots``)."""
     saved = load_run(Path(run))
     failed: list[tuple[Path, str]] = []
     if images:
@@ -70,4 +78,17 @@ def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[
     out = Path(out) if out else Path(run) / "scored.csv"
     if saved.accelerator.is_main_process:
         write_scores_csv(out, samples, scores)
+        if plot:
+            plot_scored(saved, samples[:plot], comparisons.for_scoring, scores, Path(plot_dir or Path(run) / "plots"))
     return out, failed
+
+
+def plot_scored(saved: "SavedRun", samples: Sequence[ScoredImage], for_scoring: "torch.Tensor", scores: "scorers.Scores",
+                out_dir: Path) -> list[Path]:
+    """Decision pictures of the first ``len(samples)`` scored images (true scores marked where known)."""
+    from .bundle import ReferenceImages
+    from .decision_plots import decisions_for, plot_decisions
+
+    paths = [s.path for s in samples]
+    decisions = decisions_for([p.name for p in paths], paths, for_scoring, scores, saved.bank.scores, [s.score for s in samples])
+    return plot_decisions(out_dir, decisions, saved.evaluator, ReferenceImages(saved.bank).get)
