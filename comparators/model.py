@@ -54,6 +54,12 @@ class Model(nn.Module):
                                       "train it with train.frozen_backbone: false")
         return head
 
+    def feature_views(self) -> tuple[str, ...]:
+        """Views of each image (:data:`comparators.views.VIEWS`) whose features
+        :meth:`forward_features` is run on, stacked on axis 1 when more than one (a test-time
+        averaging view). Default: the image itself, features ``[N, ...]``."""
+        return ("identity",)
+
     def feature_modules(self) -> list[nn.Module]:
         """Modules whose weights determine :meth:`forward_features` (hashed into the feature-cache
         key, and kept in evaluation mode while only the head trains). Default: the whole model."""
