@@ -162,6 +162,15 @@ def frozen_modules(backbone: nn.Module) -> list[nn.Module]:
     return backbone.trunk_modules() if isinstance(backbone, PartialBackbone) else [backbone]
 
 
+def feature_key_config(backbone: nn.Module, name: str, config: object) -> object:
+    """What determines a split model's cached features besides the trunk's weights and the
+    transform: the backbone's name and the split (the method's other options do not touch the
+    trunk); an unsplit model's whole ``config``."""
+    if isinstance(backbone, PartialBackbone):
+        return f"PartialBackbone(backbone={name!r}, trainable_from={backbone.trainable_from!r})"
+    return config
+
+
 def check_trainable_from(value: TrainableFrom) -> TrainableFrom:
     """Options-level check (the backbone's units are checked when the model is built)."""
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):

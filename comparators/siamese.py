@@ -16,7 +16,7 @@ from torch import nn
 
 from .backbones import check_backbone_name, create_backbone
 from .base import Comparator
-from .partial import TrainableFrom, check_trainable_from, frozen_modules, split_backbone, top, trunk
+from .partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
 from .views import with_test_views
 from orderlearn.types import swap_first_second
 from .transforms import AUGMENTATIONS, BackboneTransforms
@@ -97,6 +97,9 @@ class SiameseComparator(BackboneTransforms, Comparator):
 
     def feature_modules(self) -> list[nn.Module]:
         return frozen_modules(self.backbone)
+
+    def feature_key_config(self) -> Any:
+        return feature_key_config(self.backbone, self.config.backbone, self.config)
 
     def comparator_view(self) -> Comparator:
         return with_test_views(self, self.config.test_flip)

@@ -62,6 +62,9 @@ class ViewAveraged(Comparator):
     def feature_modules(self) -> list[nn.Module]:
         return self.inner.feature_modules()
 
+    def feature_key_config(self) -> Any:
+        return self.inner.feature_key_config()
+
     def embed_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """``features [n, V, ...]`` -> the mean over views of the inner view's embeddings."""
         if features.shape[1] != len(self.views):

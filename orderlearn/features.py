@@ -5,10 +5,12 @@ comparator's ``embed``, a regressor's backbone) over samples in evaluation mode,
 spread over accelerate's processes. With a :class:`FeatureCache` every image's features are
 stored in a file of its own, content-addressed twice:
 
-* per **model**: a digest of the model's class, its whole options config, the preprocessing
-  transform and the weights of its :meth:`~comparators.base.Model.feature_modules` (so a
-  retrained weights file at the same path, another ``backbone_kwargs`` or image size can never
-  reuse stale features);
+* per **model**: a digest of the model's class, its options config (its
+  :meth:`~comparators.base.Model.feature_key_config`: the whole options config, or for a
+  partially fine-tuned model the frozen trunk's description, so methods over one trunk share
+  entries), the preprocessing transform and the weights of its
+  :meth:`~comparators.base.Model.feature_modules` (so a retrained weights file at the same
+  path, another ``backbone_kwargs`` or image size can never reuse stale features);
 * per **image**: the SHA-256 of the file's bytes (a moved or renamed file is still a hit, an
   edited one is a miss);
 * per **view** (:data:`comparators.views.VIEWS`): the mirror image's features are an entry of
@@ -92,7 +94,7 @@ def model_key(model: Model, transform: Callable, view: str = "identity") -> str:
     spec = {
         "format": CACHE_FORMAT,
         "modules": [f"{type(m).__module__}.{type(m).__qualname__}" for m in modules],
-        "config": repr(model.config),
+        "config": repr(model.feature_key_config()),
         "transform": repr(transform),
         "mode": "eval",
         "weights": weights_digest(modules),

@@ -157,3 +157,24 @@ def test_a_partial_run_trains_only_the_top_and_caches_each_image_and_view_once(s
     assert top and any(not torch.equal(trained[k], initial[k]) for k in top)
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["direct"]["n"] == 40
+
+
+def test_methods_over_the_same_trunk_share_cached_features_and_other_splits_do_not(synthetic_root, feature_cache_dir):
+    from accelerate import Accelerator
+
+    from orderlearn.data import load_training
+    from orderlearn.features import FeatureCache, FeatureExtractor
+
+    splits = load_training(config_from_dict({"data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1"}}).data)
+    extractor = FeatureExtractor(Accelerator(cpu=True), 4, cache=FeatureCache(feature_cache_dir))
+    torch.manual_seed(0)  # the backbone is built first: both get the same random trunk
+    siamese = comparators.create("siamese", **TINY, trainable_from="blocks.4", projection=8)
+    torch.manual_seed(0)
+    plain = comparators.create("plain", **TINY, trainable_from="blocks.4", loss="mse", test_flip=True)
+    first = extractor(siamese, splits.train[:3])
+    second = extractor(plain.comparator_view(), splits.train[:3], views=("identity",))
+    assert torch.equal(first, second)
+    assert len(list(feature_cache_dir.glob("*/*.npy"))) == 3  # one trunk, one entry per image
+    torch.manual_seed(0)
+    extractor(comparators.create("plain", **TINY, trainable_from="blocks.5"), splits.train[:3])
+    assert len(list(feature_cache_dir.glob("*/*.npy"))) == 6

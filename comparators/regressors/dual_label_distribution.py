@@ -52,7 +52,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from comparators.backbones import check_backbone_name, create_backbone, normalisation
-from comparators.partial import TrainableFrom, check_trainable_from, frozen_modules, split_backbone, top, trunk
+from comparators.partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
 from comparators.regression_comparator import RegressionComparator
 from comparators.views import with_test_views
 from comparators.base import Comparator, Batch, Regressor, RegressorOutput
@@ -200,6 +200,9 @@ class DualLabelDistributionRegressor(Regressor):
 
     def feature_modules(self) -> list[nn.Module]:
         return frozen_modules(self.backbone)
+
+    def feature_key_config(self) -> Any:
+        return feature_key_config(self.backbone, self.config.backbone, self.config)
 
     def comparator_view(self) -> Comparator:
         return with_test_views(RegressionComparator(self), self.config.test_flip)
