@@ -118,3 +118,14 @@ def test_in_batch_options_are_checked(synthetic_root, tmp_path):
                                   "pairs": {"recipe": "in-batch"}, "train": {"epochs": 1, "frozen_backbone": True, "tracker": "none"}})
     with pytest.raises(ConfigError, match="balanced-2"):
         run_experiment(two_class)
+
+
+def test_the_results_table_names_the_trainable_part_and_the_pair_recipe():
+    from orderlearn.results_table import pair_recipe, trainable_part
+
+    partial = {"task": "comparator", "model": {"trainable_from": "blocks.4"}, "train": {"frozen_backbone": True},
+               "pairs": {"recipe": "in-batch", "in_batch_mix": "imbalanced-4-4-2"}}
+    assert (trainable_part(partial), pair_recipe(partial)) == ("from blocks.4", "in-batch (imbalanced-4-4-2)")
+    frozen = {"task": "comparator", "train": {"frozen_backbone": True}, "pairs": {"recipe": "balanced-3"}}
+    assert (trainable_part(frozen), pair_recipe(frozen)) == ("head", "balanced-3")
+    assert (trainable_part({"task": "regressor"}), pair_recipe({"task": "regressor"})) == ("whole network", "-")
