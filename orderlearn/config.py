@@ -35,6 +35,8 @@ class DataConfig:
     val_seed: int = 0
     limit_train: Optional[int] = None  # use a seeded subset of the training files (small real-data runs)
     limit_test: Optional[int] = None
+    train_groups: Optional[list[str]] = None  # keep only these groups' training files (SCUT: AF, AM, CF, CM; from the file name)
+    test_groups: Optional[list[str]] = None  # keep only these groups' test files (the cross-group protocol)
     synthetic_images: int = 1000
     synthetic_image_size: int = 128
     score_low: float = 1.0

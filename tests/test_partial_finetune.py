@@ -178,3 +178,17 @@ def test_methods_over_the_same_trunk_share_cached_features_and_other_splits_do_n
     torch.manual_seed(0)
     extractor(comparators.create("plain", **TINY, trainable_from="blocks.5"), splits.train[:3])
     assert len(list(feature_cache_dir.glob("*/*.npy"))) == 6
+
+
+def test_cross_group_protocol_trains_on_some_groups_and_tests_on_others(synthetic_root):
+    from orderlearn.data import load_test, load_training
+
+    data = {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2}
+    everything = load_training(config_from_dict({"data": data}).data)
+    asian = config_from_dict({"data": {**data, "train_groups": ["AF", "AM"], "test_groups": ["CF", "CM"]}}).data
+    splits, test = load_training(asian), load_test(asian)
+    assert {s.group for s in splits.train + splits.val} == {"AF", "AM"}
+    assert {s.group for s in test} == {"CF", "CM"}
+    assert len(splits.train) + len(splits.val) < len(everything.train) + len(everything.val)
+    with pytest.raises(ConfigError, match="data.test_groups: no image of groups"):
+        load_test(config_from_dict({"data": {**data, "test_groups": ["XX"]}}).data)
