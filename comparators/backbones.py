@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
+import comparators.fusion  # noqa: F401  (registers the fused MobileNetV2 + EfficientNet-Lite0 backbone)
 
 log = logging.getLogger(__name__)
 
