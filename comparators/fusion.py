@@ -1,7 +1,7 @@
 """Feature fusion of backbones: one backbone name whose pooled features are the concatenation of
 several timm backbones' pooled features.
 
-``mobilenetv2_100_lite0_fusion`` = ImageNet MobileNetV2 (1280-d) ‖ ImageNet EfficientNet-Lite0
+``mobilenetv2_100_lite0_fusion`` (registered in :mod:`comparators.backbones`) = ImageNet MobileNetV2 (1280-d) ‖ ImageNet EfficientNet-Lite0
 (1280-d), both with offline weights: any comparator or regressor that names it as its
 ``backbone`` compares or regresses over the 2560-d concatenated embedding, with the rest of the
 pipeline (frozen features through the cache, the bank route, the direct head) unchanged.
@@ -16,8 +16,6 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-
-from .backbone_registry import register_backbone
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -39,13 +37,10 @@ class Renormalise(nn.Module):
 class FusedBackbone(nn.Module):
     """Pooled features of several backbones, concatenated: ``[B, Σ num_features]``."""
 
-    def __init__(self, names: Sequence[str], weights: str) -> None:
+    def __init__(self, branches: Sequence[nn.Module], normalisations: Sequence[tuple[Sequence[float], Sequence[float]]]) -> None:
         super().__init__()
-        from .backbones import create_backbone, normalisation
-
-        self.names = list(names)
-        self.branches = nn.ModuleList(create_backbone(name, weights) for name in self.names)
-        self.inputs = nn.ModuleList(Renormalise(*normalisation(name)) for name in self.names)
+        self.branches = nn.ModuleList(branches)
+        self.inputs = nn.ModuleList(Renormalise(mean, std) for mean, std in normalisations)
         self.num_features = sum(b.num_features for b in self.branches)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -55,10 +50,3 @@ class FusedBackbone(nn.Module):
         if num_classes != 0:
             raise ValueError("a fused backbone is a feature extractor: reset_classifier(0) only")
 
-
-@register_backbone
-def mobilenetv2_100_lite0_fusion(pretrained: bool = False, **kwargs: Any) -> FusedBackbone:
-    """ImageNet MobileNetV2 ‖ ImageNet EfficientNet-Lite0 (offline weights when ``pretrained``)."""
-    if kwargs.get("num_classes", 0) not in (0, None):
-        raise ValueError("mobilenetv2_100_lite0_fusion is a feature extractor (num_classes=0)")
-    return FusedBackbone(("mobilenetv2_100", "tf_efficientnet_lite0"), "imagenet" if pretrained else "random")

@@ -15,9 +15,8 @@ image embedded once.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -178,7 +177,3 @@ def mix_of_validation(mix: str) -> str:
     """The fixed recipe whose validation pairs measure an in-batch mix."""
     return mix if mix in RECIPES else "balanced-3"
 
-
-def source_ids(n_images: int, n_views: int) -> np.ndarray:
-    """Face index of each item of a view-major stack of ``n_views`` views of ``n_images`` faces."""
-    return np.tile(np.arange(n_images), n_views)
