@@ -133,7 +133,8 @@ def read_run(path: Path) -> Run:
 
 def trainable_part(config: dict[str, Any]) -> str:
     """What a run trained: ``whole network``, ``head`` (frozen features) or ``from <unit>``."""
-    unit = (config.get("model") or {}).get("trainable_from")
+    model = config.get("model") or {}
+    unit = model.get("trainable_from", (model.get("args") or {}).get("trainable_from"))  # a saved config nests options in args
     if unit is not None:
         return f"from {unit}"
     return "head" if (config.get("train") or {}).get("frozen_backbone") else "whole network"

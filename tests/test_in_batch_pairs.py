@@ -128,4 +128,6 @@ def test_the_results_table_names_the_trainable_part_and_the_pair_recipe():
     assert (trainable_part(partial), pair_recipe(partial)) == ("from blocks.4", "in-batch (imbalanced-4-4-2)")
     frozen = {"task": "comparator", "train": {"frozen_backbone": True}, "pairs": {"recipe": "balanced-3"}}
     assert (trainable_part(frozen), pair_recipe(frozen)) == ("head", "balanced-3")
+    saved = {"task": "regressor", "model": {"name": "plain", "args": {"trainable_from": "blocks.4"}}}  # as config.yaml holds it
+    assert trainable_part(saved) == "from blocks.4"
     assert (trainable_part({"task": "regressor"}), pair_recipe({"task": "regressor"})) == ("whole network", "-")
