@@ -56,9 +56,10 @@ class Comparator(Model):
         return features
 
     def embed_references(self, features: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """The embeddings ``compare`` reads for bank references, whose scores are known.
-        Default: the reference images' own embeddings (a comparator judges the image)."""
-        return self.embed_from_features(features)
+        """The embeddings ``compare`` reads for bank references, whose scores are known, given
+        the references' own embeddings (:meth:`embed_from_features` already applied). Default:
+        those embeddings (a comparator judges the image)."""
+        return features
 
     def natural_link(self) -> Optional["Link"]:
         """The link under which this comparator's probabilities are exact, if it has one (a

@@ -54,6 +54,19 @@ class Model(nn.Module):
                                       "train it with train.frozen_backbone: false")
         return head
 
+    def feature_key_config(self) -> Any:
+        """What, besides the feature modules' weights and the transform, determines
+        :meth:`forward_features` (hashed into the feature-cache key). Default: the whole options
+        config (any option might); a model whose features are a frozen trunk's output returns
+        that trunk's description, so methods over the same trunk share cached features."""
+        return self.config
+
+    def feature_views(self) -> tuple[str, ...]:
+        """Views of each image (:data:`comparators.views.VIEWS`) whose features
+        :meth:`forward_features` is run on, stacked on axis 1 when more than one (a test-time
+        averaging view). Default: the image itself, features ``[N, ...]``."""
+        return ("identity",)
+
     def feature_modules(self) -> list[nn.Module]:
         """Modules whose weights determine :meth:`forward_features` (hashed into the feature-cache
         key, and kept in evaluation mode while only the head trains). Default: the whole model."""

@@ -51,6 +51,9 @@ class RegressionComparator(Comparator):
     def feature_modules(self) -> list[nn.Module]:
         return self.regressor.feature_modules() if self.regressor.splits else [self.regressor]
 
+    def feature_key_config(self) -> Any:
+        return self.regressor.feature_key_config() if self.regressor.splits else self.config
+
     def embed_from_features(self, features: torch.Tensor) -> torch.Tensor:
         if self.regressor.splits:
             return self._score(self.regressor.forward_head(features))

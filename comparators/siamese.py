@@ -16,6 +16,8 @@ from torch import nn
 
 from .backbones import check_backbone_name, create_backbone
 from .base import Comparator
+from .partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
+from .views import with_test_views
 from orderlearn.types import swap_first_second
 from .transforms import AUGMENTATIONS, BackboneTransforms
 from .registry import register_model
@@ -32,9 +34,12 @@ class SiameseConfig:
     num_classes: int = 3  # 3: FIRST/SECOND/SIMILAR; 2: FIRST/SECOND
     symmetric: bool = True
     augment: list[str] = field(default_factory=lambda: ["hflip"])
+    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
+    test_flip: bool = False  # embed a bank or test face as the mean of its and its mirror's embeddings
 
     def __post_init__(self) -> None:
         check_backbone_name(self.backbone)
+        self.trainable_from = check_trainable_from(self.trainable_from)
         if self.num_classes not in (2, 3):
             raise ValueError(f"num_classes: must be 2 or 3, got {self.num_classes}")
         for key in ("image_size", "projection", "hidden"):
@@ -54,7 +59,8 @@ class SiameseComparator(BackboneTransforms, Comparator):
         super().__init__()
         self.config = config
         self.num_classes = config.num_classes
-        self.backbone = create_backbone(config.backbone, config.weights)
+        self.backbone = split_backbone(create_backbone(config.backbone, config.weights), config.trainable_from,
+                                       config.image_size)
         self.project = nn.Sequential(nn.Linear(self.backbone.num_features, config.projection), nn.LayerNorm(config.projection))
         self.head = nn.Sequential(
             nn.Linear(4 * config.projection, config.hidden),
@@ -70,6 +76,17 @@ class SiameseComparator(BackboneTransforms, Comparator):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)
 
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen part's output: the trunk's maps when partially fine-tuned, else the
+        pooled embedding."""
+        return trunk(self.backbone, images)
+
+    def embed_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return top(self.backbone, features)
+
+    def forward_head(self, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.compare(self.embed_from_features(features_a), self.embed_from_features(features_b))
+
     def compare(self, emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
         p_a, p_b = self.project(emb_a), self.project(emb_b)
         logits = self.head(torch.cat([p_a, p_b, p_a - p_b, p_a * p_b], dim=-1))
@@ -79,7 +96,13 @@ class SiameseComparator(BackboneTransforms, Comparator):
         return logits
 
     def feature_modules(self) -> list[nn.Module]:
-        return [self.backbone]
+        return frozen_modules(self.backbone)
+
+    def feature_key_config(self) -> Any:
+        return feature_key_config(self.backbone, self.config.backbone, self.config)
+
+    def comparator_view(self) -> Comparator:
+        return with_test_views(self, self.config.test_flip)
 
 
 @register_model("siamese", kind="comparator", options=SiameseConfig)

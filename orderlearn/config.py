@@ -35,6 +35,8 @@ class DataConfig:
     val_seed: int = 0
     limit_train: Optional[int] = None  # use a seeded subset of the training files (small real-data runs)
     limit_test: Optional[int] = None
+    train_groups: Optional[list[str]] = None  # keep only these groups' training files (SCUT: AF, AM, CF, CM; from the file name)
+    test_groups: Optional[list[str]] = None  # keep only these groups' test files (the cross-group protocol)
     synthetic_images: int = 1000
     synthetic_image_size: int = 128
     score_low: float = 1.0
@@ -51,7 +53,14 @@ class ModelConfig:
 
 @dataclass
 class PairsConfig:
+    """Which pairs a comparator trains on: a fixed, seeded list (``balanced-3``, ``balanced-2``,
+    ``imbalanced-4-4-2``: ``total`` pairs) or ``in-batch``: every step embeds a batch of
+    ``train.batch_size`` images once and trains on the ordered pairs among them, sampled to the
+    class mix ``in_batch_mix`` (a fixed recipe's proportions, or ``all`` pairs). Validation
+    pairs are always a fixed recipe's ``val_total`` (``in_batch_mix``'s, ``balanced-3`` for ``all``)."""
+
     recipe: str = "balanced-3"
+    in_batch_mix: str = "balanced-3"  # in-batch only: balanced-3 | balanced-2 | imbalanced-4-4-2 | all
     total: int = 90_000
     val_total: int = 6_000
     margin: float = 0.2
@@ -90,7 +99,8 @@ class TrainConfig:
     grad_accum: int = 1
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
     num_workers: int = 0
-    frozen_backbone: bool = False  # embed once, train only the head
+    frozen_backbone: bool = False  # embed once, train only the head (with model.trainable_from: the top stages too)
+    feature_views: list[str] = field(default_factory=lambda: ["identity"])  # frozen_backbone: cached views of each training image (identity, hflip)
     max_steps_per_epoch: Optional[int] = None
     select_metric: str = "val_loss"  # val_loss, val_mae (lower) | val_accuracy, val_pc (higher; val_mae/val_pc: regressors)
     log_every: int = 50
@@ -155,6 +165,8 @@ CHOICES = {
     "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
     "train.select_metric": ("val_loss", "val_accuracy", "val_pc", "val_mae"),
     "train.tracker": ("tensorboard", "none"),
+    "pairs.recipe": ("balanced-3", "balanced-2", "imbalanced-4-4-2", "in-batch"),
+    "pairs.in_batch_mix": ("balanced-3", "balanced-2", "imbalanced-4-4-2", "all"),
 }
 OPEN_SECTIONS = ("model", "scorer")  # keys besides `name` are the component's own arguments
 
@@ -196,6 +208,7 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
     _check_ranges(config)
+    _check_views(config.train)
     validate_model_options(config.model)
     validate_scorer_options(config.scorer, config.data)
     return config
@@ -241,6 +254,18 @@ def validate_scorer_options(scorer: ScorerConfig, data: DataConfig) -> None:
         cls(low=data.score_low, high=data.score_high, **{k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in args.items()})
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"scorer ({scorer.name}): {exc}") from None
+
+
+def _check_views(train: TrainConfig) -> None:
+    from comparators.views import check_views
+
+    try:
+        check_views(train.feature_views, "train.feature_views")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if train.feature_views != ["identity"] and not train.frozen_backbone:
+        raise ConfigError("train.feature_views: cached views need train.frozen_backbone: true "
+                          "(a trained backbone sees augmentations through model.augment instead)")
 
 
 def _check_names(args: dict[str, Any], names: set[str], prefix: str) -> None:
@@ -320,6 +345,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return None
         if len(options) > 2 and dataclasses.is_dataclass(options[0]) and isinstance(value, dict):
             return _build(options[0], value, f"{key}.")  # e.g. a scorer's link: Link | dict | None
+        scalars = [o for o in options if o in (int, str, bool, float)]
+        if len(scalars) > 1 and type(value) in scalars:  # e.g. a unit name or an index: str | int
+            return value
         hint = next(o for o in options if o is not type(None))
         origin = typing.get_origin(hint)
     if hint is Any:

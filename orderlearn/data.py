@@ -69,7 +69,25 @@ def _read(config: DataConfig) -> DatasetSplits:
         parts = manifest.split_manifest(manifest.read_manifest(root, score_range), _manifest_test_fold(config.split))
         splits = DatasetSplits(parts.train, parts.val or None, parts.test, str(root))
     check_no_shared_content(splits)
+    splits.train = _of_groups(splits.train, config.train_groups, "data.train_groups", splits.source)
+    splits.test = _of_groups(splits.test, config.test_groups, "data.test_groups", splits.source)
     return splits
+
+
+def _of_groups(samples: list[ScoredImage], groups: Optional[list[str]], key: str, source: str) -> list[ScoredImage]:
+    """The samples of ``groups`` (all when None): the cross-group protocol trains on some groups'
+    training files (validation is carved from those) and tests on other groups' test files."""
+    if groups is None:
+        return samples
+    unknown = [s.path.name for s in samples if s.group is None]
+    if unknown:
+        raise ConfigError(f"{key}: {source} gives no group for {unknown[0]} (and {len(unknown) - 1} more); "
+                          "groups come from SCUT-FBP5500 file names (AF, AM, CF, CM)")
+    kept = [s for s in samples if s.group in groups]
+    if not kept:
+        present = sorted({s.group for s in samples})
+        raise ConfigError(f"{key}: no image of groups {groups} in {source} (groups there: {present})")
+    return kept
 
 
 def _manifest_test_fold(split: str) -> Optional[int]:

@@ -1,9 +1,11 @@
 """The direct route of a run: a score per test image without the bank.
 
-A regressor's direct score is its own output. A comparator has none, so its direct baseline is
-a small regression head fitted on the same (validation-selected) features the comparator
-compares (``direct_baseline: true``): "direct vs order-learned" then contrasts the scoring
-route, not the features. Both use the validation-selected checkpoint.
+A regressor's direct score is its own output (through its comparator view's embedding, so a
+model with ``test_flip`` scores a face as the mean of its and its mirror's predicted scores).
+A comparator has none, so its direct baseline is a small regression head fitted on the same
+(validation-selected) embeddings the comparator compares (``direct_baseline: true``; pooled
+after a partially fine-tuned top, flip-averaged with ``test_flip``): "direct vs order-learned"
+then contrasts the scoring route, not the features. Both use the validation-selected checkpoint.
 """
 from __future__ import annotations
 
@@ -40,8 +42,13 @@ def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, t
         view = model.comparator_view().to(accelerator.device)
         scores = view_embeddings(view, features(view, test, "features test"), accelerator, config.train.eval_batch_size)
         return scores.reshape(-1).double()
-    train_x, val_x = features(model, splits.train, "features train"), features(model, splits.val, "features validation")
-    return fit_embedding_head(train_x, val_x, features(model, test, "features test"), splits, config, accelerator, output_dir)
+    view = model.comparator_view().to(accelerator.device)  # the embeddings the bank route compares
+
+    def embeddings(samples: list[ScoredImage], name: str) -> torch.Tensor:
+        return view_embeddings(view, features(view, samples, f"features {name}"), accelerator, config.train.eval_batch_size)
+
+    train_x, val_x, test_x = embeddings(splits.train, "train"), embeddings(splits.val, "validation"), embeddings(test, "test")
+    return fit_embedding_head(train_x, val_x, test_x, splits, config, accelerator, output_dir)
 
 
 def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch.Tensor, splits: TrainingSplits,

@@ -5,12 +5,17 @@ comparator's ``embed``, a regressor's backbone) over samples in evaluation mode,
 spread over accelerate's processes. With a :class:`FeatureCache` every image's features are
 stored in a file of its own, content-addressed twice:
 
-* per **model**: a digest of the model's class, its whole options config, the preprocessing
-  transform and the weights of its :meth:`~comparators.base.Model.feature_modules` (so a
-  retrained weights file at the same path, another ``backbone_kwargs`` or image size can never
-  reuse stale features);
+* per **model**: a digest of the model's class, its options config (its
+  :meth:`~comparators.base.Model.feature_key_config`: the whole options config, or for a
+  partially fine-tuned model the frozen trunk's description, so methods over one trunk share
+  entries), the preprocessing transform and the weights of its
+  :meth:`~comparators.base.Model.feature_modules` (so a retrained weights file at the same
+  path, another ``backbone_kwargs`` or image size can never reuse stale features);
 * per **image**: the SHA-256 of the file's bytes (a moved or renamed file is still a hit, an
-  edited one is a miss).
+  edited one is a miss);
+* per **view** (:data:`comparators.views.VIEWS`): the mirror image's features are an entry of
+  their own, so a model trained on cached features of faces and their mirrors, or scored with
+  test-time flip averaging, passes each image and view through its frozen part once.
 
 So the five SCUT-FBP5500 folds, which share their 5500 images, embed each image once. Files
 are written to a temporary name and renamed into place, so two processes writing the same
@@ -37,6 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from comparators.base import Model
+from comparators.views import apply_view, check_views
 
 from .files import atomic_write_bytes
 from .images import ImageDataset
@@ -81,18 +87,21 @@ def weights_digest(modules: Sequence[torch.nn.Module]) -> str:
     return h.hexdigest()
 
 
-def model_key(model: Model, transform: Callable) -> str:
+def model_key(model: Model, transform: Callable, view: str = "identity") -> str:
     """What identifies a model's features: its options, preprocessing, feature modules and their
-    weights (not the model's own class: a regressor and its comparator view share features)."""
+    weights, and the view (not the model's own class: a regressor and its comparator view share
+    features)."""
     modules = model.feature_modules()
     spec = {
         "format": CACHE_FORMAT,
         "modules": [f"{type(m).__module__}.{type(m).__qualname__}" for m in modules],
-        "config": repr(model.config),
+        "config": repr(model.feature_key_config()),
         "transform": repr(transform),
         "mode": "eval",
         "weights": weights_digest(modules),
     }
+    if view != "identity":  # the plain image keeps the keys it had before views existed
+        spec["view"] = view
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -142,19 +151,25 @@ class FeatureExtractor:
         self.batch_size, self.num_workers, self.cache = batch_size, num_workers, cache
         self._memo: dict[tuple[str, str], torch.Tensor] = {}
 
-    def __call__(self, model: Model, samples: Sequence[ScoredImage], desc: str = "features") -> torch.Tensor:
+    def __call__(self, model: Model, samples: Sequence[ScoredImage], desc: str = "features",
+                 views: Optional[Sequence[str]] = None) -> torch.Tensor:
+        """Features ``[N, ...]`` of one view, or ``[N, V, ...]`` of several. ``views`` defaults
+        to the model's :meth:`~comparators.base.Model.feature_views` (the image alone, or the
+        views a test-time averaging view asks for)."""
+        views = check_views(model.feature_views() if views is None else views)
         was_training = model.training
         model.eval()
         try:
-            return self._extract(model, list(samples), desc)
+            per_view = [self._extract(model, list(samples), desc if v == "identity" else f"{desc} ({v})", v) for v in views]
         finally:
             model.train(was_training)
+        return per_view[0] if len(per_view) == 1 else torch.stack(per_view, dim=1)
 
-    def _extract(self, model: Model, samples: list[ScoredImage], desc: str) -> torch.Tensor:
+    def _extract(self, model: Model, samples: list[ScoredImage], desc: str, view: str) -> torch.Tensor:
         transform = model.preprocess()
         if self.cache is None:
-            return self._compute(model, samples, transform, desc)
-        key = model_key(model, transform)
+            return self._compute(model, samples, transform, desc, view)
+        key = model_key(model, transform, view)
         digests = [file_digest(s.path) for s in samples]
         found: dict[int, torch.Tensor] = {}
         for i, digest in enumerate(digests):
@@ -166,7 +181,8 @@ class FeatureExtractor:
         missing = [i for i in range(len(samples)) if i not in found]
         missing = broadcast_object_list([missing])[0] if self.accelerator.num_processes > 1 else missing
         if missing:
-            computed = self._compute(model, [samples[i] for i in missing], transform, desc, store=(key, [digests[i] for i in missing]))
+            computed = self._compute(model, [samples[i] for i in missing], transform, desc, view,
+                                     store=(key, [digests[i] for i in missing]))
             found.update(zip(missing, computed))
         log.info("%s: %d of %d images' features from the cache", desc, len(samples) - len(missing), len(samples))
         for i, digest in enumerate(digests):
@@ -174,7 +190,7 @@ class FeatureExtractor:
         return torch.stack([found[i] for i in range(len(samples))]) if samples else torch.empty(0)
 
     @torch.no_grad()
-    def _compute(self, model: Model, samples: list[ScoredImage], transform: Callable, desc: str,
+    def _compute(self, model: Model, samples: list[ScoredImage], transform: Callable, desc: str, view: str,
                  store: Optional[tuple[str, list[str]]] = None) -> torch.Tensor:
         """Features of ``samples`` in order; each process computes (and stores) its share."""
         accelerator = self.accelerator
@@ -184,7 +200,8 @@ class FeatureExtractor:
             parts = []
             for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
                 with accelerator.autocast():
-                    parts.append(model.forward_features(batch["image"].to(accelerator.device)).float().cpu())
+                    images = apply_view(view, batch["image"].to(accelerator.device))
+                    parts.append(model.forward_features(images).float().cpu())
             local = torch.cat(parts) if parts else torch.empty(0)
             if store is not None and self.cache is not None:
                 key, digests = store

@@ -83,6 +83,9 @@ class Run:
     metrics: dict[str, dict[str, float]]  # route key -> results.json metrics
     truth: np.ndarray
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # route key -> scores
+    trainable: str = "?"  # what trained: the whole network, the head only, or the backbone from a unit on
+    pairs: str = "-"  # a comparator's pair recipe
+    minutes: float = math.nan  # the run's wall time (training + scoring), from results.json
 
 
 def method_and_fold(name: str, split: str, where: Path) -> tuple[str, str]:
@@ -112,7 +115,8 @@ def read_run(path: Path) -> Run:
     scorer = str((config.get("scorer") or {}).get("name", "?"))
     method, fold = method_and_fold(name, split, path)
     table = read_scores_csv(files["scores.csv"], require_truth=True)
-    run = Run(path, method, fold, model, task, scorer, experiment_of(config), {}, table.truth)
+    run = Run(path, method, fold, model, task, scorer, experiment_of(config), {}, table.truth,
+              trainable=trainable_part(config), pairs=pair_recipe(config), minutes=float(results.get("seconds", math.nan)) / 60)
     for route in ROUTES:
         if route.key not in results:
             continue
@@ -125,6 +129,23 @@ def read_run(path: Path) -> Run:
     if not run.metrics:
         raise DataError(f"{files['results.json']} has neither 'direct' nor 'order_learned' metrics")
     return run
+
+
+def trainable_part(config: dict[str, Any]) -> str:
+    """What a run trained: ``whole network``, ``head`` (frozen features) or ``from <unit>``."""
+    model = config.get("model") or {}
+    unit = model.get("trainable_from", (model.get("args") or {}).get("trainable_from"))  # a saved config nests options in args
+    if unit is not None:
+        return f"from {unit}"
+    return "head" if (config.get("train") or {}).get("frozen_backbone") else "whole network"
+
+
+def pair_recipe(config: dict[str, Any]) -> str:
+    if config.get("task", "comparator") != "comparator":
+        return "-"
+    pairs = config.get("pairs") or {}
+    recipe = str(pairs.get("recipe", "balanced-3"))
+    return f"in-batch ({pairs.get('in_batch_mix', 'balanced-3')})" if recipe == "in-batch" else recipe
 
 
 def experiment_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +256,8 @@ def summarise(groups: dict[str, list[Run]]) -> tuple[list[dict[str, Any]], list[
                 "method": method, "model": members[0].model, "route": route.label,
                 "how": route_description(members[0], route), "folds": folds_label(folds), "n_folds": len(folds),
                 "n_images": int(sum(r.truth.size for r in having)),
+                "trainable": members[0].trainable, "pairs": members[0].pairs,
+                "minutes_per_fold": float(np.mean([r.minutes for r in members])),
             }
             summary = {}
             for m in METRICS:
@@ -253,8 +276,9 @@ def _cell(mean: float, std: float) -> str:
 
 
 def markdown_report(rows: Sequence[dict[str, Any]]) -> str:
-    shown = [{**r, **{m: _cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS}} for r in rows]
-    table = markdown_table(shown, ["method", "model", "route", "how", "folds", *METRICS, "n_images"])
+    shown = [{**r, **{m: _cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS},
+              "minutes": f"{r['minutes_per_fold']:.1f}"} for r in rows]
+    table = markdown_table(shown, ["method", "model", "route", "how", "folds", *METRICS, "n_images", "trainable", "pairs", "minutes"])
     return ("# Direct vs order-learned\n\n"
             "Mean ± sample std (ddof = 1) over the folds listed; a single fold shows its value alone.\n\n"
             + table + "\n")
@@ -304,7 +328,8 @@ def compare_runs(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(rows)
     (out / "compare.md").write_text(markdown)
-    columns = ["method", "model", "route", "how", "folds", "n_folds", "n_images"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    columns = (["method", "model", "route", "how", "folds", "n_folds", "n_images"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+               + ["trainable", "pairs", "minutes_per_fold"])
     with (out / "compare.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -46,8 +46,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from comparators.backbones import check_backbone_name, create_backbone
+from comparators.partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
+from comparators.regression_comparator import RegressionComparator
+from comparators.views import with_test_views
 from orderlearn.types import ScoredImage
-from comparators.base import Batch, Regressor, RegressorOutput
+from comparators.base import Comparator, Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
 from comparators.transforms import BackboneTransforms
 from comparators.registry import register_model
@@ -101,9 +104,12 @@ class ComboLossConfig:
     score_range: Optional[tuple[float, float]] = None  # clamp at eval time; None = no clipping
     image_size: int = 224
     augment: tuple[str, ...] = ("crop", "color_jitter", "rotation")
+    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
+    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
 
     def __post_init__(self) -> None:
         check_backbone_name(self.backbone)
+        self.trainable_from = check_trainable_from(self.trainable_from)
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.class_weights is not None:
@@ -130,7 +136,8 @@ class ComboLossRegressor(BackboneTransforms, Regressor):
     def __init__(self, config: ComboLossConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = create_backbone(config.backbone, weights=config.weights)
+        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights), config.trainable_from,
+                                       config.image_size)
         features = self.backbone.num_features
         self.regression_head = nn.Linear(features, 1)
         self.classification_head = nn.Linear(features, config.num_classes)
@@ -167,12 +174,20 @@ class ComboLossRegressor(BackboneTransforms, Regressor):
     splits = True
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
+        """Pooled features, or the frozen trunk's maps when partially fine-tuned."""
+        return trunk(self.backbone, images)
 
     def feature_modules(self) -> list[nn.Module]:
-        return [self.backbone]
+        return frozen_modules(self.backbone)
+
+    def feature_key_config(self) -> Any:
+        return feature_key_config(self.backbone, self.config.backbone, self.config)
+
+    def comparator_view(self) -> Comparator:
+        return with_test_views(RegressionComparator(self), self.config.test_flip)
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
+        features = top(self.backbone, features)
         score = float32_head(self.regression_head, features).squeeze(1)
         logits = float32_head(self.classification_head, features)
         expectation = torch.softmax(logits, dim=1) @ self.class_values.to(logits)  # Eq. (4)

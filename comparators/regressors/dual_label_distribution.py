@@ -52,7 +52,10 @@ from torch import nn
 from torchvision import transforms as T
 
 from comparators.backbones import check_backbone_name, create_backbone, normalisation
-from comparators.base import Batch, Regressor, RegressorOutput
+from comparators.partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
+from comparators.regression_comparator import RegressionComparator
+from comparators.views import with_test_views
+from comparators.base import Comparator, Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
 from comparators.transforms import make_transform
 from comparators.registry import register_model
@@ -92,9 +95,12 @@ class DualLabelDistributionConfig:
     image_size: int = 224
     resize: Optional[int] = 256  # resize shorter side, then centre-crop image_size; None: resize to image_size
     augment: tuple[str, ...] = ("hflip",)
+    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
+    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
 
     def __post_init__(self) -> None:
         check_backbone_name(self.backbone)
+        self.trainable_from = check_trainable_from(self.trainable_from)
         self.score_range = check_score_range(self.score_range)  # type: ignore[assignment]
         if self.score_range is None:
             raise ValueError("score_range is required: it defines the interval grid of Eq. (3)")
@@ -172,7 +178,8 @@ class DualLabelDistributionRegressor(Regressor):
     def __init__(self, config: DualLabelDistributionConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = create_backbone(config.backbone, weights=config.weights)
+        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights), config.trainable_from,
+                                       config.image_size)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.backbone.num_features, config.num_bins))
         edges = interval_edges(config.score_range, config.interval)
         self.rating_low = math.ceil(config.score_range[0] - 1e-9)
@@ -188,12 +195,20 @@ class DualLabelDistributionRegressor(Regressor):
     splits = True
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
+        """Pooled features, or the frozen trunk's maps when partially fine-tuned."""
+        return trunk(self.backbone, images)
 
     def feature_modules(self) -> list[nn.Module]:
-        return [self.backbone]
+        return frozen_modules(self.backbone)
+
+    def feature_key_config(self) -> Any:
+        return feature_key_config(self.backbone, self.config.backbone, self.config)
+
+    def comparator_view(self) -> Comparator:
+        return with_test_views(RegressionComparator(self), self.config.test_flip)
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
+        features = top(self.backbone, features)
         logits = float32_head(self.head, features)
         # the read-outs too stay out of autocast: bfloat16 midpoints would quantise ŷ
         with torch.autocast(device_type=features.device.type, enabled=False):

@@ -23,7 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from comparators.backbones import check_backbone_name, create_backbone
-from comparators.base import Batch, Regressor, RegressorOutput
+from comparators.partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
+from comparators.regression_comparator import RegressionComparator
+from comparators.views import with_test_views
+from comparators.base import Comparator, Batch, Regressor, RegressorOutput
 from comparators.transforms import BackboneTransforms
 from comparators.registry import register_model
 
@@ -83,9 +86,12 @@ class PlainConfig:
     image_size: int = 224
     augment: tuple[str, ...] = ("crop", "color_jitter", "rotation")
     score_range: Optional[tuple[float, float]] = None  # clamp at eval time; None = no clipping
+    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
+    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
 
     def __post_init__(self) -> None:
         check_backbone_name(self.backbone)
+        self.trainable_from = check_trainable_from(self.trainable_from)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if self.image_size <= 0:
@@ -100,18 +106,27 @@ class PlainRegressor(BackboneTransforms, Regressor):
     def __init__(self, config: PlainConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = create_backbone(config.backbone, weights=config.weights)
+        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights), config.trainable_from,
+                                       config.image_size)
         self.head = nn.Linear(self.backbone.num_features, 1)
 
     splits = True
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
+        """Pooled features, or the frozen trunk's maps when partially fine-tuned."""
+        return trunk(self.backbone, images)
 
     def feature_modules(self) -> list[nn.Module]:
-        return [self.backbone]
+        return frozen_modules(self.backbone)
+
+    def feature_key_config(self) -> Any:
+        return feature_key_config(self.backbone, self.config.backbone, self.config)
+
+    def comparator_view(self) -> Comparator:
+        return with_test_views(RegressionComparator(self), self.config.test_flip)
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
+        features = top(self.backbone, features)
         score = float32_head(self.head, features).squeeze(1)
         if self.config.score_range is not None and not self.training:
             score = score.clamp(*self.config.score_range)
