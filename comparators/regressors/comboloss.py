@@ -46,14 +46,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from comparators.backbones import check_backbone_name, create_backbone
-from comparators.partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
-from comparators.regression_comparator import RegressionComparator
-from comparators.views import with_test_views
+from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
 from orderlearn.types import ScoredImage
-from comparators.base import Comparator, Batch, Regressor, RegressorOutput
+from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
 from comparators.transforms import BackboneTransforms
 from comparators.registry import register_model
+from comparators.regressors.split_backbone import SplitBackboneRegressor
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ class ComboLossConfig:
         self.augment = tuple(self.augment)
 
 
-class ComboLossRegressor(BackboneTransforms, Regressor):
+class ComboLossRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
     """Backbone -> pooled features -> {Linear(F, 1) score, Linear(F, C) class logits}."""
 
     def __init__(self, config: ComboLossConfig) -> None:
@@ -170,21 +169,6 @@ class ComboLossRegressor(BackboneTransforms, Regressor):
         if not (torch.isfinite(values).all() and (values > 0).all()):
             raise ValueError(f"class weights must be finite and positive, got {values.tolist()}")
         self.class_weights.copy_(values)
-
-    splits = True
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled features, or the frozen trunk's maps when partially fine-tuned."""
-        return trunk(self.backbone, images)
-
-    def feature_modules(self) -> list[nn.Module]:
-        return frozen_modules(self.backbone)
-
-    def feature_key_config(self) -> Any:
-        return feature_key_config(self.backbone, self.config.backbone, self.config)
-
-    def comparator_view(self) -> Comparator:
-        return with_test_views(RegressionComparator(self), self.config.test_flip)
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
         features = top(self.backbone, features)

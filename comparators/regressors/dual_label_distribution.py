@@ -52,13 +52,12 @@ from torch import nn
 from torchvision import transforms as T
 
 from comparators.backbones import check_backbone_name, create_backbone, normalisation
-from comparators.partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
-from comparators.regression_comparator import RegressionComparator
-from comparators.views import with_test_views
-from comparators.base import Comparator, Batch, Regressor, RegressorOutput
+from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
+from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
 from comparators.transforms import make_transform
 from comparators.registry import register_model
+from comparators.regressors.split_backbone import SplitBackboneRegressor
 
 PAPER_RECIPE: dict[str, Any] = {
     "optim": {
@@ -172,7 +171,7 @@ def histogram_std(counts: torch.Tensor, low: int) -> torch.Tensor:
     return torch.sqrt((counts * (values - mean.unsqueeze(1)) ** 2).sum(dim=1) / total)
 
 
-class DualLabelDistributionRegressor(Regressor):
+class DualLabelDistributionRegressor(SplitBackboneRegressor, Regressor):
     """MobileNetV2 (any timm backbone by name) predicting the 40-interval distribution p̂."""
 
     def __init__(self, config: DualLabelDistributionConfig) -> None:
@@ -191,21 +190,6 @@ class DualLabelDistributionRegressor(Regressor):
     @property
     def num_ratings(self) -> int:
         return self.assignment.shape[1]
-
-    splits = True
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled features, or the frozen trunk's maps when partially fine-tuned."""
-        return trunk(self.backbone, images)
-
-    def feature_modules(self) -> list[nn.Module]:
-        return frozen_modules(self.backbone)
-
-    def feature_key_config(self) -> Any:
-        return feature_key_config(self.backbone, self.config.backbone, self.config)
-
-    def comparator_view(self) -> Comparator:
-        return with_test_views(RegressionComparator(self), self.config.test_flip)
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
         features = top(self.backbone, features)

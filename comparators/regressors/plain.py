@@ -23,12 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from comparators.backbones import check_backbone_name, create_backbone
-from comparators.partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
-from comparators.regression_comparator import RegressionComparator
-from comparators.views import with_test_views
-from comparators.base import Comparator, Batch, Regressor, RegressorOutput
+from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
+from comparators.base import Batch, Regressor, RegressorOutput
 from comparators.transforms import BackboneTransforms
 from comparators.registry import register_model
+from comparators.regressors.split_backbone import SplitBackboneRegressor
 
 PAPER_RECIPE: dict[str, Any] = {
     "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3},
@@ -100,7 +99,7 @@ class PlainConfig:
         self.score_range = check_score_range(self.score_range)
 
 
-class PlainRegressor(BackboneTransforms, Regressor):
+class PlainRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
     """Backbone -> pooled features -> Linear(num_features, 1) -> score."""
 
     def __init__(self, config: PlainConfig) -> None:
@@ -109,21 +108,6 @@ class PlainRegressor(BackboneTransforms, Regressor):
         self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights), config.trainable_from,
                                        config.image_size)
         self.head = nn.Linear(self.backbone.num_features, 1)
-
-    splits = True
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled features, or the frozen trunk's maps when partially fine-tuned."""
-        return trunk(self.backbone, images)
-
-    def feature_modules(self) -> list[nn.Module]:
-        return frozen_modules(self.backbone)
-
-    def feature_key_config(self) -> Any:
-        return feature_key_config(self.backbone, self.config.backbone, self.config)
-
-    def comparator_view(self) -> Comparator:
-        return with_test_views(RegressionComparator(self), self.config.test_flip)
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
         features = top(self.backbone, features)
