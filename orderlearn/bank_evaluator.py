@@ -139,6 +139,9 @@ class BankRoute:
         self.features, self.accelerator, self.batch_size = features, accelerator, batch_size
         self.stored_bank_embeddings = _checked_bank_embeddings(stored_bank_embeddings, evaluator, bank)
         self._checkpoint = 0  # the checkpoint whose view views() yielded last
+        # per checkpoint: the bank as compare() reads it, computed once (calibration, validation
+        # and test all compare with the same references under the same weights)
+        self._bank: dict[int, torch.Tensor] = dict(enumerate(self.stored_bank_embeddings or []))
 
     def views(self) -> Iterator[tuple[int, Comparator]]:
         """(checkpoint index, comparator view with that checkpoint's weights and view state)."""
@@ -156,9 +159,10 @@ class BankRoute:
 
     def bank_embeddings(self, view: Comparator) -> torch.Tensor:
         """The references as ``view.compare`` reads them (their images, or their known scores)."""
-        if self.stored_bank_embeddings is not None:
-            return self.stored_bank_embeddings[self._checkpoint]
-        return view.embed_references(self.embeddings(view, self.bank.samples, "features bank"), self.bank.scores)
+        if self._checkpoint not in self._bank:
+            features = self.embeddings(view, self.bank.samples, "features bank")
+            self._bank[self._checkpoint] = view.embed_references(features, self.bank.scores)
+        return self._bank[self._checkpoint]
 
     def fit_views(self, samples: Sequence[ScoredImage], margin: float) -> None:
         """Fit each checkpoint's view on ``samples`` × bank (true scores known) and keep its state."""
