@@ -49,6 +49,7 @@ from torch import nn
 
 import scorers
 from scorers.intervals import interval_scale, widen
+from scorers.references import calibrate as calibrate_scorer
 
 from .bank import ReferenceBank
 from .comparisons import ComparatorCalls, Member, compare_all
@@ -64,6 +65,7 @@ DEFAULT_BUDGETS = (4, 8, 16, 32, 64)
 PC_TOLERANCE = 0.002
 TARGET_BUDGET = 32
 LINK_CHOICES = ("run", "default", "calibrated")
+REFERENCE_CHOICES = ("run", "known", "calibrated")
 METRIC_COLUMNS = ("pc", "mae", "rmse", "spearman")
 
 
@@ -216,9 +218,14 @@ class Truths:
 
     test: torch.Tensor
     val: torch.Tensor
-    refs: torch.Tensor
+    refs: torch.Tensor  # the references' known scores
     low: float
     high: float
+    places: Optional[torch.Tensor] = None  # where the base scorer places them (None: at refs)
+
+    @property
+    def scoring_refs(self) -> torch.Tensor:
+        return self.refs if self.places is None else self.places
 
 
 def variant_rows(loaded: LoadedRun, test: FullBank, val: FullBank, truths: Truths,
@@ -240,7 +247,7 @@ def variant_rows(loaded: LoadedRun, test: FullBank, val: FullBank, truths: Truth
         seconds = time.perf_counter() - started
         val_scores = scorer.score(val.probs(both), truths.refs)
         is_run = (name == run_scorer.name and soft == run_soft and both == run_scorer.both_orders
-                  and (link_name == "calibrated") == run_scorer.calibrate_link)
+                  and (link_name == "calibrated") == run_scorer.calibrate_link and not run_scorer.calibrate_references)
         rows.append({"scorer": name, "labels": "soft" if soft else "hard", "link": link_name,
                      "orders": "both" if both else "one",
                      **summary(scores, truths.test, val_scores, truths.val, truths.low, truths.high),
@@ -254,7 +261,7 @@ def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int,
     same on the validation images (to fit the interval scale), and random references."""
     accelerator, orders = loaded.accelerator, 2 if both else 1
     num_classes = test.forward.shape[-1]
-    refs = truths.refs.to(accelerator.device)
+    refs = truths.scoring_refs.to(accelerator.device)
     active = scorers.ActiveScorer(base, budget=budget, batch=min(batch, budget), init=init)
     calls = ComparatorCalls(loaded.members, "test", accelerator, both)
     started = time.perf_counter()
@@ -267,7 +274,7 @@ def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int,
     val_calls = ComparatorCalls(loaded.members, "val", accelerator, both)
     val_result = active.score(val_calls, refs, len(loaded.val), num_classes)
     n, r = len(loaded.test), len(truths.refs)
-    random = base.score(test.probs(both), truths.refs, random_mask(n, r, budget, seed + budget))
+    random = base.score(test.probs(both), truths.scoring_refs, random_mask(n, r, budget, seed + budget))
     random_metrics = score_metrics(random.value.tolist(), truths.test.tolist())
     row = {"budget": budget, "comparisons_mean": float(used.double().mean()), "comparisons_max": int(used.max()),
            "calls_max": int(calls.calls.max()),
@@ -279,19 +286,24 @@ def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int,
 
 def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS, batch: int = 4,
                     init: str = "median", scorer_name: Optional[str] = None, link: str = "run",
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, references: str = "run") -> dict[str, Any]:
     """Everything ``orderlearn active`` reports, as a dictionary (see the module doc).
 
     ``link`` chooses the base scorer's link: ``"run"`` (calibrated iff the run calibrated it),
     ``"default"`` (the configured one) or ``"calibrated"``. It matters for the selection, not only
     for the scores: the link says how much one answer narrows the posterior, so an over-confident
-    link makes the active scorer stop exploring too early.
+    link makes the active scorer stop exploring too early. ``references`` likewise: ``"run"``
+    (the fitted positions iff the run fitted them), ``"known"`` (the bank's scores) or
+    ``"calibrated"`` (positions fitted on validation × bank, :mod:`scorers.references`); the full
+    bank, the active rows and the random rows all score against the same places.
     """
     budgets = sorted(set(int(b) for b in budgets))
     if not budgets or budgets[0] < 1:
         raise ValueError(f"budgets must be positive integers, got {list(budgets)}")
     if link not in LINK_CHOICES:
         raise ValueError(f"link must be one of {LINK_CHOICES}, got {link!r}")
+    if references not in REFERENCE_CHOICES:
+        raise ValueError(f"references must be one of {REFERENCE_CHOICES}, got {references!r}")
     config, accelerator = loaded.config, loaded.accelerator
     both = config.scorer.both_orders
     name = scorer_name or config.scorer.name
@@ -311,12 +323,16 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
     val_probs = val.probs(config.scorer.both_orders)
     calibrated = default_link.fit(delta.reshape(-1), val_probs.reshape(-1, val_probs.shape[-1]))
     use_calibrated = link == "calibrated" or (link == "run" and config.scorer.calibrate_link)
-    if use_calibrated:
-        base = scorer_for(loaded, name, link=calibrated)
-    full_scores = base.score(test.probs(both), truths.refs)
+    use_positions = references == "calibrated" or (references == "run" and config.scorer.calibrate_references)
+    if use_calibrated or use_positions:  # exactly as the run calibrates (scorers.references.calibrate)
+        fitted = calibrate_scorer(val_probs, truths.val, truths.refs, default_link, fit_link=use_calibrated,
+                                  fit_positions=use_positions, soft=base.soft, low=truths.low, high=truths.high)
+        base = scorer_for(loaded, name, link=fitted.link)
+        truths.places = fitted.positions
+    full_scores = base.score(test.probs(both), truths.scoring_refs)
     orders = 2 if both else 1
     full_row = {"budget": "all", "comparisons_mean": float(r), "comparisons_max": r, "calls_max": orders * r,
-                **summary(full_scores, truths.test, base.score(val.probs(both), truths.refs), truths.val,
+                **summary(full_scores, truths.test, base.score(val.probs(both), truths.scoring_refs), truths.val,
                           truths.low, truths.high),
                 "comparator_seconds": test.seconds, "random_pc": math.nan, "random_mae": math.nan}
 
@@ -340,7 +356,9 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
         "validation_images": len(loaded.val), "num_classes": test.forward.shape[-1],
         "ensemble_last": config.ensemble_last, "processes": accelerator.num_processes,
         "link": {"default": _link(default_link), "calibrated": _link(calibrated),
-                 "used": "calibrated" if use_calibrated else "default"},
+                 "used": "calibrated" if use_calibrated else "default",
+                 "scored_with": _link(base.link)},
+        "references": "fitted positions" if use_positions else "known scores",
         "active": rows, "full_bank": full_row,
         "target": {"tolerance_pc": PC_TOLERANCE, "max_budget": TARGET_BUDGET,
                    "met": bool(within), "smallest_budget_within": min(within) if within else None},
@@ -407,7 +425,9 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"Comparator `{report['comparator']}`, scorer `{report['scorer']}` {report['scorer_args']}, "
         f"{'both orders' if report['both_orders'] else 'one order'}, {link['used']} link "
         f"(default k {link['default']['slope']:.3f} τ {link['default']['tie_width']:.3f}; calibrated on validation × bank "
-        f"k {link['calibrated']['slope']:.3f} τ {link['calibrated']['tie_width']:.3f}); {report['test_images']} test images, "
+        f"k {link['calibrated']['slope']:.3f} τ {link['calibrated']['tie_width']:.3f}; scored with "
+        f"k {link['scored_with']['slope']:.3f} τ {link['scored_with']['tie_width']:.3f}), references at their "
+        f"{report['references']}; {report['test_images']} test images, "
         f"bank of {report['bank_size']}; batches of {report['active_batch']}, init {report['init']}.",
         "",
         "Comparisons per image = references asked (comparator calls = that × orders). pc_gap = full-bank PC − PC. "
@@ -458,10 +478,11 @@ def plot(path: Path, report: dict[str, Any]) -> Path:
 
 
 def run_active(run: Path, budgets: Sequence[int] = DEFAULT_BUDGETS, out: Optional[Path] = None, batch: int = 4,
-               init: str = "median", scorer_name: Optional[str] = None, link: str = "run") -> dict[str, Any]:
+               init: str = "median", scorer_name: Optional[str] = None, link: str = "run",
+               references: str = "run") -> dict[str, Any]:
     """``orderlearn active``: load, evaluate, and (main process) write the report; returns it."""
     loaded = load_run(Path(run))
-    report = evaluate_active(loaded, budgets, batch, init, scorer_name, link)
+    report = evaluate_active(loaded, budgets, batch, init, scorer_name, link, references=references)
     if loaded.accelerator.is_main_process:
         target = Path(out) if out else Path(run) / "active"
         write_report(report, target, loaded.test)

@@ -28,6 +28,7 @@ from accelerate import Accelerator
 import scorers
 from comparators.base import Comparator, Model
 from scorers.intervals import interval_scale, widen
+from scorers.references import calibrate as calibrate_scorer
 
 from .bank import ReferenceBank
 from .comparisons import ComparatorCalls, Member, compare_all, view_embeddings
@@ -56,6 +57,9 @@ class BankEvaluator:
     link: Optional[dict[str, float]] = None  # the scorer's link; None = the scorer's default
     link_source: str = "default"  # default | configured | comparator | calibrated
     interval_scale: Optional[float] = None  # posterior std × this, fitted on validation
+    # where the comparator places each reference (scorers.references), fitted on validation x bank;
+    # None: at its known score
+    reference_positions: Optional[list[float]] = None
     budget: Optional[int] = None  # comparisons per image by active reference selection; None: every reference
     active_batch: int = 4  # references asked per image and round under a budget
     view_states: list[dict[str, Any]] = field(default_factory=list)  # per checkpoint
@@ -80,11 +84,21 @@ class BankEvaluator:
             args["link"] = dict(self.link)
         return scorers.create(name or self.scorer, low=self.low, high=self.high, **args)
 
-    def score_with(self, probs: torch.Tensor, ref_scores: torch.Tensor, name: Optional[str] = None,
+    def reference_scores(self, bank_scores: torch.Tensor) -> torch.Tensor:
+        """What the scorer reads as the references' places: the fitted positions when this run
+        calibrated them, else the bank's known scores ``bank_scores`` [R]."""
+        if self.reference_positions is None:
+            return bank_scores
+        if len(self.reference_positions) != bank_scores.shape[0]:
+            raise DataError(f"{len(self.reference_positions)} reference positions for a bank of {bank_scores.shape[0]}")
+        return torch.tensor(self.reference_positions, dtype=torch.float64, device=bank_scores.device)
+
+    def score_with(self, probs: torch.Tensor, bank_scores: torch.Tensor, name: Optional[str] = None,
                    mask: Optional[torch.Tensor] = None) -> scorers.Scores:
-        """Scores of ``probs [N, R, K]`` (only where ``mask`` when given) against ``ref_scores``, with
-        the calibrated intervals (``name``: another scorer, its default options and this run's link, unwidened)."""
-        scores = self.make_scorer(name).score(probs.double(), ref_scores, mask)
+        """Scores of ``probs [N, R, K]`` (only where ``mask`` when given) against the bank whose known
+        scores are ``bank_scores`` (placed where :meth:`reference_scores` says), with the calibrated
+        intervals (``name``: another scorer, its default options and this run's link, unwidened)."""
+        scores = self.make_scorer(name).score(probs.double(), self.reference_scores(bank_scores), mask)
         if self.interval_scale is not None and scores.std is not None and name in (None, self.scorer):
             scores = widen(scores, self.interval_scale, self.low, self.high)
         return scores
@@ -203,30 +217,43 @@ class BankRoute:
         calls = ComparatorCalls(members, "test", self.accelerator, self.evaluator.both_orders)
         active = scorers.ActiveScorer(self.evaluator.make_scorer(), budget=self.evaluator.budget,
                                       batch=min(self.evaluator.active_batch, self.evaluator.budget))
-        result = active.score(calls, self.bank.scores, len(samples), members[0].view.num_classes)
+        result = active.score(calls, self.evaluator.reference_scores(self.bank.scores), len(samples),
+                              members[0].view.num_classes)
         probs = result.probs.float()
         return Comparisons(probs, None, probs, mask=result.mask, calls=calls.calls)
 
     def score(self, comparisons: Comparisons, name: Optional[str] = None) -> scorers.Scores:
         return self.evaluator.score_with(comparisons.for_scoring, self.bank.scores, name, comparisons.mask)
 
-    def calibrate(self, samples: Sequence[ScoredImage], link: bool, intervals: bool) -> dict[str, Any]:
-        """Fit the scorer's link and/or the interval scale on ``samples`` × bank comparisons."""
-        if not (link or intervals):
+    def calibrate(self, samples: Sequence[ScoredImage], link: bool, intervals: bool,
+                  references: bool = False) -> dict[str, Any]:
+        """Fit the scorer's link, the references' positions and/or the interval scale on
+        ``samples`` × bank comparisons (in that order: each uses what the previous fitted).
+
+        Link and positions: :func:`scorers.references.calibrate` (one alternation when both).
+        """
+        if not (link or intervals or references):
             return {}
         truth = torch.tensor([s.score for s in samples], dtype=torch.float64)
-        val = self.comparisons(samples, "validation", full_bank=True)  # the link: from every validation x bank pair
+        val = self.comparisons(samples, "validation", full_bank=True)  # link, positions: every validation x bank pair
         report: dict[str, Any] = {}
-        if link:
+        if link or references:
             before = self.evaluator.make_scorer().link
-            delta = truth[:, None] - self.bank.scores[None, :]
-            fitted = before.fit(delta.reshape(-1), val.for_scoring.reshape(-1, val.for_scoring.shape[-1]).double())
-            self.evaluator.link, self.evaluator.link_source = _link_dict(fitted), "calibrated"
-            report["link"] = {**_link_dict(fitted), "before": _link_dict(before)}
+            fitted = calibrate_scorer(val.for_scoring.double(), truth, self.bank.scores, before, fit_link=link,
+                                      fit_positions=references, soft=bool(self.evaluator.scorer_args.get("soft", False)),
+                                      low=self.evaluator.low, high=self.evaluator.high)
+            if link:
+                self.evaluator.link, self.evaluator.link_source = _link_dict(fitted.link), "calibrated"
+                report["link"] = {**_link_dict(fitted.link), "before": _link_dict(before)}
+            if fitted.positions is not None:
+                self.evaluator.reference_positions = fitted.positions.tolist()
+                shift = (fitted.positions - self.bank.scores.to(fitted.positions)).abs()
+                report["reference_positions"] = {"mean_abs_shift": float(shift.mean()), "max_abs_shift": float(shift.max())}
         if intervals:  # the scale: from the very procedure the test images get (under a budget too)
             if self.evaluator.budget is not None:
                 val = self.comparisons(samples, "validation")
-            raw = self.evaluator.make_scorer().score(val.for_scoring.double(), self.bank.scores, val.mask)
+            raw = self.evaluator.make_scorer().score(val.for_scoring.double(), self.evaluator.reference_scores(self.bank.scores),
+                                                     val.mask)
             self.evaluator.interval_scale = interval_scale(raw, truth)
             report["std_scale"] = self.evaluator.interval_scale
         return report

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     active.add_argument("--scorer", help="base scorer name (default: the run's)")
     active.add_argument("--link", choices=["run", "default", "calibrated"], default="run",
                         help="base scorer's link: as the run (default), the configured default, or fitted on validation x bank")
+    active.add_argument("--references", choices=["run", "known", "calibrated"], default="run",
+                        help="where the references sit: as the run (default), their known scores, or positions fitted "
+                             "on validation x bank")
     active.set_defaults(func=cmd_active)
     add_photo_commands(sub)
     return parser
@@ -150,7 +153,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_active(args: argparse.Namespace) -> int:
     from .active_eval import run_active
 
-    run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link)
+    run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link,
+               references=args.references)
     return 0
 
 

@@ -121,6 +121,7 @@ class ScorerConfig:
     name: str = "bt-grid"
     both_orders: bool = False  # also compare (ref, test) and combine (geometric mean) with (test, ref)
     calibrate_link: bool = False  # fit the link's slope and tie width on validation x bank comparisons
+    calibrate_references: bool = False  # fit where the comparator places each reference (scorers.references)
     reverse_pass: bool = True  # also compare (ref, test) for the forward/reverse agreement metric
     calibrate_intervals: bool = False  # scale the posterior std so 95% intervals cover 95% of validation scores
     budget: Optional[int] = None  # comparisons per image, chosen by active reference selection (None: the whole bank)

@@ -60,7 +60,8 @@ def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator,
     route = BankRoute(model, evaluator, bank, out, features, accelerator, config.train.eval_batch_size)
     route.fit_views(splits.val, config.pairs.margin)  # a regressor's view fits its link; comparators: nothing
     uncalibrated = dataclasses.replace(evaluator)
-    calibration = route.calibrate(splits.val, config.scorer.calibrate_link, config.scorer.calibrate_intervals)
+    calibration = route.calibrate(splits.val, config.scorer.calibrate_link, config.scorer.calibrate_intervals,
+                                  config.scorer.calibrate_references)
 
     test = load_test(config.data)
     accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
@@ -132,16 +133,18 @@ def collect_results(config: ExperimentConfig, trained: TrainResult, bank: Refere
         "bank_size": len(bank), "scorer": dataclasses.asdict(route.evaluator),
         "order_learned": score_metrics(scores.value.tolist(), truth),
         "link_calibration": None, "interval_calibration": None, "interval_coverage": interval_coverage(scores, truth),
+        "reference_calibration": calibration.get("reference_positions"),
         "comparator_metrics": comparator_metrics(comparisons.forward, torch.tensor(truth, dtype=torch.float64), bank.scores,
                                                  config.pairs.margin, comparisons.reverse, comparisons.mask),
     }
     if comparisons.calls is not None:
         results["comparator_calls_per_image"] = float(comparisons.calls.double().mean())
-    if "link" in calibration:  # what the same comparisons give under the link before calibration
+    if "link" in calibration or "reference_positions" in calibration:  # the same comparisons before calibration
         before = uncalibrated.score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
+        results["order_learned_uncalibrated"] = score_metrics(before.value.tolist(), truth)
+    if "link" in calibration:
         results["link_calibration"] = {**{k: calibration["link"][k] for k in ("slope", "tie_width")},
-                                       "default_link": calibration["link"]["before"],
-                                       "order_learned_default_link": score_metrics(before.value.tolist(), truth)}
+                                       "default_link": calibration["link"]["before"]}
     if "std_scale" in calibration:
         raw = dataclasses.replace(route.evaluator, interval_scale=None).score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
         results["interval_calibration"] = {"std_scale": calibration["std_scale"], "coverage_uncalibrated": interval_coverage(raw, truth)}

@@ -9,6 +9,7 @@ SECOND) for two-class comparators; ``ref_scores [R]`` are the bank's scores.
 - :class:`ExactBTScorer` (``"bt-exact"``) — Newton on the convex NLL, optional Gaussian prior
 - :func:`combine_orders` — merge (test, ref) and (ref, test) probabilities
 - :class:`ActiveScorer` — choose the informative references, within a comparison budget
+- :func:`fit_reference_positions` — where the comparator places each reference (fitted on validation)
 """
 from .active import ActiveResult, ActiveScorer, compare_from_probs
 from .base import Scorer, Scores
@@ -16,9 +17,10 @@ from .exact import ExactBTScorer
 from .grid import GridBTScorer
 from .link import Link
 from .orders import combine_orders
+from .references import fit_reference_positions
 from .registry import SCORERS, available, create, register
 
 __all__ = [
     "ActiveResult", "ActiveScorer", "ExactBTScorer", "GridBTScorer", "Link", "Scorer", "Scores",
-    "SCORERS", "available", "combine_orders", "compare_from_probs", "create", "register",
+    "SCORERS", "available", "combine_orders", "compare_from_probs", "create", "fit_reference_positions", "register",
 ]

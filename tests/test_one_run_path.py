@@ -177,3 +177,32 @@ def test_a_budget_asks_only_that_many_references_in_every_scoring_path(synthetic
     assert main(["score", "--run", str(tmp_path / "budget"), "--out", str(tmp_path / "again.csv")]) == 0
     again, saved = read_csv(tmp_path / "again.csv"), read_csv(tmp_path / "budget" / "scores.csv")
     assert [r["score"] for r in again] == [r["score"] for r in saved]
+
+
+def test_reference_positions_are_fitted_saved_and_used_by_every_scoring_path(synthetic_root, tmp_path, monkeypatch):
+    """scorer.calibrate_references: the positions are fitted on validation x bank,
+    saved in scorer.json, and `score` and `active` score against them as the run did."""
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_config(synthetic_root, tmp_path / "positions", epochs=1)
+    raw["scorer"] = {"name": "bt-exact", "calibrate_references": True}  # (a tiny comparator's fitted link is flat)
+    raw["direct_baseline"] = False
+    results = run_experiment(config_from_dict(raw))
+    evaluator = json.loads((tmp_path / "positions" / "scorer.json").read_text())
+    positions = torch.tensor(evaluator["reference_positions"], dtype=torch.float64)
+    saved = load_run(tmp_path / "positions")
+    assert positions.shape == saved.bank.scores.shape and evaluator["link_source"] == "default"
+    shift = (positions - saved.bank.scores).abs()
+    assert results["reference_calibration"]["mean_abs_shift"] == pytest.approx(float(shift.mean()), rel=1e-9)
+    assert float(shift.max()) > 0  # a trained comparator does not place every reference at its rating
+    assert results["order_learned_uncalibrated"]["n"] == results["order_learned"]["n"]
+    assert main(["score", "--run", str(tmp_path / "positions"), "--out", str(tmp_path / "again.csv")]) == 0
+    again, first = read_csv(tmp_path / "again.csv"), read_csv(tmp_path / "positions" / "scores.csv")
+    assert [(r["path"], r["score"]) for r in again] == [(r["path"], r["score"]) for r in first]
+    assert main(["active", "--run", str(tmp_path / "positions"), "--budgets", "4", "--out", str(tmp_path / "act")]) == 0
+    report = json.loads((tmp_path / "act" / "active.json").read_text())
+    assert report["references"] == "fitted positions"
+    assert report["full_bank"]["pc"] == pytest.approx(results["order_learned"]["pc"], abs=1e-9)
+    assert main(["active", "--run", str(tmp_path / "positions"), "--budgets", "4", "--references", "known",
+                 "--out", str(tmp_path / "known")]) == 0
+    known = json.loads((tmp_path / "known" / "active.json").read_text())
+    assert known["references"] == "known scores" and known["full_bank"]["mae"] != report["full_bank"]["mae"]
