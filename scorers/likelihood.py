@@ -91,6 +91,39 @@ def hard_labels(probs: torch.Tensor) -> torch.Tensor:
     return torch.stack([first, second, ~(first | second)], dim=-1)
 
 
+def boundary_weights(probs: torch.Tensor, soft: bool, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A [N, 2R] float64: per (image, reference), the weights of the two sigmoid terms of
+    :class:`NewtonTerms` — A₁ = w_F + w_M (the FIRST side of the SIMILAR band), then A₂ = w_M + w_S
+    — straight from ``probs`` [N, R, K], without the [N, R, 3] class weights.
+
+    Hard labels: A₁ = "not SECOND", A₂ = "not FIRST" (ties to the lowest class index, as
+    :func:`hard_labels`); soft: sums of the probabilities; two classes: A₁ = w_F, A₂ = w_S.
+    ``mask`` [N, R] zeroes the unobserved comparisons. Equal to regrouping :func:`class_weights`.
+    """
+    n, r, k = probs.shape
+    if mask is not None and mask.shape != (n, r):
+        raise ValueError(f"mask must have shape [N, R] = {(n, r)}, got {tuple(mask.shape)}")
+    out = torch.empty(n, 2, r, dtype=torch.float64, device=probs.device)
+    p_first, p_second = probs[..., 0], probs[..., 1]
+    if soft:
+        if k == 3:
+            torch.add(p_first, probs[..., 2], out=out[:, 0])
+            torch.add(p_second, probs[..., 2], out=out[:, 1])
+        else:
+            out[:, 0], out[:, 1] = p_first, p_second
+    else:
+        first = p_first >= p_second
+        if k == 3:
+            first &= p_first >= probs[..., 2]
+            second = ~first & (p_second >= probs[..., 2])
+            out[:, 0], out[:, 1] = ~second, ~first
+        else:
+            out[:, 0], out[:, 1] = first, ~first
+    if mask is not None:
+        out.mul_(mask.to(device=out.device, dtype=out.dtype).unsqueeze(1))
+    return out.view(n, 2 * r)
+
+
 def effective_tie_width(link: Link, weights: torch.Tensor, num_classes: int) -> float:
     """τ used in the formulas: 0 for two-class data; an error when SIMILAR has zero probability."""
     if num_classes == 2:
@@ -137,6 +170,23 @@ def derivative_table(link: Link, delta: torch.Tensor, tau: float) -> tuple[torch
     slope = torch.stack([-k * a_, k * b_, k * (a - b)], dim=-1)
     curvature = torch.stack([k * k * c1, k * k * c2, k * k * (c1 + c2)], dim=-1)
     return slope, curvature
+
+
+def boundary_derivative_table(link: Link, delta: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slope and curvature of the two terms of :func:`boundary_weights` at δ [G, R]: each [G, 2R].
+
+    With x₁ = k(δ − τ), x₂ = k(δ + τ): slope −k σ(−x₁) (weight A₁) and +k σ(x₂) (weight A₂),
+    curvature k² σ(x)σ(−x) for each, so NLL' = A·slope and NLL'' = A·curvature. Every term is a
+    sigmoid taken directly, never 1 − σ: the same accuracy as the per-class form
+    (:func:`derivative_table`, of which this is an exact regrouping), so the slope's *sign* is
+    right also where the objective is nearly flat (the range edges), at two thirds of its width.
+    """
+    k = link.slope
+    x = torch.cat([k * (delta - tau), k * (delta + tau)], dim=-1)  # [G, 2R]
+    up, down = torch.sigmoid(x), torch.sigmoid(-x)
+    r = delta.shape[-1]
+    slope = torch.cat([-k * down[..., :r], k * up[..., r:]], dim=-1)
+    return slope, (k * k) * (up * down)
 
 
 def nll_derivatives(
@@ -192,14 +242,16 @@ class NewtonTerms:
     def build(cls, weights: torch.Tensor, ref_scores: torch.Tensor, link: Link, tau: float) -> "NewtonTerms":
         """From class weights W [N, R, 3] and the bank [R] (or per-image references [N, R])."""
         wf, ws, wm = weights.unbind(-1)
-        n, r = wf.shape
-        terms = torch.empty(n, 2 * r, dtype=torch.float64, device=weights.device)
-        upper = torch.add(wf, wm, out=terms[:, :r])
-        torch.add(wm, ws, out=terms[:, r:])
+        return cls.from_boundary_weights(torch.cat([wf + wm, wm + ws], dim=1), ref_scores, link, tau)
+
+    @classmethod
+    def from_boundary_weights(cls, terms: torch.Tensor, ref_scores: torch.Tensor, link: Link, tau: float) -> "NewtonTerms":
+        """From :func:`boundary_weights` A [N, 2R] and the bank [R] (or per-image references [N, R])."""
+        r = terms.shape[1] // 2
         k = link.slope
-        refs = ref_scores.to(device=weights.device, dtype=torch.float64)
+        refs = ref_scores.to(device=terms.device, dtype=torch.float64)
         offsets = torch.cat([k * (refs + tau), k * (refs - tau)], dim=-1)
-        return cls(terms, upper.sum(1), offsets, k, terms.sum(1))
+        return cls(terms, terms[:, :r].sum(1), offsets, k, terms.sum(1))
 
     def __len__(self) -> int:
         return self.weights.shape[0]

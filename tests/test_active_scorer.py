@@ -27,7 +27,7 @@ def test_scores_are_the_base_scorer_on_the_comparisons_made(base, stop_std):
     res = ActiveScorer(base, budget=20, batch=4, stop_std=stop_std).score(compare_from_probs(probs), refs, 40)
     again = base.score(probs, refs, res.mask)  # the masked bank: a different code path for the exact scorer
     assert torch.allclose(res.scores.value, again.value, atol=1e-9)
-    assert torch.allclose(res.scores.std, again.std, rtol=1e-7)
+    assert torch.allclose(res.scores.std, again.std, rtol=1e-5)  # the exact std: to ~1e-6 (ExactBTScorer._solve)
     assert (res.mask.sum(1) == res.num_comparisons).all()
     if stop_std is not None:
         stopped = res.num_comparisons < 20

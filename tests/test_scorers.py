@@ -184,7 +184,9 @@ def test_exact_meets_the_optimality_conditions_of_the_reference_form(prior_std, 
     assert interior.sum() > 30 and (prior_std is not None or (~interior).sum() >= 2)  # both cases exercised
     assert (g[interior].abs() / h[interior]).max().item() < 1e-9  # the Newton step left is below tol
     assert (g[out.value == 1.0] >= 0).all() and (g[out.value == 5.0] <= 0).all()
-    assert torch.allclose(out.std, h.rsqrt(), rtol=1e-9, atol=0)
+    # the last Newton step is taken without re-evaluating: the curvature is extrapolated along
+    # it (ExactBTScorer._solve), so the std matches the one at the returned point to ~1e-6
+    assert torch.allclose(out.std, h.rsqrt(), rtol=1e-5, atol=0)
 
 
 def test_exact_converges_on_nearly_flat_objectives():
