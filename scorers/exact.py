@@ -221,8 +221,8 @@ class ExactBTScorer(Scorer):
         running = ~start.done
         rows = running.nonzero().squeeze(1)
         taken = None  # positions of `rows` inside `terms` when terms hold more images than rows
-        if rows.numel() < len(terms):
-            terms = terms.take(rows)
+        if rows.numel() < len(terms):  # some settled at a range edge: copy the rest only if few remain
+            terms, taken = (terms.take(rows), None) if 4 * rows.numel() <= 3 * len(terms) else (terms, rows)
         iterations = 0
         while rows.numel() and iterations < self.max_iter:
             iterations += 1
