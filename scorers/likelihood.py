@@ -23,6 +23,7 @@ scorer's Newton iteration has a unique minimiser on [low, high].
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -245,13 +246,16 @@ class NewtonTerms:
         return cls.from_boundary_weights(torch.cat([wf + wm, wm + ws], dim=1), ref_scores, link, tau)
 
     @classmethod
-    def from_boundary_weights(cls, terms: torch.Tensor, ref_scores: torch.Tensor, link: Link, tau: float) -> "NewtonTerms":
-        """From :func:`boundary_weights` A [N, 2R] and the bank [R] (or per-image references [N, R])."""
+    def from_boundary_weights(cls, terms: torch.Tensor, ref_scores: torch.Tensor, link: Link, tau: float,
+                              sums: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> "NewtonTerms":
+        """From :func:`boundary_weights` A [N, 2R] and the bank [R] (or per-image references [N, R]);
+        ``sums`` = (Σ A₁, Σ A) per image when already known (the exact scorer's start has them)."""
         r = terms.shape[1] // 2
         k = link.slope
         refs = ref_scores.to(device=terms.device, dtype=torch.float64)
         offsets = torch.cat([k * (refs + tau), k * (refs - tau)], dim=-1)
-        return cls(terms, terms[:, :r].sum(1), offsets, k, terms.sum(1))
+        constant, mass = sums if sums is not None else (terms[:, :r].sum(1), terms.sum(1))
+        return cls(terms, constant, offsets, k, mass)
 
     def __len__(self) -> int:
         return self.weights.shape[0]
@@ -265,7 +269,7 @@ class NewtonTerms:
         """dNLL/ds and d²NLL/ds² at s [M] for the M images held (each [M], float64)."""
         k = self.slope
         m, t = self.weights.shape
-        values = torch.empty(m, 2, t, dtype=torch.float64, device=s.device)
+        values = torch.empty(m, 2, t, dtype=self.weights.dtype, device=s.device)
         sig, square = values[:, 0], values[:, 1]
         torch.sub((k * s).unsqueeze(1), self.offsets, out=sig)
         sig.sigmoid_()
