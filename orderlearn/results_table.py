@@ -170,11 +170,23 @@ def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def first_difference(a: dict[str, Any], b: dict[str, Any]) -> Optional[str]:
-    """The first key (in ``a``'s order, then ``b``'s) whose value differs, or None."""
+    """The first key (in ``a``'s order, then ``b``'s) whose value differs, or None.
+
+    A scorer option one run's saved config lacks counts as its default (the run was saved before
+    the option existed, and ran as the default does); a model option has no such default here,
+    so its absence still differs."""
+    defaults = scorer_defaults()
     for key in list(a) + [k for k in b if k not in a]:
-        if a.get(key, ABSENT) != b.get(key, ABSENT):
+        if a.get(key, defaults.get(key, ABSENT)) != b.get(key, defaults.get(key, ABSENT)):
             return key
     return None
+
+
+def scorer_defaults() -> dict[str, Any]:
+    """The ``scorer.*`` keys of a default config, flattened as :func:`experiment_of` flattens them."""
+    from .config import ExperimentConfig
+
+    return _flatten(ExperimentConfig().to_dict().get("scorer") or {}, "scorer")
 
 
 def _check_agreement(recorded: dict[str, Any], recomputed: dict[str, float], path: Path, route: str) -> None:

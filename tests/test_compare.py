@@ -142,3 +142,19 @@ def test_runs_that_must_not_be_averaged_are_errors(runs, tmp_path):
     (stale / "results.json").write_text(json.dumps(results))
     with pytest.raises(DataError, match="order_learned mae"):
         read_run(stale)
+
+
+def test_a_scorer_option_newer_than_a_run_counts_as_its_default(runs, tmp_path):
+    """A run saved before a scorer option existed ran as its default: folds saved before and after
+    the option was added still average; a fold that set it otherwise does not."""
+    def with_scorer(path: Path, **options) -> Path:
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        config["scorer"].update(options)
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        return path
+
+    old, new = runs["dld"][0], with_scorer(runs["dld"][1], calibrate_references=False)
+    assert compare_runs([old, new], tmp_path / "mixed")  # absent == default
+    with_scorer(new, calibrate_references=True)
+    with pytest.raises(DataError, match="differ in scorer.calibrate_references"):
+        compare_runs([old, new], tmp_path / "differs")
