@@ -1,7 +1,8 @@
 """The bank route of a run: comparisons with the reference bank -> scores, one owner for it.
 
 :class:`BankEvaluator` is what turns comparisons with the bank into scores for one run: the
-scorer and its options, the link it scores with (and where that link came from), the interval
+scorer and its options, the link it scores with (and where that link came from), where the
+references sit on the comparator's scale when fitted (:mod:`scorers.references`), the interval
 scale, the checkpoint(s) whose probabilities are averaged, each checkpoint's comparator-view
 state (a regressor's fitted link), the both-order setting and the bank file. It is saved with
 the run as ``scorer.json`` and loaded by ``orderlearn run``, ``score`` and ``active`` alike, so
@@ -11,8 +12,8 @@ a saved run scores new images exactly as it scored its test set.
 the model's comparator view, computes features (through the feature cache) of the images and
 the bank, and compares them in one or both orders; the checkpoints' probabilities are averaged
 (LMOL's checkpoint ensemble), then the two orders are combined (:func:`scorers.combine_orders`).
-Calibration (link, intervals) runs on validation images through the very same function, so it
-always sees the kind of probabilities the test images get.
+Calibration (link, reference positions, intervals) runs on validation images through the very
+same function, so it always sees the kind of probabilities the test images get.
 """
 from __future__ import annotations
 
