@@ -239,10 +239,11 @@ class BankRoute:
         val = self.comparisons(samples, "validation", full_bank=True)  # link, positions: every validation x bank pair
         report: dict[str, Any] = {}
         if link or references:
-            before = self.evaluator.make_scorer().link
+            scorer = self.evaluator.make_scorer()
+            before = scorer.link
             fitted = calibrate_scorer(val.for_scoring.double(), truth, self.bank.scores, before, fit_link=link,
-                                      fit_positions=references, soft=bool(self.evaluator.scorer_args.get("soft", False)),
-                                      low=self.evaluator.low, high=self.evaluator.high)
+                                      fit_positions=references, soft=scorer.soft, low=self.evaluator.low,
+                                      high=self.evaluator.high)
             if link:
                 self.evaluator.link, self.evaluator.link_source = _link_dict(fitted.link), "calibrated"
                 report["link"] = {**_link_dict(fitted.link), "before": _link_dict(before)}

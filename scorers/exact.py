@@ -124,9 +124,11 @@ class ExactBTScorer(Scorer):
     def _tie_width(self, probs: torch.Tensor, mask: Optional[torch.Tensor]) -> float:
         """The tau of the formulas (:func:`effective_tie_width`); the class weights it needs to reject
         SIMILAR answers under a zero tie width are only built in that corner."""
-        if probs.shape[2] == 3 and self.link.tie_width == 0:
+        if probs.shape[2] == 2:
+            return 0.0
+        if self.link.tie_width == 0:  # raises when SIMILAR answers are present
             return effective_tie_width(self.link, class_weights(probs, self.soft, mask), 3)
-        return effective_tie_width(self.link, probs.new_zeros(0, 0, 3), probs.shape[2])
+        return self.link.tie_width
 
     def _prior(self, refs: torch.Tensor) -> Optional[tuple[float, float]]:
         """(mean, precision) of the Gaussian prior, or None for the plain maximum likelihood."""

@@ -240,12 +240,6 @@ class NewtonTerms:
         self.mass = mass  # Σ A per image: the scale of the rounding error of both sums
 
     @classmethod
-    def build(cls, weights: torch.Tensor, ref_scores: torch.Tensor, link: Link, tau: float) -> "NewtonTerms":
-        """From class weights W [N, R, 3] and the bank [R] (or per-image references [N, R])."""
-        wf, ws, wm = weights.unbind(-1)
-        return cls.from_boundary_weights(torch.cat([wf + wm, wm + ws], dim=1), ref_scores, link, tau)
-
-    @classmethod
     def from_boundary_weights(cls, terms: torch.Tensor, ref_scores: torch.Tensor, link: Link, tau: float,
                               sums: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> "NewtonTerms":
         """From :func:`boundary_weights` A [N, 2R] and the bank [R] (or per-image references [N, R]);
