@@ -41,6 +41,10 @@ class DataConfig:
     synthetic_image_size: int = 128
     score_low: float = 1.0
     score_high: float = 5.0
+    # images with the same bytes under two names: "error" (stop), or "drop-training-copies": drop
+    # every training/validation copy of a test image and all but the first of repeated training
+    # copies (the test split stays the dataset's own; the run prints what it dropped)
+    duplicates: str = "error"
 
 
 @dataclass
@@ -159,6 +163,7 @@ class ExperimentConfig:
 
 CHOICES = {
     "data.kind": ("synthetic", "scut", "manifest"),
+    "data.duplicates": ("error", "drop-training-copies"),
     "task": ("comparator", "regressor"),
     "loss.name": ("ce", "wce", "ce+kl"),
     "optim.name": ("adamw", "adam", "sgd"),

@@ -68,6 +68,8 @@ def _read(config: DataConfig) -> DatasetSplits:
     else:
         parts = manifest.split_manifest(manifest.read_manifest(root, score_range), _manifest_test_fold(config.split))
         splits = DatasetSplits(parts.train, parts.val or None, parts.test, str(root))
+    if config.duplicates == "drop-training-copies":
+        splits = drop_training_copies(splits)
     check_no_shared_content(splits)
     splits.train = _of_groups(splits.train, config.train_groups, "data.train_groups", splits.source)
     splits.test = _of_groups(splits.test, config.test_groups, "data.test_groups", splits.source)
@@ -100,32 +102,75 @@ def _manifest_test_fold(split: str) -> Optional[int]:
     return int(number)
 
 
+PartFile = tuple[str, ScoredImage]  # ("test" | "validation" | "training", sample)
+
+
+def same_content_groups(splits: DatasetSplits) -> list[list[PartFile]]:
+    """Groups of two or more images (any parts) whose files have the same bytes, each in the
+    order test, validation, training and, inside a part, the reader's order.
+
+    Only files whose sizes collide are hashed, so a dataset of distinct files costs one
+    ``stat`` per image.
+    """
+    parts = {"test": splits.test, "validation": splits.val or [], "training": splits.train}  # the order messages name them
+    by_size: dict[int, list[PartFile]] = defaultdict(list)
+    for part, samples in parts.items():
+        for sample in samples:
+            by_size[sample.path.stat().st_size].append((part, sample))
+    groups: list[list[PartFile]] = []
+    for files in by_size.values():
+        if len(files) < 2:
+            continue
+        by_digest: dict[bytes, list[PartFile]] = defaultdict(list)
+        for part, sample in files:
+            by_digest[hashlib.blake2b(sample.path.read_bytes(), digest_size=16).digest()].append((part, sample))
+        groups += [same for same in by_digest.values() if len(same) > 1]
+    return groups
+
+
 def check_no_shared_content(splits: DatasetSplits) -> None:
     """No two parts (train, validation, test) share an image file's bytes under different names.
 
     Paths listed twice are caught by the readers; this catches the copy under another name,
-    which would leak a test face into training and the reference bank. Only files whose sizes
-    collide are hashed, so a dataset of distinct files costs one ``stat`` per image.
+    which would leak a test face into training and the reference bank.
     """
-    parts = {"test": splits.test, "validation": splits.val or [], "training": splits.train}  # the order messages name them
-    by_size: dict[int, list[tuple[str, Path]]] = defaultdict(list)
-    for part, samples in parts.items():
-        for sample in samples:
-            by_size[sample.path.stat().st_size].append((part, sample.path))
-    shared: list[list[tuple[str, Path]]] = []
-    for files in by_size.values():
-        if len({part for part, _ in files}) < 2:
-            continue
-        by_digest: dict[bytes, list[tuple[str, Path]]] = defaultdict(list)
-        for part, path in files:
-            by_digest[hashlib.blake2b(path.read_bytes(), digest_size=16).digest()].append((part, path))
-        shared += [same for same in by_digest.values() if len({part for part, _ in same}) > 1]
+    shared = [same for same in same_content_groups(splits) if len({part for part, _ in same}) > 1]
     if shared:
-        first = min(shared, key=lambda same: str(same[0][1]))
-        (part_a, path_a) = first[0]
-        (part_b, path_b) = next(f for f in first if f[0] != part_a)
-        more = f" ({len(shared)} such groups in {splits.source}; keep one image of each)" if len(shared) > 1 else ""
-        raise DataError(f"{part_a} image {path_a} has the same content as {part_b} image {path_b}{more}")
+        first = min(shared, key=lambda same: str(same[0][1].path))
+        (part_a, sample_a) = first[0]
+        (part_b, sample_b) = next(f for f in first if f[0] != part_a)
+        more = (f" ({len(shared)} such groups in {splits.source}; keep one image of each, or set "
+                "data.duplicates: drop-training-copies)") if len(shared) > 1 else ""
+        raise DataError(f"{part_a} image {sample_a.path} has the same content as {part_b} image {sample_b.path}{more}")
+
+
+def drop_training_copies(splits: DatasetSplits) -> DatasetSplits:
+    """``data.duplicates: drop-training-copies``: the test split stays the dataset's own; every
+    training or validation image with a test image's bytes is dropped (it would leak that test
+    face into training and the bank), and of training-side images sharing bytes only the first
+    is kept (so carving validation cannot put one face on both sides). Says what it dropped.
+
+    A real set needs this: All-Age-Faces lists 186 groups of byte-identical images under
+    different serial numbers, 95 of them across the authors' train and test lists, often with
+    different ages.
+    """
+    leaked: list[tuple[ScoredImage, ScoredImage]] = []  # (dropped, the test image it copies)
+    repeated: list[tuple[ScoredImage, ScoredImage]] = []  # (dropped, the training image kept)
+    for same in same_content_groups(splits):
+        tests = [sample for part, sample in same if part == "test"]
+        training_side = [sample for part, sample in same if part != "test"]
+        if tests:
+            leaked += [(sample, tests[0]) for sample in training_side]
+        elif training_side:
+            repeated += [(sample, training_side[0]) for sample in training_side[1:]]
+    dropped = {id(sample) for sample, _ in leaked + repeated}
+    if dropped:
+        examples = [f"{a.path.name} = {b.path.name}" for a, b in (leaked + repeated)[:3]]
+        _say(f"data: data.duplicates=drop-training-copies dropped {len(leaked)} training/validation image(s) with a "
+             f"test image's content and {len(repeated)} repeated training cop{'y' if len(repeated) == 1 else 'ies'} "
+             f"from {splits.source} (e.g. {', '.join(examples)})")
+    keep = lambda samples: [s for s in samples if id(s) not in dropped]  # noqa: E731
+    return DatasetSplits(keep(splits.train), None if splits.val is None else keep(splits.val), splits.test, splits.source)
 
 
 def load_training(config: DataConfig) -> TrainingSplits:

@@ -23,6 +23,7 @@ def feature_cache_dir(tmp_path_factory, monkeypatch):
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SCUT_ROOT = SHARED / "data" / "scut-fbp5500"
+AAF_MANIFEST = SHARED / "data" / "all-age-faces" / "manifest.csv"
 
 torch.set_num_threads(2)
 
@@ -32,6 +33,13 @@ def scut_root() -> Path:
     if not (SCUT_ROOT / "Images").is_dir():
         pytest.skip(f"real SCUT-FBP5500 not found at {SCUT_ROOT}")
     return SCUT_ROOT
+
+
+@pytest.fixture(scope="session")
+def aaf_manifest() -> Path:
+    if not AAF_MANIFEST.is_file():
+        pytest.skip(f"real All-Age-Faces not found at {AAF_MANIFEST}")
+    return AAF_MANIFEST
 
 
 @pytest.fixture(scope="session")

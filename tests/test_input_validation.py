@@ -222,6 +222,40 @@ def test_same_content_under_two_names_in_train_and_test(tmp_path):
         load_training(scut_config(root))
 
 
+def test_same_content_error_names_the_duplicates_option(tmp_path):
+    root = scut_layout(tmp_path / "scut", good_train(), good_test())
+    shutil.copyfile(root / "Images" / "AF5.jpg", root / "Images" / "CM2.jpg")
+    shutil.copyfile(root / "Images" / "AF6.jpg", root / "Images" / "CM3.jpg")
+    with pytest.raises(DataError, match=r"2 such groups in .*data.duplicates: drop-training-copies"):
+        load_training(scut_config(root))
+
+
+def test_drop_training_copies_keeps_the_test_split_and_says_what_it_dropped(tmp_path, capsys):
+    """A real set (All-Age-Faces) has byte-identical faces under two serial numbers; the policy
+    drops the training copy of a test face and all but the first of repeated training copies."""
+    root = scut_layout(tmp_path / "scut", good_train(), good_test())
+    images = root / "Images"
+    shutil.copyfile(images / "CM2.jpg", images / "AF5.jpg")  # training AF5 is test face CM2
+    shutil.copyfile(images / "AF7.jpg", images / "AF9.jpg")  # AF9 repeats AF7 inside training
+    shutil.copyfile(images / "AF7.jpg", images / "AF10.jpg")  # and so does AF10
+    config = scut_config(root, duplicates="drop-training-copies")
+    splits = load_training(config)
+    kept = sorted(s.path.name for s in splits.train + splits.val)
+    assert kept == sorted({f"AF{i}.jpg" for i in range(1, 13)} - {"AF5.jpg", "AF9.jpg", "AF10.jpg"})
+    assert [s.path.name for s in load_test(config)] == ["CM1.jpg", "CM2.jpg", "CM3.jpg"]
+    said = capsys.readouterr().out
+    assert "dropped 1 training/validation image(s) with a test image's content and 2 repeated training copies" in said
+    assert "AF5.jpg = CM2.jpg" in said
+
+
+def test_duplicates_option_is_checked_on_load(tmp_path):
+    from orderlearn.config import load_config
+    from orderlearn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.duplicates"):
+        load_config(Path(__file__).resolve().parents[1] / "configs" / "synthetic_demo.yaml", ["data.duplicates=drop"])
+
+
 # ---------------------------------------------------------------------------- 7: scores outside the task's range
 
 

@@ -5,6 +5,7 @@ installed (`bash .ci/setup` installs them).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,26 @@ def test_scut_slice_order_learning_beats_chance(scut_root, tmp_path, monkeypatch
     assert results["order_learned"]["pc"] > 0.7, results["order_learned"]
     assert results["direct"]["pc"] > 0.5, results["direct"]
     assert results["comparator_metrics"]["accuracy"] > 0.55  # three classes: chance is ~1/3
+
+
+@pytest.mark.real_data
+def test_all_age_faces_byte_identical_faces_stop_the_run_unless_the_policy_drops_them(aaf_manifest, capsys):
+    """The authors' lists hold the same face file under two serial numbers, 95 times across train
+    and test: the default stops; drop-training-copies keeps their test list whole."""
+    from orderlearn.config import DataConfig
+    from orderlearn.data import load_test, load_training
+    from orderlearn.errors import DataError
+
+    config = DataConfig(kind="manifest", root=str(aaf_manifest), split="split", score_low=0, score_high=100)
+    with pytest.raises(DataError, match=r"has the same content as .*\(95 such groups"):
+        load_training(config)
+    config.duplicates = "drop-training-copies"
+    splits = load_training(config)
+    assert len(load_test(config)) == 6685  # the authors' val.txt, untouched
+    dropped = 6637 - len(splits.train) - len(splits.val)
+    said = capsys.readouterr().out
+    leaked, repeated = (int(n) for n in re.search(r"dropped (\d+) training/validation .* and (\d+) repeated", said).groups())
+    assert (leaked, repeated) == (98, 54) and leaked + repeated == dropped  # 95 cross-split groups hold 98 training copies
 
 
 @pytest.mark.benchmark
