@@ -1,6 +1,8 @@
 """The regressor contract: ``forward(images) -> RegressorOutput`` and its own ``loss``."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .comparator import Comparator
@@ -17,8 +19,15 @@ class Regressor(Model):
     multi-task net with task-specific blocks) override ``forward``.
     """
 
+    predicts_gender: bool = False  # True when gender_logits gives a female/male prediction
+
     def forward(self, images: torch.Tensor) -> RegressorOutput:
         return self.forward_head(self.forward_features(images))
+
+    def gender_logits(self, output: RegressorOutput) -> Optional[torch.Tensor]:
+        """Logits ``[B, 2]`` (female, male) of a method that also predicts gender (reported as
+        the direct route's ``gender_accuracy``); None for the rest."""
+        return None
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:  # type: ignore[override]
         raise NotImplementedError(f"{type(self).__name__} does not split into features and head")

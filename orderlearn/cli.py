@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import csv
 import logging
 import sys
@@ -102,7 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import run_experiment
 
     config = load_config(args.config, args.override)
-    run_experiment(config, resume=args.resume)
+    command = shlex.join(["orderlearn", "run", "--config", str(args.config), *(x for o in args.override for x in ("-o", o))]
+                         + (["--resume"] if args.resume else []))
+    run_experiment(config, resume=args.resume, command=command)
     return 0
 
 

@@ -11,6 +11,7 @@ dataclass is instantiated, which builds nothing heavy).
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import types
 import typing
@@ -152,6 +153,7 @@ class ExperimentConfig:
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     direct_baseline: bool = True  # also fit a regression head on the comparator's embeddings
     ensemble_last: int = 1  # average the label probabilities of the last K epoch checkpoints
+    cs_thresholds: list[float] = field(default_factory=list)  # CS(t) metrics: share of test images within t (ages: [5])
     feature_cache: str = "auto"  # per-image feature cache folder: auto (user cache dir) | none | a path
 
     def to_dict(self) -> dict[str, Any]:
@@ -310,6 +312,7 @@ def _check_ranges(config: ExperimentConfig) -> None:
         "train.grad_accum": config.train.grad_accum > 0,
         "ensemble_last": 1 <= config.ensemble_last <= config.train.epochs,
         "data.score_high": config.data.score_high > config.data.score_low,
+        "cs_thresholds": all(math.isfinite(t) and t > 0 for t in config.cs_thresholds),
     }
     for key, ok in checks.items():
         if not ok:

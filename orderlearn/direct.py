@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from torch.utils.data import DataLoader
 from accelerate import Accelerator
 
-from comparators.base import Comparator, Model
+from comparators.base import Comparator, Model, Regressor
 from comparators.direct_head import EmbeddingRegressor
 
 from .comparisons import view_embeddings
@@ -24,6 +25,7 @@ from .config import ExperimentConfig
 from .data import TrainingSplits
 from .features import FeatureExtractor
 from .fitting import FeatureImageDataset
+from .images import GENDER_INDEX, ImageDataset
 from .training import RegressorObjective, fit, load_weights
 from .types import ScoredImage
 
@@ -76,3 +78,33 @@ def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch
     head.to(accelerator.device).eval()
     with torch.no_grad():
         return head(test_x.to(accelerator.device)).score.double().cpu().clamp(config.data.score_low, config.data.score_high)
+
+
+@torch.no_grad()
+def direct_gender_accuracy(model: Model, test: list[ScoredImage], config: ExperimentConfig, accelerator: Accelerator,
+                           features: FeatureExtractor) -> Optional[dict[str, float]]:
+    """Test gender accuracy of a regressor that also predicts gender (its validation-selected
+    weights, loaded by :func:`direct_scores`), over the test faces of known gender; None for the
+    rest. The image alone is classified (no flip averaging)."""
+    if not isinstance(model, Regressor) or not model.predicts_gender:
+        return None
+    known = [s for s in test if s.gender in GENDER_INDEX]
+    if not known:
+        return None
+    model.to(accelerator.device).eval()
+    batch_size = config.train.eval_batch_size
+    logits = []
+    if model.splits:
+        cached = features(model, known, "features test", views=("identity",))
+        for start in range(0, len(cached), batch_size):
+            with accelerator.autocast():
+                output = model.forward_head(cached[start:start + batch_size].to(accelerator.device))
+            logits.append(model.gender_logits(output).float().cpu())
+    else:
+        for batch in DataLoader(ImageDataset(known, model.preprocess()), batch_size=batch_size):
+            with accelerator.autocast():
+                output = model(batch["image"].to(accelerator.device))
+            logits.append(model.gender_logits(output).float().cpu())
+    predicted = torch.cat(logits).argmax(dim=1)
+    truth = torch.tensor([GENDER_INDEX[s.gender] for s in known])
+    return {"gender_accuracy": float((predicted == truth).float().mean()), "gender_n": len(known)}

@@ -20,8 +20,15 @@ from .types import labels_from_delta, swap_first_second
 from .types import PairLabel
 
 
-def score_metrics(predicted: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
-    """Pearson correlation (PC), MAE, RMSE and Spearman's ρ of predicted against true scores."""
+def cs_key(within: float) -> str:
+    """The metric name of CS(``within``): ``cs5`` for 5, ``cs2.5`` for 2.5."""
+    return f"cs{within:g}"
+
+
+def score_metrics(predicted: Sequence[float], truth: Sequence[float], cs_thresholds: Sequence[float] = ()) -> dict[str, float]:
+    """Pearson correlation (PC), MAE, RMSE and Spearman's ρ of predicted against true scores, and
+    for each ``t`` of ``cs_thresholds`` the cumulative score CS(t) (``cs<t>``: the share of images
+    with ``|predicted − true| ≤ t``; age estimation reports CS(5))."""
     p, t = np.asarray(predicted, dtype=np.float64), np.asarray(truth, dtype=np.float64)
     if p.shape != t.shape or p.size == 0:
         raise ValueError(f"predicted {p.shape} and true {t.shape} scores must be equal, non-empty shapes")
@@ -32,6 +39,7 @@ def score_metrics(predicted: Sequence[float], truth: Sequence[float]) -> dict[st
         "rmse": float(np.sqrt(((p - t) ** 2).mean())),
         "spearman": float("nan") if constant else float(stats.spearmanr(p, t)[0]),
         "n": int(p.size),
+        **{cs_key(within): float((np.abs(p - t) <= within).mean()) for within in cs_thresholds},
     }
 
 

@@ -51,6 +51,7 @@ from .scores_csv import read_scores_csv
 
 ALL_FOLDS = tuple(f"fold{k}" for k in range(1, 6))
 METRICS = ("pc", "mae", "rmse", "spearman")
+EXTRA_METRIC = re.compile(r"^(cs[0-9.]+|gender_accuracy)$")  # recorded only by some runs: CS(t) (ages), gender
 CHECKED = ("pc", "mae", "rmse")  # spearman can move with the CSV's rounding (ties)
 TOLERANCE = 1e-4
 FOLD_SUFFIX = re.compile(r"[-_](fold\d+)$")
@@ -86,6 +87,7 @@ class Run:
     trainable: str = "?"  # what trained: the whole network, the head only, or the backbone from a unit on
     pairs: str = "-"  # a comparator's pair recipe
     minutes: float = math.nan  # the run's wall time (training + scoring), from results.json
+    command: str = ""  # the command line that made the run (results.json; older runs lack it)
 
 
 def method_and_fold(name: str, split: str, where: Path) -> tuple[str, str]:
@@ -116,7 +118,8 @@ def read_run(path: Path) -> Run:
     method, fold = method_and_fold(name, split, path)
     table = read_scores_csv(files["scores.csv"], require_truth=True)
     run = Run(path, method, fold, model, task, scorer, experiment_of(config), {}, table.truth,
-              trainable=trainable_part(config), pairs=pair_recipe(config), minutes=float(results.get("seconds", math.nan)) / 60)
+              trainable=trainable_part(config), pairs=pair_recipe(config), minutes=float(results.get("seconds", math.nan)) / 60,
+              command=str(results.get("command", "")))
     for route in ROUTES:
         if route.key not in results:
             continue
@@ -124,7 +127,7 @@ def read_run(path: Path) -> Run:
         if predicted is None:
             raise DataError(f"{path}: results.json has {route.key!r} metrics but scores.csv has no {route.column} values")
         _check_agreement(results[route.key], score_metrics(predicted, table.truth), path, route.key)
-        run.metrics[route.key] = {m: float(results[route.key][m]) for m in METRICS}
+        run.metrics[route.key] = {m: float(v) for m, v in results[route.key].items() if m in METRICS or EXTRA_METRIC.match(m)}
         run.predictions[route.key] = predicted
     if not run.metrics:
         raise DataError(f"{files['results.json']} has neither 'direct' nor 'order_learned' metrics")
@@ -270,9 +273,12 @@ def summarise(groups: dict[str, list[Run]]) -> tuple[list[dict[str, Any]], list[
                 "n_images": int(sum(r.truth.size for r in having)),
                 "trainable": members[0].trainable, "pairs": members[0].pairs,
                 "minutes_per_fold": float(np.mean([r.minutes for r in members])),
+                "command": members[0].command,
             }
             summary = {}
-            for m in METRICS:
+            extras = [m for m in having[0].metrics[route.key] if EXTRA_METRIC.match(m)
+                      and all(m in r.metrics[route.key] for r in having)]
+            for m in (*METRICS, *extras):
                 values = [r.metrics[route.key][m] for r in having]
                 mean, std = mean_std(values)
                 row[f"{m}_mean"], row[f"{m}_std"] = mean, std
@@ -287,10 +293,18 @@ def _cell(mean: float, std: float) -> str:
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
+def extra_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The optional metrics (CS(t), gender accuracy) some row has, in a fixed order."""
+    found = {key.removesuffix("_mean") for r in rows for key in r if key.endswith("_mean")} - set(METRICS)
+    return sorted(found, key=lambda m: (m == "gender_accuracy", m))
+
+
 def markdown_report(rows: Sequence[dict[str, Any]]) -> str:
-    shown = [{**r, **{m: _cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS},
-              "minutes": f"{r['minutes_per_fold']:.1f}"} for r in rows]
-    table = markdown_table(shown, ["method", "model", "route", "how", "folds", *METRICS, "n_images", "trainable", "pairs", "minutes"])
+    metrics = [*METRICS, *extra_metrics(rows)]
+    shown = [{**r, **{m: (_cell(r[f"{m}_mean"], r[f"{m}_std"]) if f"{m}_mean" in r else "-") for m in metrics},
+              "minutes": f"{r['minutes_per_fold']:.1f}", "command": f"`{r['command']}`" if r["command"] else "-"} for r in rows]
+    table = markdown_table(shown, ["method", "model", "route", "how", "folds", *metrics, "n_images", "trainable", "pairs",
+                                   "minutes", "command"])
     return ("# Direct vs order-learned\n\n"
             "Mean ± sample std (ddof = 1) over the folds listed; a single fold shows its value alone.\n\n"
             + table + "\n")
@@ -340,8 +354,9 @@ def compare_runs(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(rows)
     (out / "compare.md").write_text(markdown)
-    columns = (["method", "model", "route", "how", "folds", "n_folds", "n_images"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-               + ["trainable", "pairs", "minutes_per_fold"])
+    columns = (["method", "model", "route", "how", "folds", "n_folds", "n_images"]
+               + [f"{m}_{s}" for m in (*METRICS, *extra_metrics(rows)) for s in ("mean", "std")]
+               + ["trainable", "pairs", "minutes_per_fold", "command"])
     with (out / "compare.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -28,7 +28,7 @@ from .bank import ReferenceBank
 from .bank_evaluator import EVALUATOR_FILE, BankEvaluator, BankRoute, Comparisons, interval_coverage
 from .config import ExperimentConfig
 from .data import load_test, load_training
-from .direct import direct_scores
+from .direct import direct_gender_accuracy, direct_scores
 from .evaluation import comparator_metrics, score_metrics
 from .features import FeatureCache, FeatureExtractor
 from .fitting import fit_model
@@ -37,15 +37,18 @@ from .run_lock import run_lock
 from .training import TrainResult, find_resume_state, make_accelerator
 
 
-def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> dict[str, Any]:
-    """Train, score and evaluate as configured; return the results dictionary."""
+def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None,
+                   command: Optional[str] = None) -> dict[str, Any]:
+    """Train, score and evaluate as configured; return the results dictionary (``command``, the
+    command line that started the run, is recorded in it for the results tables)."""
     started = time.time()
     accelerator = accelerator or make_accelerator(config, Path(config.output_dir))
     with run_folder(config, accelerator, resume) as out:
-        return run_in_folder(config, out, accelerator, resume, started)
+        return run_in_folder(config, out, accelerator, resume, started, command)
 
 
-def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator, resume: bool, started: float) -> dict[str, Any]:
+def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator, resume: bool, started: float,
+                  command: Optional[str] = None) -> dict[str, Any]:
     """The run's sequence, inside its locked output folder."""
     splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
@@ -68,8 +71,13 @@ def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator,
     comparisons = route.comparisons(test, "test")
     scores = route.score(comparisons)
     direct = direct_scores(model, trained.best_checkpoint, splits, test, config, accelerator, features, out / "direct")
+    gender = direct_gender_accuracy(model, test, config, accelerator, features) if direct is not None else None
 
     results = collect_results(config, trained, bank, route, uncalibrated, calibration, comparisons, scores, test, direct)
+    if gender is not None:
+        results["direct"].update(gender)
+    if command is not None:
+        results["command"] = command
     results["direct_how"] = "embedding head" if isinstance(model, Comparator) else "own score"
     results["seconds"] = time.time() - started
     if accelerator.is_main_process:
@@ -131,7 +139,7 @@ def collect_results(config: ExperimentConfig, trained: TrainResult, bank: Refere
         "name": config.name, "method": config.model.name, "task": config.task,
         "train": {"best_epoch": trained.best_epoch, "best_" + config.train.select_metric: trained.best_metric, "history": trained.history},
         "bank_size": len(bank), "scorer": dataclasses.asdict(route.evaluator),
-        "order_learned": score_metrics(scores.value.tolist(), truth),
+        "order_learned": score_metrics(scores.value.tolist(), truth, config.cs_thresholds),
         "link_calibration": None, "interval_calibration": None, "interval_coverage": interval_coverage(scores, truth),
         "reference_calibration": calibration.get("reference_positions"),
         "comparator_metrics": comparator_metrics(comparisons.forward, torch.tensor(truth, dtype=torch.float64), bank.scores,
@@ -141,7 +149,7 @@ def collect_results(config: ExperimentConfig, trained: TrainResult, bank: Refere
         results["comparator_calls_per_image"] = float(comparisons.calls.double().mean())
     if "link" in calibration or "reference_positions" in calibration:  # the same comparisons before calibration
         before = uncalibrated.score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
-        results["order_learned_uncalibrated"] = score_metrics(before.value.tolist(), truth)
+        results["order_learned_uncalibrated"] = score_metrics(before.value.tolist(), truth, config.cs_thresholds)
     if "link" in calibration:
         results["link_calibration"] = {**{k: calibration["link"][k] for k in ("slope", "tie_width")},
                                        "default_link": calibration["link"]["before"]}
@@ -149,5 +157,5 @@ def collect_results(config: ExperimentConfig, trained: TrainResult, bank: Refere
         raw = dataclasses.replace(route.evaluator, interval_scale=None).score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
         results["interval_calibration"] = {"std_scale": calibration["std_scale"], "coverage_uncalibrated": interval_coverage(raw, truth)}
     if direct is not None:
-        results["direct"] = score_metrics(direct.tolist(), truth)
+        results["direct"] = score_metrics(direct.tolist(), truth, config.cs_thresholds)
     return results

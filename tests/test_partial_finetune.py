@@ -77,7 +77,8 @@ def test_trunk_is_frozen_in_eval_mode_and_the_top_trains_in_training_mode():
 
 
 @pytest.mark.parametrize("name,extra", [("siamese", {}), ("plain", {}), ("comboloss", {"class_weights": [1, 1, 1, 1, 1]}),
-                                        ("dual-label-distribution", {"resize": None})])
+                                        ("dual-label-distribution", {"resize": None}),
+                                        ("relative-position", {"label_min": 1, "label_max": 5, "label_step": 0.5})])
 def test_every_timm_method_splits_at_trainable_from(name, extra):
     torch.manual_seed(0)
     model = comparators.create(name, **TINY, **extra, trainable_from="blocks.4").eval()

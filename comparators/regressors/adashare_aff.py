@@ -284,6 +284,11 @@ class AdaShareAFFRegressor(Regressor):
         score = beauty.softmax(dim=1) @ self.levels
         return RegressorOutput(score=score, extras={"beauty_logits": beauty, "gender_logits": gender, "policy": policy})
 
+    predicts_gender = True
+
+    def gender_logits(self, output: RegressorOutput) -> Optional[torch.Tensor]:
+        return output.extras["gender_logits"]
+
     def loss(self, output: RegressorOutput, batch: Batch) -> torch.Tensor:
         """Eq. 7: λ1·CE(beauty level) + λ2·CE(gender, unknown ignored) (+ AdaShare regularisers)."""
         c = self.config

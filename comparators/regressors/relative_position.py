@@ -60,7 +60,9 @@ import torch.nn.functional as F
 import comparators.ir50  # noqa: F401  (registers "ir50" and "ir50_poster" with timm)
 from comparators.backbones import check_backbone_name, create_backbone
 from comparators.base import Batch, Regressor, RegressorOutput
+from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
 from comparators.regressors.plain import config_from_kwargs
+from comparators.regressors.split_backbone import SplitBackboneRegressor
 from comparators.regressors.relative_position_heads import (
     AgeReweighting,
     ExpectedValueHead,
@@ -97,9 +99,12 @@ class RelativePositionConfig:
     reweight_init: float = 1.0  # initial value of every p_j (Eq. 4); not given by the paper
     image_size: int = 112
     augment: tuple[str, ...] = ("hflip", "rotation")
+    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
+    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
 
     def __post_init__(self) -> None:
         check_backbone_name(self.backbone)
+        self.trainable_from = check_trainable_from(self.trainable_from)
         if self.weights is None:
             raise ValueError(
                 "weights: the paper fine-tunes an IR-50 pretrained on MS-Celeb-1M (+ IMDB-Clean), which "
@@ -121,14 +126,19 @@ class RelativePositionConfig:
         return LabelSpace.from_config(self.label_values, self.label_min, self.label_max, self.label_step)
 
 
-class RelativePositionRegressor(BackboneTransforms, Regressor):
-    """Backbone -> pooled F -> {EVR score, gender logits, reweighted relative-position logits}."""
+class RelativePositionRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
+    """Backbone -> pooled F -> {EVR score, gender logits, reweighted relative-position logits}.
+
+    With ``trainable_from`` (a timm backbone, e.g. the offline ImageNet MobileNetV2 in place of
+    the unavailable face-recognition IR-50) the frozen trunk's maps are cached per image and view,
+    and the top + the three heads train on them (:mod:`comparators.partial`)."""
 
     def __init__(self, config: RelativePositionConfig) -> None:
         super().__init__()
         self.config = config
         self.labels = config.label_space()
-        self.backbone = create_backbone(config.backbone, weights=config.weights, **config.backbone_kwargs)
+        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights, **config.backbone_kwargs),
+                                       config.trainable_from, config.image_size)
         c, n = self.backbone.num_features, len(self.labels)
         self.evr = ExpectedValueHead(c, self.labels.values)
         self.gender_head = torch.nn.Linear(c, 2) if config.use_gender else None
@@ -145,16 +155,10 @@ class RelativePositionRegressor(BackboneTransforms, Regressor):
         return self.evr.label_values
 
     # --- forward ------------------------------------------------------------------------
-    splits = True
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
-
-    def feature_modules(self) -> list[torch.nn.Module]:
-        return [self.backbone]
-
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
-        """The three heads on pooled features ``F`` [B, c] (exposed so tests can feed known F)."""
+        """The three heads on pooled features ``F`` [B, c] (exposed so tests can feed known F),
+        after the trainable top when the backbone is split (``features`` are then trunk maps)."""
+        features = top(self.backbone, features)
         score, logits = self.evr(features)
         extras: dict[str, torch.Tensor] = {"features": features, "label_logits": logits}
         if self.gender_head is not None:
@@ -200,6 +204,13 @@ class RelativePositionRegressor(BackboneTransforms, Regressor):
             self.selector.observe(output.extras["features"].detach(), positions, errors)
         self.last_loss_terms = {k: v.detach() for k, v in terms.items()}
         return total
+
+    @property
+    def predicts_gender(self) -> bool:  # type: ignore[override]
+        return self.gender_head is not None
+
+    def gender_logits(self, output: RegressorOutput) -> Optional[torch.Tensor]:
+        return output.extras["gender_logits"] if self.gender_head is not None else None
 
     def _position_parameters(self) -> list[torch.nn.Parameter]:
         return [*self.reweighting.parameters(), *self.position_head.parameters()]
