@@ -65,3 +65,22 @@ def test_head_runs_in_float32_under_autocast():
     model = plain.build(**TINY).eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert model(torch.randn(2, 3, 32, 32)).score.dtype == torch.float32
+
+
+def test_head_bias_starts_at_the_training_mean_when_asked():
+    """Ages start 35 years from a zero bias; train-mean starts the head at the data's mean."""
+    from pathlib import Path
+
+    import comparators
+    from orderlearn.types import ScoredImage
+
+    samples = [ScoredImage(path=Path(f"{i}.jpg"), score=float(age)) for i, age in enumerate((20, 30, 55))]
+    model = comparators.create("plain", backbone="mobilenetv2_035", weights="random")
+    before = float(model.head.bias)
+    model.setup_from_training(samples)
+    assert float(model.head.bias) == before and abs(before) < 1  # default: PyTorch's init, untouched
+    model = comparators.create("plain", backbone="mobilenetv2_035", weights="random", head_bias="train-mean")
+    model.setup_from_training(samples)
+    assert float(model.head.bias) == 35.0
+    with pytest.raises(ValueError, match="head_bias"):
+        comparators.create("plain", backbone="mobilenetv2_035", weights="random", head_bias="mean")
