@@ -1,6 +1,7 @@
 """The contract every model offers the training loop, the pipeline and the feature cache."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
@@ -12,7 +13,8 @@ Batch = dict[str, Any]
 """A collated batch. Comparator batches: ``image_a``, ``image_b`` (float [B,3,H,W]) and
 ``label`` (long [B]). Regressor batches: ``image`` (float [B,3,H,W]), ``score`` (float [B]),
 ``rating_counts`` (float [B,5], zeros when unknown), ``std`` (float [B]), ``gender``
-(long [B], 0 female / 1 male / -1 unknown), ``age`` (float [B], nan when unknown)."""
+(long [B], 0 female / 1 male / -1 unknown), ``age`` (float [B], nan when unknown), ``database``
+(long [B]: 0 the run's dataset, 1 its second database in multi-database training)."""
 
 
 class Model(nn.Module):
@@ -71,6 +73,23 @@ class Model(nn.Module):
         """Modules whose weights determine :meth:`forward_features` (hashed into the feature-cache
         key, and kept in evaluation mode while only the head trains). Default: the whole model."""
         return [self]
+
+    @property
+    def uses_second_database(self) -> bool:
+        """True when the method learns a task from a second dataset's images (``data.second``,
+        batch ``database`` 1): the run then requires ``data.second``, and every other model refuses
+        it (checked before any data is read). Default: False."""
+        return False
+
+    # ---------------------------------------------------------------- what a run reports
+    def run_summary(self) -> dict[str, Any]:
+        """Entries for the run's results.json that only the method knows (e.g. a learned sharing
+        policy), from the weights the run scored with. Default: none."""
+        return {}
+
+    def write_figures(self, folder: Path) -> list[Path]:
+        """Pictures only the method can draw, into the run's folder; returns their paths. Default: none."""
+        return []
 
     # ---------------------------------------------------------------- training hooks
     def setup_from_training(self, samples: Sequence[ScoredImage]) -> None:

@@ -1,8 +1,6 @@
 """The regressor contract: ``forward(images) -> RegressorOutput`` and its own ``loss``."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from .comparator import Comparator
@@ -19,15 +17,15 @@ class Regressor(Model):
     multi-task net with task-specific blocks) override ``forward``.
     """
 
-    predicts_gender: bool = False  # True when gender_logits gives a female/male prediction
-
     def forward(self, images: torch.Tensor) -> RegressorOutput:
         return self.forward_head(self.forward_features(images))
 
-    def gender_logits(self, output: RegressorOutput) -> Optional[torch.Tensor]:
-        """Logits ``[B, 2]`` (female, male) of a method that also predicts gender (reported as
-        the direct route's ``gender_accuracy``); None for the rest."""
-        return None
+    def classifications(self, output: RegressorOutput, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The classification tasks a method also predicts, by name: ``(logits [B, K], targets
+        [B])`` with target -1 where it is unknown or belongs to another database than the task's.
+        The run reports each on the test set(s) as ``<name>_accuracy`` / ``<name>_macro_f1``
+        (e.g. ``gender`` for relative age position learning). Default: none."""
+        return {}
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:  # type: ignore[override]
         raise NotImplementedError(f"{type(self).__name__} does not split into features and head")

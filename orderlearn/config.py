@@ -46,6 +46,11 @@ class DataConfig:
     # every training/validation copy of a test image and all but the first of repeated training
     # copies (the test split stays the dataset's own; the run prints what it dropped)
     duplicates: str = "error"
+    # multi-database training: a second dataset whose training (and carved validation) images join
+    # the model's training and validation, tagged database 1, for a method that learns a task from
+    # them (AdaShare-AFF's gender_from: second); the bank, the link and the scored test set are
+    # the first dataset's; the second's test files are read once for that task's metrics
+    second: Optional["DataConfig"] = None
 
 
 @dataclass
@@ -216,10 +221,32 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
     _check_ranges(config)
+    _check_second_database(config)
     _check_views(config.train)
     validate_model_options(config.model)
     validate_scorer_options(config.scorer, config.data)
     return config
+
+
+def _check_second_database(config: ExperimentConfig) -> None:
+    """``data.second``: a dataset section of its own (no third), and selection on the loss: a
+    validation PC or MAE would pool the two databases' different scores into one number."""
+    second = config.data.second
+    if second is None:
+        return
+    for key in ("kind", "duplicates"):
+        allowed = CHOICES[f"data.{key}"]
+        if getattr(second, key) not in allowed:
+            raise ConfigError(f"data.second.{key}: {getattr(second, key)!r} is not one of {list(allowed)}")
+    checks = {"data.second.second": second.second is None, "data.second.val_fraction": 0.0 <= second.val_fraction < 1.0,
+              "data.second.score_high": second.score_high > second.score_low}
+    for key, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"{key}: bad value (a second database has no second of its own; fractions in [0, 1); "
+                              "score_high above score_low)")
+    if config.train.select_metric != "val_loss":
+        raise ConfigError(f"train.select_metric: {config.train.select_metric!r} would pool the scores of data and "
+                          "data.second; multi-database runs select on val_loss")
 
 
 def validate_model_options(model: ModelConfig) -> None:
@@ -358,6 +385,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if len(scalars) > 1 and type(value) in scalars:  # e.g. a unit name or an index: str | int
             return value
         hint = next(o for o in options if o is not type(None))
+        if dataclasses.is_dataclass(hint):  # an optional section, e.g. data.second
+            return _build(hint, value, f"{key}.")
         origin = typing.get_origin(hint)
     if hint is Any:
         return value

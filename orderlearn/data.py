@@ -13,6 +13,7 @@ each that pairs need.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import defaultdict
@@ -35,6 +36,14 @@ MIN_IMAGES = 2  # a pair needs two images, in train and in validation
 class TrainingSplits:
     train: list[ScoredImage]
     val: list[ScoredImage]
+    second: Optional["TrainingSplits"] = None  # data.second's train / validation (database 1), when set
+
+    def for_the_model(self) -> "TrainingSplits":
+        """What the model trains and is selected on: both databases' images (the bank, the link and
+        the direct head use ``train`` / ``val``, the first database's, alone)."""
+        if self.second is None:
+            return self
+        return TrainingSplits(self.train + self.second.train, self.val + self.second.val)
 
 
 @dataclass
@@ -174,7 +183,25 @@ def drop_training_copies(splits: DatasetSplits) -> DatasetSplits:
 
 
 def load_training(config: DataConfig) -> TrainingSplits:
-    """Train and validation: the manifest's ``val`` rows, else a seeded ``val_fraction`` of train."""
+    """Train and validation: the manifest's ``val`` rows, else a seeded ``val_fraction`` of train;
+    with ``data.second``, that database's own train and validation too (tagged database 1)."""
+    splits = _own_training(config)
+    if config.second is not None:
+        second = _own_training(config.second)
+        tag = lambda samples: [dataclasses.replace(s, database=1) for s in samples]  # noqa: E731
+        splits.second = TrainingSplits(tag(second.train), tag(second.val))
+        _say(f"second database: {len(second.train)} train, {len(second.val)} validation images ({config.second.kind})")
+    return splits
+
+
+def load_second_test(config: DataConfig) -> list[ScoredImage]:
+    """The second database's test files (tagged database 1), read once for its task's metrics."""
+    if config.second is None:
+        raise ConfigError("data.second is not set")
+    return [dataclasses.replace(s, database=1) for s in load_test(config.second)]
+
+
+def _own_training(config: DataConfig) -> TrainingSplits:
     splits = _read(config)
     rng = np.random.default_rng(config.val_seed)
     train = splits.train

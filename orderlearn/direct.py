@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from accelerate import Accelerator
 
-from comparators.base import Comparator, Model, Regressor
+from comparators.base import Comparator, Model, Regressor, RegressorOutput
 from comparators.direct_head import EmbeddingRegressor
 
 from .comparisons import view_embeddings
@@ -25,7 +25,8 @@ from .config import ExperimentConfig
 from .data import TrainingSplits
 from .features import FeatureExtractor
 from .fitting import FeatureImageDataset
-from .images import GENDER_INDEX, ImageDataset
+from .evaluation import classification_metrics
+from .images import ImageDataset, sample_targets
 from .training import RegressorObjective, fit, load_weights
 from .types import ScoredImage
 
@@ -81,30 +82,45 @@ def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch
 
 
 @torch.no_grad()
-def direct_gender_accuracy(model: Model, test: list[ScoredImage], config: ExperimentConfig, accelerator: Accelerator,
-                           features: FeatureExtractor) -> Optional[dict[str, float]]:
-    """Test gender accuracy of a regressor that also predicts gender (its validation-selected
-    weights, loaded by :func:`direct_scores`), over the test faces of known gender; None for the
-    rest. The image alone is classified (no flip averaging)."""
-    if not isinstance(model, Regressor) or not model.predicts_gender:
-        return None
-    known = [s for s in test if s.gender in GENDER_INDEX]
-    if not known:
-        return None
+def direct_classifications(model: Model, tests: list[list[ScoredImage]], config: ExperimentConfig, accelerator: Accelerator,
+                           features: FeatureExtractor) -> dict[str, float]:
+    """Test accuracy and macro-F1 of each classification task a regressor also predicts
+    (:meth:`~comparators.regressor.Regressor.classifications`; its validation-selected weights,
+    loaded by :func:`direct_scores`), pooled over ``tests`` (the test set, and the second
+    database's in a multi-database run) where the task's target is known; empty for the rest.
+    The image alone is classified (no flip averaging)."""
+    if not isinstance(model, Regressor):
+        return {}
     model.to(accelerator.device).eval()
+    pooled: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for samples in tests:
+        for output, batch in _direct_outputs(model, samples, config, accelerator, features):
+            for name, (logits, targets) in model.classifications(output, batch).items():
+                pooled.setdefault(name, ([], []))
+                pooled[name][0].append(logits.float().cpu())
+                pooled[name][1].append(targets.cpu())
+    metrics: dict[str, float] = {}
+    for name, (logits, targets) in pooled.items():
+        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+        if bool((all_targets >= 0).any()):
+            result = classification_metrics(all_logits, all_targets)
+            metrics.update({f"{name}_accuracy": result["accuracy"], f"{name}_macro_f1": result["macro_f1"],
+                            f"{name}_n": int((all_targets >= 0).sum())})
+    return metrics
+
+
+def _direct_outputs(model: Regressor, samples: list[ScoredImage], config: ExperimentConfig, accelerator: Accelerator,
+                    features: FeatureExtractor) -> Iterator[tuple[RegressorOutput, dict[str, torch.Tensor]]]:
+    """The model's outputs on ``samples`` in batches, with each batch's targets."""
     batch_size = config.train.eval_batch_size
-    logits = []
     if model.splits:
-        cached = features(model, known, "features test", views=("identity",))
-        for start in range(0, len(cached), batch_size):
+        cached = features(model, samples, "features test", views=("identity",))
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start:start + batch_size]
+            batch = default_collate([sample_targets(s) for s in chunk])
             with accelerator.autocast():
-                output = model.forward_head(cached[start:start + batch_size].to(accelerator.device))
-            logits.append(model.gender_logits(output).float().cpu())
-    else:
-        for batch in DataLoader(ImageDataset(known, model.preprocess()), batch_size=batch_size):
-            with accelerator.autocast():
-                output = model(batch["image"].to(accelerator.device))
-            logits.append(model.gender_logits(output).float().cpu())
-    predicted = torch.cat(logits).argmax(dim=1)
-    truth = torch.tensor([GENDER_INDEX[s.gender] for s in known])
-    return {"gender_accuracy": float((predicted == truth).float().mean()), "gender_n": len(known)}
+                yield model.forward_head(cached[start:start + batch_size].to(accelerator.device)), batch
+        return
+    for batch in DataLoader(ImageDataset(samples, model.preprocess()), batch_size=batch_size):
+        with accelerator.autocast():
+            yield model(batch["image"].to(accelerator.device)), batch

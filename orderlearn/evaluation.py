@@ -43,6 +43,27 @@ def score_metrics(predicted: Sequence[float], truth: Sequence[float], cs_thresho
     }
 
 
+def classification_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Accuracy and macro F1 (the paper's ACC and F1 score); targets < 0 are ignored.
+
+    Macro F1 averages ``2TP / (2TP + FP + FN)`` over the classes present in the targets or
+    the predictions (scikit-learn's convention).
+    """
+    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be [N, K] and targets [N], got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    valid = targets >= 0
+    if not bool(valid.any()):
+        raise ValueError("classification_metrics: no target with a known class (all < 0)")
+    pred, true = logits[valid].argmax(dim=1), targets[valid].long()
+    f1s = []
+    for k in torch.unique(torch.cat([pred, true])).tolist():
+        tp = ((pred == k) & (true == k)).sum().item()
+        fp = ((pred == k) & (true != k)).sum().item()
+        fn = ((pred != k) & (true == k)).sum().item()
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": (pred == true).float().mean().item(), "macro_f1": sum(f1s) / len(f1s)}
+
+
 def comparator_metrics(
     probs: torch.Tensor,
     test_scores: torch.Tensor,

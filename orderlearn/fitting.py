@@ -87,7 +87,9 @@ class SourcedImageDataset(ImageDataset):
 
 def fit_model(model: Model, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator,
               features: FeatureExtractor, output_dir: Path, resume: bool) -> TrainResult:
-    """Train ``model`` as configured; the best epoch is chosen on the validation split."""
+    """Train ``model`` as configured; the best epoch is chosen on the validation split (with a
+    second database, on both databases' training and validation images)."""
+    splits = splits.for_the_model()
     frozen = config.train.frozen_backbone
     views = tuple(config.train.feature_views)
     train_x = val_x = None

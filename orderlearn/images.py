@@ -39,6 +39,7 @@ def sample_targets(sample: ScoredImage) -> dict[str, torch.Tensor]:
         "std": torch.tensor(sample.std if sample.std is not None else math.nan, dtype=torch.float32),
         "gender": torch.tensor(GENDER_INDEX.get(sample.gender or "", -1), dtype=torch.long),
         "age": torch.tensor(sample.age if sample.age is not None else math.nan, dtype=torch.float32),
+        "database": torch.tensor(sample.database, dtype=torch.long),
     }
 
 

@@ -27,8 +27,9 @@ from comparators.base import Comparator, Model
 from .bank import ReferenceBank
 from .bank_evaluator import EVALUATOR_FILE, BankEvaluator, BankRoute, Comparisons, interval_coverage
 from .config import ExperimentConfig
-from .data import load_test, load_training
-from .direct import direct_gender_accuracy, direct_scores
+from .errors import ConfigError
+from .data import load_second_test, load_test, load_training
+from .direct import direct_classifications, direct_scores
 from .evaluation import comparator_metrics, score_metrics
 from .features import FeatureCache, FeatureExtractor
 from .fitting import fit_model
@@ -50,9 +51,9 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
 def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator, resume: bool, started: float,
                   command: Optional[str] = None) -> dict[str, Any]:
     """The run's sequence, inside its locked output folder."""
+    model = build_model(config)
     splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
-    model = build_model(config)
     model.setup_from_training(splits.train)
     model.to(accelerator.device)
     features = feature_extractor(config, accelerator)
@@ -71,16 +72,19 @@ def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator,
     comparisons = route.comparisons(test, "test")
     scores = route.score(comparisons)
     direct = direct_scores(model, trained.best_checkpoint, splits, test, config, accelerator, features, out / "direct")
-    gender = direct_gender_accuracy(model, test, config, accelerator, features) if direct is not None else None
+    tests = [test] + ([load_second_test(config.data)] if config.data.second is not None else [])
+    classified = direct_classifications(model, tests, config, accelerator, features) if direct is not None else {}
 
     results = collect_results(config, trained, bank, route, uncalibrated, calibration, comparisons, scores, test, direct)
-    if gender is not None:
-        results["direct"].update(gender)
+    if classified:
+        results["direct"].update(classified)
+    results.update(model.run_summary())
     if command is not None:
         results["command"] = command
     results["direct_how"] = "embedding head" if isinstance(model, Comparator) else "own score"
     results["seconds"] = time.time() - started
     if accelerator.is_main_process:
+        model.write_figures(out)
         bank.save(out / "bank.json")
         evaluator.save(out / EVALUATOR_FILE)
         print("\n" + write_run_outputs(out, config.name, config.model.name, test, scores, direct, results))
@@ -109,6 +113,9 @@ def build_model(config: ExperimentConfig) -> Model:
     model = comparators.create(config.model.name, **config.model.args)
     if kind_of(model) != config.task:
         raise ValueError(f"model {config.model.name!r} is a {kind_of(model)}; set task: {kind_of(model)}")
+    if model.uses_second_database != (config.data.second is not None):
+        needs = "learns a task from data.second; set it" if model.uses_second_database else "learns nothing from data.second; remove it"
+        raise ConfigError(f"model {config.model.name!r} (as configured) {needs}")
     return model
 
 

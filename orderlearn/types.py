@@ -79,6 +79,7 @@ class ScoredImage:
     gender: Optional[str] = None  # "female" / "male"
     ethnicity: Optional[str] = None  # "asian" / "caucasian" / free text
     age: Optional[float] = None
+    database: int = 0  # 0: the run's dataset; 1: its second database (``data.second``, multi-database training)
     extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property

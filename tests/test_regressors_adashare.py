@@ -7,6 +7,8 @@ import pytest
 import timm
 import torch
 
+from orderlearn.evaluation import classification_metrics
+
 from comparators.backbones import WeightsNotFoundError
 from comparators.base import RegressorOutput
 from comparators.regressors.adashare_aff import (
@@ -14,7 +16,6 @@ from comparators.regressors.adashare_aff import (
     AdaShareAFFRegressor,
     beauty_levels,
     build,
-    classification_metrics,
 )
 from comparators.regressors.adashare_blocks import AFF, MSCAM, TaskBatchNorm2d
 from comparators.regressors.adashare_policy import sharing_loss, sparsity_loss, temperature_at

@@ -34,6 +34,7 @@ epochs and stage lengths, dropout rate, MS-CAM ratio r, temperature schedule, au
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -112,6 +113,11 @@ class AdaShareAFFConfig:
     sparsity_weight: float = 0.0  # AdaShare regularisers; the paper's Eq. 7 has none
     sharing_weight: float = 0.0
     level_from: str = "mode"  # "mode" of rating_counts (Sec. 3.1.2) or "round" of the score
+    # where each task's labels come from: "same" (one database gives both, the paper's SCUT-FBP5500
+    # experiment) or "second" (multi-database, the paper's LSAFBD + SCUT-FBP5500 setting: beauty
+    # from the run's dataset, gender from ``data.second`` only, batch key ``database``)
+    gender_from: str = "same"
+    learn_policy: bool = True  # False: every block executed for both tasks (ResNet-18 + AFF, the paper's baseline)
 
     def __post_init__(self) -> None:
         self.layers = tuple(int(n) for n in self.layers)
@@ -132,6 +138,7 @@ class AdaShareAFFConfig:
             "sparsity_weight": self.sparsity_weight >= 0,
             "sharing_weight": self.sharing_weight >= 0,
             "level_from": self.level_from in ("mode", "round"),
+            "gender_from": self.gender_from in ("same", "second"),
         }
         for name, ok in checks.items():
             if not ok:
@@ -148,27 +155,6 @@ def beauty_levels(score: torch.Tensor, rating_counts: Optional[torch.Tensor], le
         raise ValueError(f"rating_counts must be [B, {num_levels}], got {tuple(rating_counts.shape)}")
     has_histogram = rating_counts.sum(dim=1) > 0
     return torch.where(has_histogram, rating_counts.argmax(dim=1), rounded)
-
-
-def classification_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Accuracy and macro F1 (the paper's ACC and F1 score); targets < 0 are ignored.
-
-    Macro F1 averages ``2TP / (2TP + FP + FN)`` over the classes present in the targets or
-    the predictions (scikit-learn's convention).
-    """
-    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
-        raise ValueError(f"logits must be [N, K] and targets [N], got {tuple(logits.shape)} and {tuple(targets.shape)}")
-    valid = targets >= 0
-    if not bool(valid.any()):
-        raise ValueError("classification_metrics: no target with a known class (all < 0)")
-    pred, true = logits[valid].argmax(dim=1), targets[valid].long()
-    f1s = []
-    for k in torch.unique(torch.cat([pred, true])).tolist():
-        tp = ((pred == k) & (true == k)).sum().item()
-        fp = ((pred == k) & (true != k)).sum().item()
-        fn = ((pred != k) & (true == k)).sum().item()
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": (pred == true).float().mean().item(), "macro_f1": sum(f1s) / len(f1s)}
 
 
 class AdaShareAFFRegressor(Regressor):
@@ -227,7 +213,7 @@ class AdaShareAFFRegressor(Regressor):
         The split is AdaShare's (``PAPER_RECIPE["train"]["stages"]``); the FBP paper states none.
         """
         warmup_epochs = round(PAPER_RECIPE["train"]["stages"]["warmup"] * num_epochs)
-        self.set_stage("warmup" if epoch <= warmup_epochs else "policy")
+        self.set_stage("warmup" if epoch <= warmup_epochs or not self.config.learn_policy else "policy")
 
     def get_extra_state(self) -> torch.Tensor:
         """The stage travels with the weights, as a tensor so safetensors/accelerate can store it."""
@@ -254,6 +240,20 @@ class AdaShareAFFRegressor(Regressor):
             self.policy_steps += 1
             return sample
         return argmax_policy(self.policy_logits.detach())
+
+    def run_summary(self) -> dict[str, Any]:
+        """The sharing policy the scored weights use: P(execute) per task and block, and the
+        executed / skipped decision (the argmax) the evaluation ran."""
+        probs = self.policy_probabilities()[..., EXECUTE]
+        return {"sharing_policy": {"tasks": list(TASKS), "stage": self.stage, "learned": self.config.learn_policy,
+                                   "p_execute": [[round(float(p), 4) for p in row] for row in probs],
+                                   "executed": [[bool(p >= 0.5) for p in row] for row in probs]}}
+
+    def write_figures(self, folder: Path) -> list[Path]:
+        """``policy.png``: P(execute) per block (columns) and task (rows), the decision marked."""
+        from comparators.regressors.adashare_plot import policy_plot
+
+        return [policy_plot(folder / "policy.png", self.policy_probabilities()[..., EXECUTE], TASKS, self.config.layers)]
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Network weights (paper: AdamW lr 1e-3) and policy logits (AdaShare: lr 0.01)."""
@@ -284,21 +284,39 @@ class AdaShareAFFRegressor(Regressor):
         score = beauty.softmax(dim=1) @ self.levels
         return RegressorOutput(score=score, extras={"beauty_logits": beauty, "gender_logits": gender, "policy": policy})
 
-    predicts_gender = True
+    @property
+    def uses_second_database(self) -> bool:
+        return self.config.gender_from == "second"
 
-    def gender_logits(self, output: RegressorOutput) -> Optional[torch.Tensor]:
-        return output.extras["gender_logits"]
-
-    def loss(self, output: RegressorOutput, batch: Batch) -> torch.Tensor:
-        """Eq. 7: λ1·CE(beauty level) + λ2·CE(gender, unknown ignored) (+ AdaShare regularisers)."""
+    def task_targets(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(beauty level, gender) class targets, -1 where a task learns nothing from the sample:
+        gender unknown, or (``gender_from: second``) the other task's database."""
         c = self.config
-        beauty, gender_logits = output.extras["beauty_logits"], output.extras["gender_logits"]
-        levels = beauty_levels(batch["score"].to(beauty.device), _optional(batch, "rating_counts", beauty.device),
-                               c.level_from, c.num_levels)
-        total = c.task_weights[0] * F.cross_entropy(beauty, levels)
-        gender = batch["gender"].to(gender_logits.device).long()
+        levels = beauty_levels(batch["score"].to(device), _optional(batch, "rating_counts", device), c.level_from, c.num_levels)
+        gender = batch["gender"].to(device).long()
         if bool(((gender < -1) | (gender >= c.num_genders)).any()):
             raise ValueError(f"gender labels must be -1 or 0..{c.num_genders - 1}, got {gender.unique().tolist()}")
+        if c.gender_from == "second":
+            database = batch["database"].to(device)
+            levels = torch.where(database == 0, levels, -1)
+            gender = torch.where(database == 1, gender, -1)
+        return levels, gender
+
+    def classifications(self, output: RegressorOutput, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Both tasks, each where it is trained (a task of weight 0 is not reported)."""
+        levels, gender = self.task_targets(batch, output.score.device)
+        tasks = {"beauty_level": (output.extras["beauty_logits"], levels), "gender": (output.extras["gender_logits"], gender)}
+        return {name: task for (name, task), weight in zip(tasks.items(), self.config.task_weights) if weight > 0}
+
+    def loss(self, output: RegressorOutput, batch: Batch) -> torch.Tensor:
+        """Eq. 7: λ1·CE(beauty level) + λ2·CE(gender), each over the samples that give its label
+        (+ AdaShare regularisers). A batch without any label of a task adds 0 for it."""
+        c = self.config
+        beauty, gender_logits = output.extras["beauty_logits"], output.extras["gender_logits"]
+        levels, gender = self.task_targets(batch, beauty.device)
+        total = beauty.sum() * 0.0  # keeps the graph when a batch holds neither task's labels
+        if bool((levels >= 0).any()):
+            total = total + c.task_weights[0] * F.cross_entropy(beauty, levels, ignore_index=-1)
         if bool((gender >= 0).any()):
             total = total + c.task_weights[1] * F.cross_entropy(gender_logits, gender, ignore_index=-1)
         if self.stage == "policy":

@@ -205,12 +205,12 @@ class RelativePositionRegressor(SplitBackboneRegressor, BackboneTransforms, Regr
         self.last_loss_terms = {k: v.detach() for k, v in terms.items()}
         return total
 
-    @property
-    def predicts_gender(self) -> bool:  # type: ignore[override]
-        return self.gender_head is not None
-
-    def gender_logits(self, output: RegressorOutput) -> Optional[torch.Tensor]:
-        return output.extras["gender_logits"] if self.gender_head is not None else None
+    def classifications(self, output: RegressorOutput, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Gender (the GP head, Sec. III-C), when the model has it."""
+        if self.gender_head is None:
+            return {}
+        logits = output.extras["gender_logits"]
+        return {"gender": (logits, batch["gender"].to(logits.device).long())}
 
     def _position_parameters(self) -> list[torch.nn.Parameter]:
         return [*self.reweighting.parameters(), *self.position_head.parameters()]
