@@ -272,3 +272,18 @@ def test_build_validates_options():
     with pytest.raises(ValueError, match="level_from"):
         build(level_from="mean")
     assert PAPER_RECIPE["optim"]["lr"] == 1e-3 and PAPER_RECIPE["train"]["batch_size"] == 32
+
+
+def test_beauty_alone_skips_the_gender_path_and_reports_only_beauty():
+    """The single-task baseline (task_weights [1, 0]) runs one task path, not two."""
+    torch.manual_seed(0)
+    model = build(weights="random", layers=(1, 1, 1, 1), width=8, image_size=32, task_weights=(1.0, 0.0), learn_policy=False)
+    model.on_epoch_start(5, 5)  # past the warm-up: without policy learning every block still runs
+    assert model.stage == "warmup"
+    batch = {"score": torch.tensor([1.0, 3.0, 5.0]), "rating_counts": torch.zeros(3, 5), "gender": torch.tensor([0, 1, 0]),
+             "database": torch.zeros(3, dtype=torch.long)}
+    output = model(torch.randn(3, 3, 32, 32))
+    assert torch.equal(output.extras["gender_logits"], torch.zeros(3, 2))
+    model.loss(output, batch).backward()
+    assert model.heads[1][1].weight.grad is None and model.heads[0][1].weight.grad is not None
+    assert set(model.classifications(output, batch)) == {"beauty_level"}

@@ -280,7 +280,11 @@ class AdaShareAFFRegressor(Regressor):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
         policy = self.current_policy()
-        beauty, gender = (self._task_forward(images, t, policy[t]) for t in range(len(TASKS)))
+        beauty = self._task_forward(images, 0, policy[0])  # always: the score comes from it
+        if self.config.task_weights[1] > 0:
+            gender = self._task_forward(images, 1, policy[1])
+        else:  # beauty alone (the single-task baseline): the gender path would cost as much, for nothing
+            gender = beauty.new_zeros(images.shape[0], self.config.num_genders)
         score = beauty.softmax(dim=1) @ self.levels
         return RegressorOutput(score=score, extras={"beauty_logits": beauty, "gender_logits": gender, "policy": policy})
 

@@ -9,7 +9,7 @@ import torch
 
 def policy_plot(path: Path, p_execute: torch.Tensor, tasks: Sequence[str], layers: Sequence[int]) -> Path:
     """A tasks × blocks heat map of P(execute), each cell labelled with its probability and the
-    decision the evaluation runs (▮ executed, ▯ skipped); blocks named stage.block."""
+    decision the evaluation runs ("run" or "skip"); blocks named stage.block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +21,7 @@ def policy_plot(path: Path, p_execute: torch.Tensor, tasks: Sequence[str], layer
     image = ax.imshow(probs, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     for t in range(probs.shape[0]):
         for b in range(probs.shape[1]):
-            mark = "▮" if probs[t, b] >= 0.5 else "▯"
+            mark = "run" if probs[t, b] >= 0.5 else "skip"
             ax.text(b, t, f"{probs[t, b]:.2f}\n{mark}", ha="center", va="center", fontsize=8,
                     color="black" if probs[t, b] > 0.6 else "white")
     ax.set_xticks(range(len(names)), names)
