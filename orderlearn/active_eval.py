@@ -248,11 +248,46 @@ def variant_rows(loaded: LoadedRun, test: FullBank, val: FullBank, truths: Truth
         val_scores = scorer.score(val.probs(both), truths.refs)
         is_run = (name == run_scorer.name and soft == run_soft and both == run_scorer.both_orders
                   and (link_name == "calibrated") == run_scorer.calibrate_link and not run_scorer.calibrate_references)
+        val_metrics = score_metrics(val_scores.value.double().cpu().tolist(), truths.val.tolist())
         rows.append({"scorer": name, "labels": "soft" if soft else "hard", "link": link_name,
                      "orders": "both" if both else "one",
                      **summary(scores, truths.test, val_scores, truths.val, truths.low, truths.high),
+                     "val_pc": val_metrics["pc"], "val_mae": val_metrics["mae"],
                      "seconds": seconds, "run_setting": "yes" if is_run else ""})
     return rows
+
+
+def selected_on_validation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The variant with the highest validation PC (the run's own setting wins a tie). The
+    calibrated link is fitted on the same validation comparisons, so its validation PC is an
+    in-sample figure; the test PC of the chosen row is the honest one."""
+    return max(rows, key=lambda row: (row["val_pc"], row["run_setting"] == "yes"))
+
+
+def fitted_links(loaded: LoadedRun, val: FullBank, truths: Truths) -> tuple[scorers.Link, scorers.Link]:
+    """(the configured link, the link fitted on validation × bank): the latter on the
+    probabilities the run scores with (both orders combined when the run combines them), as the
+    pipeline fits it."""
+    config = loaded.config
+    evaluator = loaded.saved.evaluator
+    configured = scorers.Link.from_config(config.scorer.args.get("link")) if evaluator.link_source == "calibrated" else None
+    default_link = scorer_for(loaded, config.scorer.name, link=configured).link
+    delta = truths.val[:, None] - truths.refs[None, :]
+    val_probs = val.probs(config.scorer.both_orders)
+    return default_link, default_link.fit(delta.reshape(-1), val_probs.reshape(-1, val_probs.shape[-1]))
+
+
+def truths_of(loaded: LoadedRun) -> Truths:
+    config = loaded.config
+    return Truths(torch.tensor(loaded.truth, dtype=torch.float64), torch.tensor([s.score for s in loaded.val], dtype=torch.float64),
+                  loaded.bank.scores, config.data.score_low, config.data.score_high)
+
+
+def scorer_variants(loaded: LoadedRun) -> list[dict[str, Any]]:
+    """The full-bank factorial of :func:`variant_rows` alone (no active budgets)."""
+    truths = truths_of(loaded)
+    test, val = full_bank(loaded, "test"), full_bank(loaded, "val")
+    return variant_rows(loaded, test, val, truths, *fitted_links(loaded, val, truths))
 
 
 def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int, init: str, both: bool,
@@ -307,21 +342,14 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
     config, accelerator = loaded.config, loaded.accelerator
     both = config.scorer.both_orders
     name = scorer_name or config.scorer.name
-    truths = Truths(torch.tensor(loaded.truth, dtype=torch.float64), torch.tensor([s.score for s in loaded.val], dtype=torch.float64),
-                    loaded.bank.scores, config.data.score_low, config.data.score_high)
+    truths = truths_of(loaded)
     n, r = len(loaded.test), len(loaded.bank)
 
     test = full_bank(loaded, "test")
     val = full_bank(loaded, "val")
-    evaluator = loaded.saved.evaluator
-    configured = scorers.Link.from_config(config.scorer.args.get("link")) if evaluator.link_source == "calibrated" else None
-    base = scorer_for(loaded, name, link=configured)
-    default_link = base.link
-    # fitted on the validation x bank probabilities the run scores with (both orders combined
-    # when the run combines them), as the pipeline does
-    delta = truths.val[:, None] - truths.refs[None, :]
+    default_link, calibrated = fitted_links(loaded, val, truths)
+    base = scorer_for(loaded, name, link=default_link)
     val_probs = val.probs(config.scorer.both_orders)
-    calibrated = default_link.fit(delta.reshape(-1), val_probs.reshape(-1, val_probs.shape[-1]))
     use_calibrated = link == "calibrated" or (link == "run" and config.scorer.calibrate_link)
     use_positions = references == "calibrated" or (references == "run" and config.scorer.calibrate_references)
     if use_calibrated or use_positions:  # exactly as the run calibrates (scorers.references.calibrate)
@@ -362,7 +390,8 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
         "active": rows, "full_bank": full_row,
         "target": {"tolerance_pc": PC_TOLERANCE, "max_budget": TARGET_BUDGET,
                    "met": bool(within), "smallest_budget_within": min(within) if within else None},
-        "variants": variant_rows(loaded, test, val, truths, default_link, calibrated),
+        "variants": (variants := variant_rows(loaded, test, val, truths, default_link, calibrated)),
+        "validation_selected": selected_on_validation(variants),
         "run_order_learned": run_results.get("order_learned"),
         "run_interval_coverage": run_results.get("interval_coverage"),
         "per_image": per_image,
@@ -382,7 +411,7 @@ ACTIVE_COLUMNS = ["budget", "comparisons_mean", "comparisons_max", "calls_max", 
                   "spearman", "coverage95", "mean_std", "std_scale", "coverage95_scaled", "random_pc", "random_mae",
                   "comparator_seconds", "total_seconds"]
 VARIANT_COLUMNS = ["scorer", "labels", "link", "orders", "pc", "mae", "rmse", "spearman", "coverage95", "mean_std",
-                   "std_scale", "coverage95_scaled", "run_setting"]
+                   "std_scale", "coverage95_scaled", "val_pc", "val_mae", "run_setting"]
 
 
 def write_report(report: dict[str, Any], out: Path, test: Sequence[ScoredImage]) -> None:
