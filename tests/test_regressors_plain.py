@@ -76,11 +76,11 @@ def test_head_bias_starts_at_the_training_mean_when_asked():
 
     samples = [ScoredImage(path=Path(f"{i}.jpg"), score=float(age)) for i, age in enumerate((20, 30, 55))]
     model = comparators.create("plain", backbone="mobilenetv2_035", weights="random")
-    before = float(model.head.bias)
+    before = model.head.bias.item()
     model.setup_from_training(samples)
-    assert float(model.head.bias) == before and abs(before) < 1  # default: PyTorch's init, untouched
+    assert model.head.bias.item() == before and abs(before) < 1  # default: PyTorch's init, untouched
     model = comparators.create("plain", backbone="mobilenetv2_035", weights="random", head_bias="train-mean")
     model.setup_from_training(samples)
-    assert float(model.head.bias) == 35.0
+    assert model.head.bias.item() == 35.0
     with pytest.raises(ValueError, match="head_bias"):
         comparators.create("plain", backbone="mobilenetv2_035", weights="random", head_bias="mean")
