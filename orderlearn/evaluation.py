@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,6 +19,17 @@ from scipy import stats
 from .files import atomic_write_text
 from .types import labels_from_delta, swap_first_second
 from .types import PairLabel
+
+
+# metrics only some runs record: CS(t) (ages), and accuracy / macro-F1 of a task a method also
+# classifies (gender, beauty level)
+EXTRA_METRIC = re.compile(r"^(cs[0-9.]+|[a-z][a-z_]*_(accuracy|macro_f1))$")
+
+
+def extra_metric_names(*metric_dicts: dict) -> list[str]:
+    """The optional metrics the dictionaries hold, CS first, in a fixed order."""
+    found = {key for metrics in metric_dicts for key in metrics if EXTRA_METRIC.match(key)}
+    return sorted(found, key=lambda m: (not m.startswith("cs"), m))
 
 
 def cs_key(within: float) -> str:

@@ -46,14 +46,11 @@ import numpy as np
 import yaml
 
 from .errors import DataError
-from .evaluation import markdown_table, scatter_plot, score_metrics, write_json
+from .evaluation import EXTRA_METRIC, extra_metric_names, markdown_table, scatter_plot, score_metrics, write_json
 from .scores_csv import read_scores_csv
 
 ALL_FOLDS = tuple(f"fold{k}" for k in range(1, 6))
 METRICS = ("pc", "mae", "rmse", "spearman")
-# recorded only by some runs: CS(t) (ages), and accuracy / macro-F1 of a task a method also
-# classifies (gender, beauty level)
-EXTRA_METRIC = re.compile(r"^(cs[0-9.]+|[a-z][a-z_]*_(accuracy|macro_f1))$")
 CHECKED = ("pc", "mae", "rmse")  # spearman can move with the CSV's rounding (ties)
 TOLERANCE = 1e-4
 FOLD_SUFFIX = re.compile(r"[-_](fold\d+)$")
@@ -297,8 +294,7 @@ def _cell(mean: float, std: float) -> str:
 
 def extra_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The optional metrics (CS(t), classification accuracy and macro-F1) some row has: CS first."""
-    found = {key.removesuffix("_mean") for r in rows for key in r if key.endswith("_mean")} - set(METRICS)
-    return sorted(found, key=lambda m: (not m.startswith("cs"), m))
+    return extra_metric_names({key.removesuffix("_mean"): None for r in rows for key in r if key.endswith("_mean")})
 
 
 def markdown_report(rows: Sequence[dict[str, Any]]) -> str:

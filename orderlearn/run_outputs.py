@@ -12,7 +12,7 @@ import torch
 
 import scorers
 
-from .evaluation import markdown_table, scatter_plot, write_json
+from .evaluation import extra_metric_names, markdown_table, scatter_plot, write_json
 from .files import atomic_write_text
 from .types import ScoredImage
 
@@ -27,7 +27,9 @@ def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredIm
     rows = [{"method": f"{method} + {results['scorer']['scorer']}", "route": "order-learned", **results["order_learned"]}]
     if direct is not None:
         rows.insert(0, {"method": f"{method} ({results['direct_how']})", "route": "direct", **results["direct"]})
-    table = markdown_table(rows, ["method", "route", "pc", "mae", "rmse", "spearman", "n"])
+    extras = extra_metric_names(*rows)
+    table = markdown_table([{**{k: "-" for k in extras}, **row} for row in rows],
+                           ["method", "route", "pc", "mae", "rmse", "spearman", *extras, "n"])
     cm = results["comparator_metrics"]
     agreement = cm.get("forward_reverse_agreement", math.nan)
     report = (f"# {name}\n\n{table}\n\ncomparator accuracy on test x bank pairs: {cm['accuracy']:.4f}; "

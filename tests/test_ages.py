@@ -54,6 +54,8 @@ def test_relative_position_partial_run_reports_cs_gender_and_its_command(tmp_pat
     assert results["direct"]["gender_n"] == test_n and 0.0 <= results["direct"]["gender_accuracy"] <= 1.0
     assert "gender_accuracy" not in results["order_learned"]  # the bank route scores ages only
     assert results["command"] == f"orderlearn run --config {path} -o train.epochs=2"
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| cs5 | gender_accuracy | gender_macro_f1 | n |" in report  # the order-learned row shows "-" for gender
 
     assert main(["compare", str(tmp_path / "run"), "--out", str(tmp_path / "table")]) == 0
     rows = {r["route"]: r for r in csv.DictReader((tmp_path / "table" / "compare.csv").open())}
