@@ -212,12 +212,18 @@ def make_accelerator(config: ExperimentConfig, output_dir: Path, log_with: Optio
         except ImportError:
             log.warning("tensorboard is not installed; metrics go to metrics.json only")
             tracker = None
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=precision,
         gradient_accumulation_steps=config.train.grad_accum,
         log_with=tracker,
         project_dir=str(output_dir),
     )
+    if accelerator.device.type == "cpu":
+        # subnormal floats (|x| < 1.2e-38, e.g. optimizer moments and gradients late in a decayed
+        # schedule) take a slow path in x86 arithmetic; they become 0, so late epochs run as fast
+        # as early ones
+        torch.set_flush_denormal(True)
+    return accelerator
 
 
 @dataclass
