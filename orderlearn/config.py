@@ -229,21 +229,18 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
 
 
 def _check_second_database(config: ExperimentConfig) -> None:
-    """``data.second``: a dataset section of its own (no third), and selection on the loss: a
-    validation PC or MAE would pool the two databases' different scores into one number."""
+    """``data.second``: a dataset section checked as ``data`` is (no third of its own), and
+    selection on the loss: a validation PC or MAE would pool the two databases' scores."""
     second = config.data.second
     if second is None:
         return
-    for key in ("kind", "duplicates"):
-        allowed = CHOICES[f"data.{key}"]
-        if getattr(second, key) not in allowed:
-            raise ConfigError(f"data.second.{key}: {getattr(second, key)!r} is not one of {list(allowed)}")
-    checks = {"data.second.second": second.second is None, "data.second.val_fraction": 0.0 <= second.val_fraction < 1.0,
-              "data.second.score_high": second.score_high > second.score_low}
-    for key, ok in checks.items():
-        if not ok:
-            raise ConfigError(f"{key}: bad value (a second database has no second of its own; fractions in [0, 1); "
-                              "score_high above score_low)")
+    if second.second is not None:
+        raise ConfigError("data.second.second: a second database has no second of its own")
+    for key, allowed in CHOICES.items():
+        name = key.removeprefix("data.")
+        if name != key and getattr(second, name) not in allowed:
+            raise ConfigError(f"data.second.{name}: {getattr(second, name)!r} is not one of {list(allowed)}")
+    _raise_first_bad(config, _data_ranges(second, "data.second."))
     if config.train.select_metric != "val_loss":
         raise ConfigError(f"train.select_metric: {config.train.select_metric!r} would pool the scores of data and "
                           "data.second; multi-database runs select on val_loss")
@@ -313,17 +310,13 @@ def _check_names(args: dict[str, Any], names: set[str], prefix: str) -> None:
 
 def _check_ranges(config: ExperimentConfig) -> None:
     checks = {
-        "data.val_fraction": 0.0 <= config.data.val_fraction < 1.0,
+        **_data_ranges(config.data, "data."),
         "pairs.total": config.pairs.total > 0,
         "pairs.val_total": config.pairs.val_total > 0,
         "train.eval_batch_size": config.train.eval_batch_size > 0,
         "train.num_workers": config.train.num_workers >= 0,
         "train.log_every": config.train.log_every > 0,
         "train.max_steps_per_epoch": config.train.max_steps_per_epoch is None or config.train.max_steps_per_epoch > 0,
-        "data.limit_train": config.data.limit_train is None or config.data.limit_train > 0,
-        "data.limit_test": config.data.limit_test is None or config.data.limit_test > 0,
-        "data.synthetic_images": config.data.synthetic_images > 0,
-        "data.synthetic_image_size": config.data.synthetic_image_size > 0,
         "bank.bin_width": config.bank.bin_width > 0,
         "scorer.budget": config.scorer.budget is None or config.scorer.budget > 0,
         "scorer.active_batch": config.scorer.active_batch > 0,
@@ -338,9 +331,25 @@ def _check_ranges(config: ExperimentConfig) -> None:
         "train.batch_size": config.train.batch_size > 0,
         "train.grad_accum": config.train.grad_accum > 0,
         "ensemble_last": 1 <= config.ensemble_last <= config.train.epochs,
-        "data.score_high": config.data.score_high > config.data.score_low,
         "cs_thresholds": all(math.isfinite(t) and t > 0 for t in config.cs_thresholds),
     }
+    _raise_first_bad(config, checks)
+
+
+def _data_ranges(data: DataConfig, prefix: str) -> dict[str, bool]:
+    """The value checks of a dataset section (``data.`` or ``data.second.``), by full key."""
+    return {
+        f"{prefix}val_fraction": 0.0 <= data.val_fraction < 1.0,
+        f"{prefix}limit_train": data.limit_train is None or data.limit_train > 0,
+        f"{prefix}limit_test": data.limit_test is None or data.limit_test > 0,
+        f"{prefix}synthetic_images": data.synthetic_images > 0,
+        f"{prefix}synthetic_image_size": data.synthetic_image_size > 0,
+        f"{prefix}score_high": data.score_high > data.score_low,
+    }
+
+
+def _raise_first_bad(config: ExperimentConfig, checks: dict[str, bool]) -> None:
+    """A ConfigError naming the first failed check's key and its value."""
     for key, ok in checks.items():
         if not ok:
             value = config

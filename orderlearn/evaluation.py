@@ -10,7 +10,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from .types import PairLabel
 EXTRA_METRIC = re.compile(r"^(cs[0-9.]+|[a-z][a-z_]*_(accuracy|macro_f1))$")
 
 
-def extra_metric_names(*metric_dicts: dict) -> list[str]:
-    """The optional metrics the dictionaries hold, CS first, in a fixed order."""
-    found = {key for metrics in metric_dicts for key in metrics if EXTRA_METRIC.match(key)}
+def extra_metric_names(*names: Iterable[str]) -> list[str]:
+    """The optional metrics among ``names`` (metric dictionaries or key lists), CS first, in a fixed order."""
+    found = {key for keys in names for key in keys if EXTRA_METRIC.match(key)}
     return sorted(found, key=lambda m: (not m.startswith("cs"), m))
 
 

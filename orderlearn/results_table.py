@@ -294,7 +294,7 @@ def _cell(mean: float, std: float) -> str:
 
 def extra_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The optional metrics (CS(t), classification accuracy and macro-F1) some row has: CS first."""
-    return extra_metric_names({key.removesuffix("_mean"): None for r in rows for key in r if key.endswith("_mean")})
+    return extra_metric_names(key.removesuffix("_mean") for r in rows for key in r if key.endswith("_mean"))
 
 
 def markdown_report(rows: Sequence[dict[str, Any]]) -> str:
