@@ -56,7 +56,7 @@ from .comparisons import ComparatorCalls, Member, compare_all
 from .config import ExperimentConfig
 from .data import load_test, load_training
 from .errors import DataError
-from .evaluation import markdown_table, score_metrics, write_json
+from .evaluation import extra_metric_names, markdown_table, score_metrics, write_json
 from .saved_run import SavedRun
 from .saved_run import load_run as load_saved_run
 from .types import ScoredImage
@@ -249,19 +249,28 @@ def variant_rows(loaded: LoadedRun, test: FullBank, val: FullBank, truths: Truth
         is_run = (name == run_scorer.name and soft == run_soft and both == run_scorer.both_orders
                   and (link_name == "calibrated") == run_scorer.calibrate_link and not run_scorer.calibrate_references)
         val_metrics = score_metrics(val_scores.value.double().cpu().tolist(), truths.val.tolist())
+        test_cs = score_metrics(scores.value.double().cpu().tolist(), truths.test.tolist(), config.cs_thresholds)
         rows.append({"scorer": name, "labels": "soft" if soft else "hard", "link": link_name,
                      "orders": "both" if both else "one",
                      **summary(scores, truths.test, val_scores, truths.val, truths.low, truths.high),
+                     **{key: test_cs[key] for key in extra_metric_names(test_cs)},
                      "val_pc": val_metrics["pc"], "val_mae": val_metrics["mae"],
                      "seconds": seconds, "run_setting": "yes" if is_run else ""})
     return rows
 
 
-def selected_on_validation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The variant with the highest validation PC (the run's own setting wins a tie). The
-    calibrated link is fitted on the same validation comparisons, so its validation PC is an
-    in-sample figure; the test PC of the chosen row is the honest one."""
-    return max(rows, key=lambda row: (row["val_pc"], row["run_setting"] == "yes"))
+SELECTION_METRICS = {"val_pc": 1.0, "val_mae": -1.0}  # the sign that makes larger better
+
+
+def selected_on_validation(rows: Sequence[dict[str, Any]], metric: str = "val_pc") -> dict[str, Any]:
+    """The variant with the best validation ``metric`` (highest PC or lowest MAE; the run's own
+    setting wins a tie). Beauty is judged by PC, ages by MAE, so each study selects on its own
+    metric. The calibrated link is fitted on the same validation comparisons, so its validation
+    figure is in-sample; the test figures of the chosen row are the honest ones."""
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"selection metric {metric!r}: expected one of {sorted(SELECTION_METRICS)}")
+    sign = SELECTION_METRICS[metric]
+    return max(rows, key=lambda row: (sign * row[metric], row["run_setting"] == "yes"))
 
 
 def fitted_links(loaded: LoadedRun, val: FullBank, truths: Truths) -> tuple[scorers.Link, scorers.Link]:
@@ -419,7 +428,8 @@ def write_report(report: dict[str, Any], out: Path, test: Sequence[ScoredImage])
     out.mkdir(parents=True, exist_ok=True)
     rows = report["active"] + [report["full_bank"]]
     _write_csv(out / "active.csv", rows, ACTIVE_COLUMNS)
-    _write_csv(out / "variants.csv", report["variants"], VARIANT_COLUMNS)
+    extra = extra_metric_names(*report["variants"])  # CS(t) where the study asks for it
+    _write_csv(out / "variants.csv", report["variants"], VARIANT_COLUMNS[:4] + ["pc", "mae", *extra] + VARIANT_COLUMNS[6:])
     per_image = report["per_image"]
     with (out / "active_scores.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import comparators
-from orderlearn.active_eval import ComparatorCalls, Member, random_mask
+from orderlearn.active_eval import ComparatorCalls, Member, load_run, random_mask, scorer_variants, selected_on_validation
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
 from orderlearn.comparisons import compare_all
@@ -128,3 +128,25 @@ def test_a_rewritten_dataset_is_refused(tiny_run):
         check_unchanged(run, moved, splits.train + splits.val, bank)
     with pytest.raises(DataError, match="bank reference"):
         check_unchanged(run, test, splits.val, bank)  # bank images no longer in the training split
+
+
+def test_selection_takes_the_best_validation_figure_of_the_metric_asked_for():
+    rows = [{"val_pc": 0.9, "val_mae": 0.30, "run_setting": ""},
+            {"val_pc": 0.8, "val_mae": 0.20, "run_setting": ""},
+            {"val_pc": 0.9, "val_mae": 0.40, "run_setting": "yes"}]
+    assert selected_on_validation(rows) is rows[2]  # a PC tie goes to the run's own setting
+    assert selected_on_validation(rows, "val_mae") is rows[1]  # ages: the lowest MAE
+    with pytest.raises(ValueError, match="val_rmse"):
+        selected_on_validation(rows, "val_rmse")
+
+
+def test_scorer_selection_on_mae_reports_the_chosen_variant(tiny_run, monkeypatch, capsys):
+    from benchmarks import scorer_selection
+    home, run, _ = tiny_run
+    monkeypatch.chdir(home)
+    monkeypatch.setattr("sys.argv", ["scorer_selection", "--select", "val_mae", str(run)])
+    scorer_selection.main()
+    out = capsys.readouterr().out
+    best = min(scorer_variants(load_run(run)), key=lambda v: v["val_mae"])["val_mae"]
+    assert f"(val mae {best:.4f})" in out
+    assert "| direct_mae | order_learned_mae |" in out and "selected order-learned behind direct (mae) on" in out
