@@ -262,13 +262,17 @@ def variant_rows(loaded: LoadedRun, test: FullBank, val: FullBank, truths: Truth
 SELECTION_METRICS = {"val_pc": 1.0, "val_mae": -1.0}  # the sign that makes larger better
 
 
+def check_selection_metric(metric: str) -> None:
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"selection metric {metric!r}: expected one of {sorted(SELECTION_METRICS)}")
+
+
 def selected_on_validation(rows: Sequence[dict[str, Any]], metric: str = "val_pc") -> dict[str, Any]:
     """The variant with the best validation ``metric`` (highest PC or lowest MAE; the run's own
     setting wins a tie). Beauty is judged by PC, ages by MAE, so each study selects on its own
     metric. The calibrated link is fitted on the same validation comparisons, so its validation
     figure is in-sample; the test figures of the chosen row are the honest ones."""
-    if metric not in SELECTION_METRICS:
-        raise ValueError(f"selection metric {metric!r}: expected one of {sorted(SELECTION_METRICS)}")
+    check_selection_metric(metric)
     sign = SELECTION_METRICS[metric]
     return max(rows, key=lambda row: (sign * row[metric], row["run_setting"] == "yes"))
 
@@ -330,7 +334,7 @@ def active_row(loaded: LoadedRun, base: scorers.Scorer, budget: int, batch: int,
 
 def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS, batch: int = 4,
                     init: str = "median", scorer_name: Optional[str] = None, link: str = "run",
-                    seed: int = 0, references: str = "run") -> dict[str, Any]:
+                    seed: int = 0, references: str = "run", select: str = "val_pc") -> dict[str, Any]:
     """Everything ``orderlearn active`` reports, as a dictionary (see the module doc).
 
     ``link`` chooses the base scorer's link: ``"run"`` (calibrated iff the run calibrated it),
@@ -339,8 +343,10 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
     link makes the active scorer stop exploring too early. ``references`` likewise: ``"run"``
     (the fitted positions iff the run fitted them), ``"known"`` (the bank's scores) or
     ``"calibrated"`` (positions fitted on validation × bank, :mod:`scorers.references`); the full
-    bank, the active rows and the random rows all score against the same places.
+    bank, the active rows and the random rows all score against the same places. ``select`` is the
+    validation metric the reported best variant is chosen on (:func:`selected_on_validation`).
     """
+    check_selection_metric(select)
     budgets = sorted(set(int(b) for b in budgets))
     if not budgets or budgets[0] < 1:
         raise ValueError(f"budgets must be positive integers, got {list(budgets)}")
@@ -400,7 +406,7 @@ def evaluate_active(loaded: LoadedRun, budgets: Sequence[int] = DEFAULT_BUDGETS,
         "target": {"tolerance_pc": PC_TOLERANCE, "max_budget": TARGET_BUDGET,
                    "met": bool(within), "smallest_budget_within": min(within) if within else None},
         "variants": (variants := variant_rows(loaded, test, val, truths, default_link, calibrated)),
-        "validation_selected": selected_on_validation(variants),
+        "validation_selected": {**selected_on_validation(variants, select), "selected_on": select},
         "run_order_learned": run_results.get("order_learned"),
         "run_interval_coverage": run_results.get("interval_coverage"),
         "per_image": per_image,
@@ -518,10 +524,11 @@ def plot(path: Path, report: dict[str, Any]) -> Path:
 
 def run_active(run: Path, budgets: Sequence[int] = DEFAULT_BUDGETS, out: Optional[Path] = None, batch: int = 4,
                init: str = "median", scorer_name: Optional[str] = None, link: str = "run",
-               references: str = "run") -> dict[str, Any]:
+               references: str = "run", select: str = "val_pc") -> dict[str, Any]:
     """``orderlearn active``: load, evaluate, and (main process) write the report; returns it."""
+    check_selection_metric(select)  # before the run is loaded
     loaded = load_run(Path(run))
-    report = evaluate_active(loaded, budgets, batch, init, scorer_name, link, references=references)
+    report = evaluate_active(loaded, budgets, batch, init, scorer_name, link, references=references, select=select)
     if loaded.accelerator.is_main_process:
         target = Path(out) if out else Path(run) / "active"
         write_report(report, target, loaded.test)

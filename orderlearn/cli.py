@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     active.add_argument("--references", choices=["run", "known", "calibrated"], default="run",
                         help="where the references sit: as the run (default), their known scores, or positions fitted "
                              "on validation x bank")
+    active.add_argument("--select", choices=["val_pc", "val_mae"], default="val_pc",
+                        help="validation metric the best scoring variant is chosen on (ages: val_mae)")
     active.set_defaults(func=cmd_active)
     add_photo_commands(sub)
     return parser
@@ -157,7 +159,7 @@ def cmd_active(args: argparse.Namespace) -> int:
     from .active_eval import run_active
 
     run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link,
-               references=args.references)
+               references=args.references, select=args.select)
     return 0
 
 

@@ -150,3 +150,14 @@ def test_scorer_selection_on_mae_reports_the_chosen_variant(tiny_run, monkeypatc
     best = min(scorer_variants(load_run(run)), key=lambda v: v["val_mae"])["val_mae"]
     assert f"(val mae {best:.4f})" in out
     assert "| direct_mae | order_learned_mae |" in out and "selected order-learned behind direct (mae) on" in out
+
+
+def test_active_report_selects_on_the_metric_asked_for(tiny_run, monkeypatch):
+    home, run, _ = tiny_run
+    monkeypatch.chdir(home)
+    out = home / "report-mae"
+    assert main(["active", "--run", str(run), "--budgets", "4", "--select", "val_mae", "--out", str(out)]) == 0
+    report = json.loads((out / "active.json").read_text())
+    chosen = report["validation_selected"]
+    assert chosen["selected_on"] == "val_mae"
+    assert chosen["val_mae"] == min(v["val_mae"] for v in report["variants"])
