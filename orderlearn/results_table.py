@@ -242,6 +242,17 @@ def folds_label(folds: Sequence[str]) -> str:
     return f"{len(folds)} ({', '.join(folds)})"
 
 
+def shared_command(commands: Sequence[str]) -> str:
+    """The one command behind a method's folds: the folds' own command when they all ran the same
+    one, else their common form with each fold's number as ``K`` (``-o data.split=foldK -o
+    output_dir=runs/m/foldK``) when that is all that differs, else "" (shown as "-"): a row over
+    five folds must not name the command of one of them."""
+    if len(set(commands)) == 1:
+        return commands[0]
+    general = {re.sub(r"fold\d+", "foldK", c) for c in commands}
+    return general.pop() if len(general) == 1 and all(commands) else ""
+
+
 def route_description(run: Run, route: Route) -> str:
     if route.key == "direct":
         return "regressor output" if run.task == "regressor" else "embedding head"
@@ -272,7 +283,7 @@ def summarise(groups: dict[str, list[Run]]) -> tuple[list[dict[str, Any]], list[
                 "n_images": int(sum(r.truth.size for r in having)),
                 "trainable": members[0].trainable, "pairs": members[0].pairs,
                 "minutes_per_fold": float(np.mean([r.minutes for r in members])),
-                "command": members[0].command,
+                "command": shared_command([r.command for r in members]),
             }
             summary = {}
             extras = [m for m in having[0].metrics[route.key] if EXTRA_METRIC.match(m)

@@ -158,3 +158,13 @@ def test_a_scorer_option_newer_than_a_run_counts_as_its_default(runs, tmp_path):
     with_scorer(new, calibrate_references=True)
     with pytest.raises(DataError, match="differ in scorer.calibrate_references"):
         compare_runs([old, new], tmp_path / "differs")
+
+
+def test_a_row_over_folds_names_their_common_command_not_one_folds():
+    from orderlearn.results_table import shared_command
+    one = "orderlearn run --config c.yaml"
+    assert shared_command([one, one]) == one
+    per_fold = [f"orderlearn run --config c.yaml -o data.split=fold{k} -o output_dir=runs/m/fold{k}" for k in (1, 2)]
+    assert shared_command(per_fold) == "orderlearn run --config c.yaml -o data.split=foldK -o output_dir=runs/m/foldK"
+    assert shared_command([one, "orderlearn run --config d.yaml"]) == ""  # different runs: no command
+    assert shared_command([one, ""]) == ""  # a fold that recorded none
