@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="one direct-vs-order-learned table over trained runs (fold mean ± std)")
     compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="output_dir of `orderlearn run` (any task)")
     compare.add_argument("--out", required=True, type=Path, help="folder for compare.md/.csv/.json and the plots")
+    compare.add_argument("--with-table", type=Path, metavar="CSV",
+                         help="an earlier compare.csv: its rows for methods without runs here are kept (the table grows method by method)")
     compare.set_defaults(func=cmd_compare)
 
     active = sub.add_parser("active", help="active reference selection: PC / MAE vs comparisons per image on a trained run")
@@ -152,7 +154,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .results_table import main_compare
 
-    return main_compare(args.runs, args.out)
+    return main_compare(args.runs, args.out, args.with_table)
 
 
 def cmd_active(args: argparse.Namespace) -> int:

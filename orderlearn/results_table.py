@@ -31,6 +31,15 @@ image is tested in exactly one fold), so their panel titles give pooled, not mea
 
 Outputs in ``--out``: ``compare.md``, ``compare.csv``, ``compare.json``, ``pc.png`` (PC per
 method and route, mean ± std) and ``scatter_<method>.png`` (predicted vs true, both routes).
+
+Growing a table (``--with-table earlier/compare.csv``): a table's methods are often run on
+different days or machines, and a run folder is not kept forever. The rows of an earlier
+``compare.csv`` whose method is not among the given runs are kept as they were written (same
+position; the markdown names them and the file they came from); a method that has runs here is
+recomputed from them and replaces its earlier rows. Only rows this command wrote can be kept:
+a file without its columns, or with a cell that is not a number where one belongs, is an error
+naming the file and line. Scatter plots exist only for the recomputed methods (they need the
+per-image scores).
 """
 from __future__ import annotations
 
@@ -353,19 +362,87 @@ def pc_plot(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return path
 
 
-def compare_runs(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
-    """Read the runs, aggregate by method, write the table (md/csv/json) and plots into ``out``."""
+TEXT_COLUMNS = ("method", "model", "route", "how", "folds", "trainable", "pairs", "command")
+INTEGER_COLUMNS = ("n_folds", "n_images")
+
+
+def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return (["method", "model", "route", "how", "folds", "n_folds", "n_images"]
+            + [f"{m}_{s}" for m in (*METRICS, *extra_metrics(rows)) for s in ("mean", "std")]
+            + ["trainable", "pairs", "minutes_per_fold", "command"])
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``compare.csv`` this module wrote, numbers as numbers (an empty cell: NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such table (--with-table takes a compare.csv)")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        required = [c for c in table_columns([]) if c != "command"]  # tables written before commands were recorded lack it
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise DataError(f"{path}: not a compare.csv: missing column(s) {', '.join(missing)}")
+        rows = []
+        for line, raw in enumerate(reader, start=2):
+            row: dict[str, Any] = {"command": ""}
+            for column, cell in raw.items():
+                if column is None or cell is None:
+                    raise DataError(f"{path}:{line}: the row has {'more' if column is None else 'fewer'} cells than the header")
+                if column in TEXT_COLUMNS:
+                    row[column] = cell
+                elif cell == "" and column.endswith(("_mean", "_std")):
+                    continue  # a metric this row does not have (another row's extra metric)
+                else:
+                    try:
+                        row[column] = int(cell) if column in INTEGER_COLUMNS else float(cell)
+                    except ValueError:
+                        raise DataError(f"{path}:{line}: column {column}: {cell!r} is not a number") from None
+            rows.append(row)
+    return rows
+
+
+def merge_rows(earlier: Sequence[dict[str, Any]], fresh: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, kept methods): the earlier table with each recomputed method's rows put in place of
+    its old ones (or appended when it is new), and the methods kept from the earlier table."""
+    fresh_by_method: dict[str, list[dict[str, Any]]] = {}
+    for row in fresh:
+        fresh_by_method.setdefault(row["method"], []).append(row)
+    merged, placed, kept = [], set(), []
+    for row in earlier:
+        method = row["method"]
+        if method in fresh_by_method:
+            if method not in placed:
+                merged.extend(fresh_by_method[method])
+                placed.add(method)
+            continue
+        if method not in kept:
+            kept.append(method)
+        merged.append(row)
+    merged.extend(r for m, rs in fresh_by_method.items() if m not in placed for r in rs)
+    return merged, kept
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path] = None) -> dict[str, Any]:
+    """Read the runs, aggregate by method, write the table (md/csv/json) and plots into ``out``;
+    ``with_table``: an earlier ``compare.csv`` whose other methods' rows are kept."""
     if not run_dirs:
         raise DataError("compare needs at least one run folder")
+    earlier = read_table(with_table) if with_table is not None else None  # a bad table fails before any run is read
     groups = group_runs([read_run(Path(p)) for p in run_dirs])
     rows, details = summarise(groups)
+    kept: list[str] = []
+    if earlier is not None:
+        rows, kept = merge_rows(earlier, rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(rows)
+    if kept:
+        markdown += (f"\nKept from `{with_table}` (their runs are not in this comparison): "
+                     + ", ".join(kept) + ".\n")
     (out / "compare.md").write_text(markdown)
-    columns = (["method", "model", "route", "how", "folds", "n_folds", "n_images"]
-               + [f"{m}_{s}" for m in (*METRICS, *extra_metrics(rows)) for s in ("mean", "std")]
-               + ["trainable", "pairs", "minutes_per_fold", "command"])
+    columns = table_columns(rows)
     with (out / "compare.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -378,14 +455,15 @@ def compare_runs(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
         title = f"{method} ({', '.join(r.fold for r in members)} pooled)"
         plots[method] = str(scatter_plot(out / f"scatter_{slug(method)}.png", truth.tolist(),
                                          {k: v.tolist() for k, v in series.items()}, title=title))
-    payload = {"rows": rows, "methods": details, "plots": plots}
+    payload = {"rows": rows, "methods": details, "plots": plots,
+               "kept": {"table": str(with_table), "methods": kept} if kept else None}
     write_json(out / "compare.json", payload)
     return {**payload, "markdown": markdown}
 
 
-def main_compare(run_dirs: Sequence[Path], out: Path) -> int:
+def main_compare(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path] = None) -> int:
     """The CLI's body: write everything, print the markdown table."""
-    result = compare_runs(run_dirs, out)
+    result = compare_runs(run_dirs, out, with_table)
     print(result["markdown"])
     print(f"wrote compare.md, compare.csv, compare.json and {len(result['plots'])} plots into {out}")
     return 0

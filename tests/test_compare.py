@@ -168,3 +168,44 @@ def test_a_row_over_folds_names_their_common_command_not_one_folds():
     assert shared_command(per_fold) == "orderlearn run --config c.yaml -o data.split=foldK -o output_dir=runs/m/foldK"
     assert shared_command([one, "orderlearn run --config d.yaml"]) == ""  # different runs: no command
     assert shared_command([one, ""]) == ""  # a fold that recorded none
+
+
+def test_a_table_grows_method_by_method_with_the_earlier_rows_kept(runs, tmp_path):
+    """--with-table: the earlier table's other methods are kept verbatim and in place; a method
+    with runs here replaces its old rows; the markdown says which rows were kept and from where."""
+    first = tmp_path / "first"
+    compare_runs(runs["dld"] + runs["bare"], first)
+    earlier = list(csv.DictReader((first / "compare.csv").open(newline="")))
+    grown = tmp_path / "grown"
+    result = compare_runs(runs["siamese"] + runs["bare"], grown, with_table=first / "compare.csv")
+    table = list(csv.DictReader((grown / "compare.csv").open(newline="")))
+    assert [(r["method"], r["route"]) for r in table] == [
+        ("dld-scut", "direct"), ("dld-scut", "order-learned"), ("bare", "order-learned"),
+        ("siamese-scut", "direct"), ("siamese-scut", "order-learned")]
+    assert table[:2] == earlier[:2]  # kept as written, cell for cell
+    assert result["kept"]["methods"] == ["dld-scut"]
+    md = (grown / "compare.md").read_text()
+    assert "Kept from" in md and "dld-scut" in md.split("Kept from")[1] and "bare" not in md.split("Kept from")[1]
+    pc = recorded(runs["dld"], "order_learned", "pc")
+    assert f"{pc.mean():.4f} ± {pc.std(ddof=1):.4f}" in md
+    assert not (grown / "scatter_dld-scut.png").exists() and (grown / "scatter_siamese-scut.png").is_file()
+    assert main(["compare", *map(str, runs["bare"]), "--out", str(tmp_path / "cli"),
+                 "--with-table", str(grown / "compare.csv")]) == 0
+
+
+def test_a_table_that_compare_did_not_write_is_refused_before_any_run_is_read(runs, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("method,route,pc\nx,direct,0.9\n")
+    with pytest.raises(DataError, match=r"bad.csv: not a compare.csv: missing column\(s\) model"):
+        compare_runs([tmp_path / "nowhere"], tmp_path / "x", with_table=bad)
+    first = tmp_path / "first"
+    compare_runs(runs["dld"], first)
+    lines = (first / "compare.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[2].split(",")
+    cells[header.index("pc_mean")] = "high"
+    bad.write_text("\n".join([lines[0], lines[1], ",".join(cells)]) + "\n")
+    with pytest.raises(DataError, match=r"bad.csv:3: column pc_mean: 'high' is not a number"):
+        compare_runs(runs["bare"], tmp_path / "x", with_table=bad)
+    with pytest.raises(DataError, match="no such table"):
+        compare_runs(runs["bare"], tmp_path / "x", with_table=tmp_path / "absent.csv")
