@@ -435,7 +435,8 @@ def write_report(report: dict[str, Any], out: Path, test: Sequence[ScoredImage])
     rows = report["active"] + [report["full_bank"]]
     _write_csv(out / "active.csv", rows, ACTIVE_COLUMNS)
     extra = extra_metric_names(*report["variants"])  # CS(t) where the study asks for it
-    _write_csv(out / "variants.csv", report["variants"], VARIANT_COLUMNS[:4] + ["pc", "mae", *extra] + VARIANT_COLUMNS[6:])
+    after_mae = VARIANT_COLUMNS.index("mae") + 1  # CS(t) beside the MAE it refines
+    _write_csv(out / "variants.csv", report["variants"], VARIANT_COLUMNS[:after_mae] + extra + VARIANT_COLUMNS[after_mae:])
     per_image = report["per_image"]
     with (out / "active_scores.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
