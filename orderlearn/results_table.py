@@ -373,7 +373,7 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``compare.csv`` this module wrote, numbers as numbers (an empty cell: NaN)."""
+    """The rows of a ``compare.csv`` this module wrote, numbers as numbers (an empty metric cell: no such key)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such table (--with-table takes a compare.csv)")
