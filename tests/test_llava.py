@@ -440,14 +440,17 @@ def test_quantised_model_goes_to_this_processes_gpu(tmp_path):
         quantised_device_map(-1)
     script = tmp_path / "where.py"
     # the accelerator first, as in the pipeline (it reads ACCELERATE_USE_CPU: gloo on CPU)
-    script.write_text("from accelerate import Accelerator\n"
+    # each process writes its own file: two processes printing to one pipe can interleave their lines
+    script.write_text("from pathlib import Path\n"
+                      "from accelerate import Accelerator\n"
                       "from comparators.llava_loading import quantised_device_map\n"
                       "state = Accelerator()\n"
-                      "print('MAP', state.process_index, state.num_processes, quantised_device_map()[''])\n")
+                      "Path(f'map{state.process_index}.txt').write_text("
+                      "f\"{state.process_index} {state.num_processes} {quantised_device_map()['']}\")\n")
     repo = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    lines = sorted(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("MAP"))
+    lines = sorted(path.read_text().split() for path in tmp_path.glob("map*.txt"))
     assert lines == [["0", "2", "0"], ["1", "2", "1"]], done.stdout
