@@ -87,10 +87,11 @@ def weights_digest(modules: Sequence[torch.nn.Module]) -> str:
     return h.hexdigest()
 
 
-def model_key(model: Model, transform: Callable, view: str = "identity") -> str:
+def model_key(model: Model, transform: Callable, view: str = "identity", precision: str = "no") -> str:
     """What identifies a model's features: its options, preprocessing, feature modules and their
-    weights, and the view (not the model's own class: a regressor and its comparator view share
-    features)."""
+    weights, the view, and the autocast precision they were computed in (bf16 features differ from
+    float32 ones in the third digit; not the model's own class: a regressor and its comparator view
+    share features)."""
     modules = model.feature_modules()
     spec = {
         "format": CACHE_FORMAT,
@@ -102,6 +103,8 @@ def model_key(model: Model, transform: Callable, view: str = "identity") -> str:
     }
     if view != "identity":  # the plain image keeps the keys it had before views existed
         spec["view"] = view
+    if precision != "no":  # float32 features keep the keys they had before precisions were told apart
+        spec["precision"] = precision
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -169,7 +172,7 @@ class FeatureExtractor:
         transform = model.preprocess()
         if self.cache is None:
             return self._compute(model, samples, transform, desc, view)
-        key = model_key(model, transform, view)
+        key = model_key(model, transform, view, str(self.accelerator.mixed_precision))
         digests = [file_digest(s.path) for s in samples]
         found: dict[int, torch.Tensor] = {}
         for i, digest in enumerate(digests):

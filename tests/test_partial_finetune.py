@@ -193,3 +193,31 @@ def test_cross_group_protocol_trains_on_some_groups_and_tests_on_others(syntheti
     assert len(splits.train) + len(splits.val) < len(everything.train) + len(everything.val)
     with pytest.raises(ConfigError, match="data.test_groups: no image of groups"):
         load_test(config_from_dict({"data": {**data, "test_groups": ["XX"]}}).data)
+
+
+def test_features_of_another_precision_are_not_taken_from_the_cache(synthetic_root, feature_cache_dir):
+    """A bf16 run must not read float32 features cached by an earlier run (nor the reverse): the
+    same config and seed give the same numbers whatever is in the cache."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from orderlearn.data import load_training
+    from orderlearn.features import FeatureCache, FeatureExtractor
+
+    splits = load_training(config_from_dict({"data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1"}}).data)
+    samples = splits.train[:3]
+    torch.manual_seed(0)
+    model = comparators.create("plain", **TINY, augment=[], trainable_from="blocks.4")
+    try:
+        AcceleratorState._reset_state(True)
+        full = FeatureExtractor(Accelerator(cpu=True, mixed_precision="no"), 4, cache=FeatureCache(feature_cache_dir))(model, samples)
+        AcceleratorState._reset_state(True)
+        fresh_cache = feature_cache_dir / "bf16-alone"
+        alone = FeatureExtractor(Accelerator(cpu=True, mixed_precision="bf16"), 4, cache=FeatureCache(fresh_cache))(model, samples)
+        AcceleratorState._reset_state(True)
+        shared = FeatureExtractor(Accelerator(cpu=True, mixed_precision="bf16"), 4, cache=FeatureCache(feature_cache_dir))(model, samples)
+    finally:
+        AcceleratorState._reset_state(True)
+    assert not torch.equal(full, alone)  # bf16 features differ from float32 ones
+    assert torch.equal(shared, alone)  # and the cache holding float32 features did not change them
+    assert len(list(feature_cache_dir.glob("*/*.npy"))) == 6  # one entry per image and precision
