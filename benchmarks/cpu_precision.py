@@ -6,7 +6,8 @@ are timed for the same batch of real faces, the same model and weights, in three
 
 * float32 (``train.mixed_precision: "no"``);
 * bf16 autocast (``train.mixed_precision: bf16``: weights and optimizer stay float32);
-* float32 with channels-last tensors (the memory format timm's ``--channels-last`` selects).
+* float32 with channels-last tensors (``train.channels_last: true``, the memory format timm's
+  ``--channels-last`` selects).
 
 Printed: seconds per batch for each (median of ``--repeats``), the ratio to float32, and the
 largest difference of the features from float32's. bf16 pays off only where the CPU has native

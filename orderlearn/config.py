@@ -108,6 +108,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     grad_accum: int = 1
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
+    channels_last: bool = False  # conv weights and activations in channels-last memory format (timm's --channels-last)
     num_workers: int = 0
     frozen_backbone: bool = False  # embed once, train only the head (with model.trainable_from: the top stages too)
     feature_views: list[str] = field(default_factory=lambda: ["identity"])  # frozen_backbone: cached views of each training image (identity, hflip)

@@ -87,11 +87,12 @@ def weights_digest(modules: Sequence[torch.nn.Module]) -> str:
     return h.hexdigest()
 
 
-def model_key(model: Model, transform: Callable, view: str = "identity", precision: str = "no") -> str:
+def model_key(model: Model, transform: Callable, view: str = "identity", precision: str = "no",
+              channels_last: bool = False) -> str:
     """What identifies a model's features: its options, preprocessing, feature modules and their
-    weights, the view, and the autocast precision they were computed in (bf16 features differ from
-    float32 ones in the third digit; not the model's own class: a regressor and its comparator view
-    share features)."""
+    weights, the view, the autocast precision and the memory format they were computed in (bf16
+    features differ from float32 ones in the third digit, channels-last ones in the sixth; not the
+    model's own class: a regressor and its comparator view share features)."""
     modules = model.feature_modules()
     spec = {
         "format": CACHE_FORMAT,
@@ -105,6 +106,8 @@ def model_key(model: Model, transform: Callable, view: str = "identity", precisi
         spec["view"] = view
     if precision != "no":  # float32 features keep the keys they had before precisions were told apart
         spec["precision"] = precision
+    if channels_last:
+        spec["memory_format"] = "channels_last"
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -149,9 +152,10 @@ class FeatureExtractor:
     """
 
     def __init__(self, accelerator: Accelerator, batch_size: int, num_workers: int = 0,
-                 cache: Optional[FeatureCache] = None) -> None:
+                 cache: Optional[FeatureCache] = None, channels_last: bool = False) -> None:
         self.accelerator = accelerator
         self.batch_size, self.num_workers, self.cache = batch_size, num_workers, cache
+        self.channels_last = channels_last  # the models it is given are in channels-last format (train.channels_last)
         self._memo: dict[tuple[str, str], torch.Tensor] = {}
 
     def __call__(self, model: Model, samples: Sequence[ScoredImage], desc: str = "features",
@@ -172,7 +176,7 @@ class FeatureExtractor:
         transform = model.preprocess()
         if self.cache is None:
             return self._compute(model, samples, transform, desc, view)
-        key = model_key(model, transform, view, str(self.accelerator.mixed_precision))
+        key = model_key(model, transform, view, str(self.accelerator.mixed_precision), self.channels_last)
         digests = [file_digest(s.path) for s in samples]
         found: dict[int, torch.Tensor] = {}
         for i, digest in enumerate(digests):
@@ -204,6 +208,8 @@ class FeatureExtractor:
             for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
                 with accelerator.autocast():
                     images = apply_view(view, batch["image"].to(accelerator.device))
+                    if self.channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
                     parts.append(model.forward_features(images).float().cpu())
             local = torch.cat(parts) if parts else torch.empty(0)
             if store is not None and self.cache is not None:

@@ -218,12 +218,21 @@ def make_accelerator(config: ExperimentConfig, output_dir: Path, log_with: Optio
         log_with=tracker,
         project_dir=str(output_dir),
     )
+    if accelerator.device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+        log.warning("train.mixed_precision: bf16 on a CPU without AVX512-BF16 or AMX runs 3 to 7 times slower than "
+                    "float32 (benchmarks/cpu_precision.py); set it to \"no\" and train.channels_last: true")
     if accelerator.device.type == "cpu":
         # subnormal floats (|x| < 1.2e-38, e.g. optimizer moments and gradients late in a decayed
         # schedule) take a slow path in x86 arithmetic; they become 0, so late epochs run as fast
         # as early ones
         torch.set_flush_denormal(True)
     return accelerator
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (AVX512-BF16 or AMX); elsewhere oneDNN
+    emulates it through float32 and converts on every operation."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 @dataclass

@@ -221,3 +221,57 @@ def test_features_of_another_precision_are_not_taken_from_the_cache(synthetic_ro
     assert not torch.equal(full, alone)  # bf16 features differ from float32 ones
     assert torch.equal(shared, alone)  # and the cache holding float32 features did not change them
     assert len(list(feature_cache_dir.glob("*/*.npy"))) == 6  # one entry per image and precision
+
+
+def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_apart(synthetic_root, tmp_path,
+                                                                                   feature_cache_dir, monkeypatch):
+    """train.channels_last converts the model (its conv weights, so every conv's output follows)
+    and the images; its features equal float32's to rounding, yet are cached under their own key
+    so a run's numbers never depend on which format filled the cache."""
+    import orderlearn.run as run
+
+    built = []
+
+    def keep(config):
+        built.append(build_model(config))
+        return built[-1]
+
+    build_model = run.build_model
+    monkeypatch.setattr(run, "build_model", keep)
+    results = {}
+    for channels_last in (False, True):
+        raw = {"name": "partial", "seed": 0, "output_dir": str(tmp_path / f"run_{channels_last}"), "task": "regressor",
+               "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
+               "model": {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4"},
+               "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none",
+                         "select_metric": "val_mae", "channels_last": channels_last},
+               "scorer": {"name": "bt-grid", "step": 0.01}}
+        results[channels_last] = run.run_experiment(config_from_dict(raw))
+    convs = [[m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)] for model in built]
+    assert all(w.is_contiguous() for w in convs[0])
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs[1])
+    assert any(not w.is_contiguous() for w in convs[1])  # a 3x3 conv over several channels: the two formats differ
+    assert len(list(feature_cache_dir.glob("*/*.npy"))) == 2 * 200  # each format's features of every image, once
+    for route in ("direct", "order_learned"):
+        # features equal to 1e-5; two epochs of training carry that into the fourth digit
+        assert results[True][route]["mae"] == pytest.approx(results[False][route]["mae"], abs=2e-3)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_that_it_is_slower(tmp_path, monkeypatch, caplog, native):
+    from accelerate.state import AcceleratorState
+
+    import orderlearn.training as training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    config = config_from_dict({"train": {"mixed_precision": "bf16", "tracker": "none"}})
+    try:
+        AcceleratorState._reset_state(True)
+        with caplog.at_level("WARNING", logger="orderlearn.training"):
+            training.make_accelerator(config, tmp_path)
+    finally:
+        AcceleratorState._reset_state(True)
+    warned = [r.getMessage() for r in caplog.records if "train.mixed_precision" in r.getMessage()]
+    assert bool(warned) is not native
+    if warned:
+        assert "train.channels_last" in warned[0]
