@@ -55,7 +55,7 @@ def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator,
     splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
     model.setup_from_training(splits.train)
-    model.to(accelerator.device, memory_format=memory_format(config))
+    place_model(model, config, accelerator)
     features = feature_extractor(config, accelerator)
     trained = fit_model(model, splits, config, accelerator, features, out / config.task, resume)
 
@@ -130,12 +130,15 @@ def feature_extractor(config: ExperimentConfig, accelerator: Accelerator) -> Fea
                             channels_last=config.train.channels_last)
 
 
-def memory_format(config: ExperimentConfig) -> torch.memory_format:
-    """``train.channels_last``: the conv weights (and so their outputs) in channels-last order,
-    which the CPU's oneDNN convolutions run 1.3-2.3 times faster than contiguous float32
-    (benchmarks/cpu_precision.py) with the same numbers to 1e-5; bf16 autocast is faster only on a
-    CPU with native bf16 arithmetic."""
-    return torch.channels_last if config.train.channels_last else torch.contiguous_format
+def place_model(model: Model, config: ExperimentConfig, accelerator: Accelerator) -> Model:
+    """``model`` on the run's device, its conv weights (and so their outputs) in channels-last order
+    when ``train.channels_last`` says so: the CPU's oneDNN convolutions run that 1.3-2.3 times
+    faster than contiguous float32 (benchmarks/cpu_precision.py) with the same numbers to 1e-5,
+    where bf16 autocast is faster only on a CPU with bf16 arithmetic. Every path that computes a
+    run's features places its model here, so they match the key :func:`feature_extractor` caches
+    them under."""
+    fmt = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    return model.to(accelerator.device, memory_format=fmt)
 
 
 def bank_checkpoints(trained: TrainResult, config: ExperimentConfig) -> list[Path]:

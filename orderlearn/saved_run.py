@@ -20,7 +20,7 @@ from .bank import ReferenceBank
 from .bank_evaluator import EVALUATOR_FILE, BankEvaluator, BankRoute
 from .config import ExperimentConfig, load_config
 from .errors import DataError
-from .run import build_model, feature_extractor
+from .run import build_model, feature_extractor, place_model
 from .training import make_accelerator
 
 
@@ -49,6 +49,6 @@ def load_run(run: Path, accelerator: Optional[Accelerator] = None) -> SavedRun:
     # no tracker: loading a run to score logs nothing and must not write into its folder
     quiet = dataclasses.replace(config, train=dataclasses.replace(config.train, tracker="none"))
     accelerator = accelerator or make_accelerator(quiet, run)
-    model = build_model(config)
+    model = place_model(build_model(config), config, accelerator)
     route = BankRoute(model, evaluator, bank, run, feature_extractor(config, accelerator), accelerator, config.train.eval_batch_size)
     return SavedRun(run, config, model, evaluator, bank, accelerator, route)
