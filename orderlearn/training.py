@@ -218,10 +218,10 @@ def make_accelerator(config: ExperimentConfig, output_dir: Path, log_with: Optio
         log_with=tracker,
         project_dir=str(output_dir),
     )
-    if accelerator.device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
-        log.warning("train.mixed_precision: bf16 on a CPU without AVX512-BF16 or AMX runs 3 to 7 times slower than "
-                    "float32 (benchmarks/cpu_precision.py); set it to \"no\" and train.channels_last: true")
     if accelerator.device.type == "cpu":
+        if precision == "bf16" and not cpu_has_native_bf16():
+            log.warning("train.mixed_precision: bf16 on a CPU without AVX512-BF16 or AMX runs 3 to 7 times slower than "
+                        "float32 (benchmarks/cpu_precision.py); set it to \"no\" and train.channels_last: true")
         # subnormal floats (|x| < 1.2e-38, e.g. optimizer moments and gradients late in a decayed
         # schedule) take a slow path in x86 arithmetic; they become 0, so late epochs run as fast
         # as early ones
