@@ -112,6 +112,7 @@ class TrainConfig:
     num_workers: int = 0
     frozen_backbone: bool = False  # embed once, train only the head (with model.trainable_from: the top stages too)
     feature_views: list[str] = field(default_factory=lambda: ["identity"])  # frozen_backbone: cached views of each training image (identity, hflip)
+    views_per_epoch: str = "all"  # all: every cached view of every face per epoch | one: each face once, in a view drawn per epoch
     max_steps_per_epoch: Optional[int] = None
     select_metric: str = "val_loss"  # val_loss, val_mae (lower) | val_accuracy, val_pc (higher; val_mae/val_pc: regressors)
     log_every: int = 50
@@ -179,6 +180,7 @@ CHOICES = {
     "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
     "train.select_metric": ("val_loss", "val_accuracy", "val_pc", "val_mae"),
     "train.tracker": ("tensorboard", "none"),
+    "train.views_per_epoch": ("all", "one"),
     "pairs.recipe": ("balanced-3", "balanced-2", "imbalanced-4-4-2", "in-batch"),
     "pairs.in_batch_mix": ("balanced-3", "balanced-2", "imbalanced-4-4-2", "all"),
 }
@@ -223,7 +225,7 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
             raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
     _check_ranges(config)
     _check_second_database(config)
-    _check_views(config.train)
+    _check_views(config)
     validate_model_options(config.model)
     validate_scorer_options(config.scorer, config.data)
     return config
@@ -289,9 +291,10 @@ def validate_scorer_options(scorer: ScorerConfig, data: DataConfig) -> None:
         raise ConfigError(f"scorer ({scorer.name}): {exc}") from None
 
 
-def _check_views(train: TrainConfig) -> None:
+def _check_views(config: ExperimentConfig) -> None:
     from comparators.views import check_views
 
+    train = config.train
     try:
         check_views(train.feature_views, "train.feature_views")
     except ValueError as exc:
@@ -299,6 +302,13 @@ def _check_views(train: TrainConfig) -> None:
     if train.feature_views != ["identity"] and not train.frozen_backbone:
         raise ConfigError("train.feature_views: cached views need train.frozen_backbone: true "
                           "(a trained backbone sees augmentations through model.augment instead)")
+    if train.views_per_epoch == "one":
+        if len(train.feature_views) < 2:
+            raise ConfigError(f"train.views_per_epoch: one draws among several cached views; train.feature_views "
+                              f"holds {train.feature_views}")
+        if config.task == "comparator" and config.pairs.recipe != "in-batch":
+            raise ConfigError(f"train.views_per_epoch: one is for images (a regressor, or pairs.recipe: in-batch); "
+                              f"fixed pairs (pairs.recipe: {config.pairs.recipe}) draw one view per pair once")
 
 
 def _check_names(args: dict[str, Any], names: set[str], prefix: str) -> None:

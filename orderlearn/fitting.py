@@ -99,6 +99,7 @@ def fit_model(model: Model, splits: TrainingSplits, config: ExperimentConfig, ac
     if isinstance(model, Comparator) and config.pairs.recipe == "in-batch":
         return fit_in_batch(model, splits, config, accelerator, train_x, val_x, output_dir, resume)
     module = HeadOnly(model) if frozen else model
+    draw = 1  # fixed pairs draw their views once per pair (ViewPairDataset)
     if isinstance(model, Comparator):
         p = config.pairs
         train_pairs = sample_pairs([s.score for s in splits.train], p.recipe, p.total, p.margin, p.seed)
@@ -114,13 +115,20 @@ def fit_model(model: Model, splits: TrainingSplits, config: ExperimentConfig, ac
     else:
         if frozen:
             train_data, val_data = FeatureImageDataset(train_x, splits.train, len(views)), FeatureImageDataset(val_x, splits.val)
+            draw = views_drawn_per_epoch(config)
         else:
             train_data = ImageDataset(splits.train, model.train_preprocess())
             val_data = ImageDataset(splits.val, model.preprocess())
         objective = RegressorObjective()
     groups = None if frozen else model.parameter_groups()
     return fit(module, objective, train_data, val_data, config, output_dir, accelerator, resume,
-               param_groups=groups, desc=config.model.name)
+               param_groups=groups, desc=config.model.name, views_per_face=draw)
+
+
+def views_drawn_per_epoch(config: ExperimentConfig) -> int:
+    """How many cached views of each face an epoch draws one from: ``train.views_per_epoch: one``
+    shows each face once per epoch in a random view (1 = every view of every face)."""
+    return len(config.train.feature_views) if config.train.views_per_epoch == "one" else 1
 
 
 def comparator_loss(config: ExperimentConfig) -> ComparatorLoss:
@@ -139,9 +147,11 @@ def fit_in_batch(model: Comparator, splits: TrainingSplits, config: ExperimentCo
     accelerator.print(f"pairs: in-batch ({p.in_batch_mix}) from batches of {config.train.batch_size} images; "
                       f"validation {val_pairs.class_counts()}")
     frozen = train_x is not None
+    draw = 1
     if frozen:
         train_data = FeatureImageDataset(train_x, splits.train, len(config.train.feature_views))
         val_data: Dataset = FeatureImageDataset(val_x, splits.val)
+        draw = views_drawn_per_epoch(config)
     else:
         train_data = SourcedImageDataset(splits.train, model.train_preprocess())
         val_data = ImageDataset(splits.val, model.preprocess())
@@ -149,5 +159,5 @@ def fit_in_batch(model: Comparator, splits: TrainingSplits, config: ExperimentCo
     module = InBatchComparator(model, from_features=frozen)
     groups = None if frozen else model.parameter_groups()
     return fit(module, objective, train_data, val_data, config, output_dir, accelerator, resume,
-               param_groups=groups, desc=config.model.name)
+               param_groups=groups, desc=config.model.name, views_per_face=draw)
 

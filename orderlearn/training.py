@@ -129,20 +129,34 @@ class HeadOnly(nn.Module):
 
 
 class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, so a resumed run sees the same order as an unbroken one."""
+    """A seeded permutation per epoch, so a resumed run sees the same order as an unbroken one.
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    With ``views > 1`` the ``size`` items are ``views`` views of ``size // views`` faces,
+    view-major (item ``v·N + f`` is view ``v`` of face ``f``, as
+    :class:`~orderlearn.fitting.FeatureImageDataset` lays them out), and an epoch is a
+    permutation of the faces, each in a view drawn with the epoch's seed: every face once per
+    epoch, flipped or not at random, as an augmenting loader would show it
+    (``train.views_per_epoch: one``), instead of every cached view of every face.
+    """
+
+    def __init__(self, size: int, seed: int, views: int = 1):
+        if views < 1 or size % views:
+            raise ValueError(f"{size} items cannot be {views} views of each face")
+        self.size, self.seed, self.views, self.epoch = size, seed, views, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g).tolist())
+        faces = len(self)
+        order = torch.randperm(faces, generator=g)
+        if self.views > 1:
+            order = order + faces * torch.randint(0, self.views, (faces,), generator=g)
+        return iter(order.tolist())
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.views
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -163,10 +177,11 @@ class GlobalBatchSampler(Sampler[list[int]]):
     stops early at ``train.max_steps_per_epoch`` (every epoch then drew the same first batches).
     """
 
-    def __init__(self, size: int, seed: int, batch_size: int, num_processes: int):
+    def __init__(self, size: int, seed: int, batch_size: int, num_processes: int, views: int = 1):
+        self.order = EpochSampler(size, seed, views)
+        size = len(self.order)  # examples per epoch
         if size < num_processes:
             raise ConfigError(f"train.batch_size: {size} training examples cannot give each of {num_processes} processes a batch")
-        self.order = EpochSampler(size, seed)
         self.num_processes = num_processes
         self.batch_size = min(batch_size, size // num_processes)  # per process; accelerate reads the name
         self.drop_last = True
@@ -261,6 +276,7 @@ def fit(
     resume: bool = False,
     param_groups: Optional[Sequence[dict[str, Any]]] = None,
     desc: str = "train",
+    views_per_face: int = 1,
 ) -> TrainResult:
     """Train ``model`` and return where its best (validation-selected) checkpoint is.
 
@@ -269,7 +285,9 @@ def fit(
     with ``train.max_steps_per_epoch`` ran the schedule N times too fast on N processes); the lr
     of every step is logged to ``lr_trace.json``. ``output_dir`` is locked for the call
     (:func:`~orderlearn.run_lock.run_lock`). With ``resume``, training continues after the
-    newest complete resume state, or stops with an error when there is none.
+    newest complete resume state, or stops with an error when there is none. With
+    ``views_per_face > 1``, ``train_data`` holds that many views of each face, view-major, and
+    each epoch shows every face once in a drawn view (:class:`EpochSampler`).
     """
     output_dir = Path(output_dir)
     ckpt_dir = output_dir / "checkpoints"
@@ -277,12 +295,12 @@ def fit(
         if accelerator.is_main_process:
             stack.enter_context(run_lock(output_dir))
         return _fit_locked(model, objective, train_data, val_data, config, output_dir, ckpt_dir, accelerator, resume,
-                           param_groups, desc)
+                           param_groups, desc, views_per_face)
 
 
 def _fit_locked(model: nn.Module, objective: Objective, train_data: Dataset, val_data: Dataset, config: ExperimentConfig,
                 output_dir: Path, ckpt_dir: Path, accelerator: Accelerator, resume: bool,
-                param_groups: Optional[Sequence[dict[str, Any]]], desc: str) -> TrainResult:
+                param_groups: Optional[Sequence[dict[str, Any]]], desc: str, views_per_face: int) -> TrainResult:
     train_cfg = config.train
     select, higher = train_cfg.select_metric, HIGHER_IS_BETTER[train_cfg.select_metric]
     if isinstance(objective, ComparatorObjective) and select in ("val_mae", "val_pc"):
@@ -296,7 +314,7 @@ def _fit_locked(model: nn.Module, objective: Objective, train_data: Dataset, val
                 accelerator.print(f"{desc}: starting afresh in {output_dir}; removed the resume state(s) of an earlier run: {', '.join(cleared)}")
         config.save(output_dir / "config.yaml")
     set_seed(config.seed)
-    sampler = GlobalBatchSampler(len(train_data), config.seed, train_cfg.batch_size, accelerator.num_processes)
+    sampler = GlobalBatchSampler(len(train_data), config.seed, train_cfg.batch_size, accelerator.num_processes, views_per_face)
     schedule = Schedule(sampler.global_batches, train_cfg.grad_accum, train_cfg.max_steps_per_epoch)
     steps_per_epoch = schedule.steps_per_epoch
     train_loader = DataLoader(train_data, batch_sampler=sampler, num_workers=train_cfg.num_workers)

@@ -130,6 +130,14 @@ def test_view_and_split_options_are_checked_at_load(synthetic_root):
         config_from_dict({**base, "train": {"feature_views": ["identity", "hflip"]}})  # no frozen_backbone
     with pytest.raises(ConfigError, match="train.feature_views"):
         config_from_dict({**base, "train": {"frozen_backbone": True, "feature_views": ["mirror"]}})
+    with pytest.raises(ConfigError, match="train.views_per_epoch"):  # one view of a single view
+        config_from_dict({**base, "train": {"frozen_backbone": True, "views_per_epoch": "one"}})
+    with pytest.raises(ConfigError, match="train.views_per_epoch.*pairs.recipe"):  # fixed pairs draw their views once
+        config_from_dict({**base, "train": {"frozen_backbone": True, "feature_views": ["identity", "hflip"],
+                                            "views_per_epoch": "one"}})
+    with pytest.raises(ConfigError, match="train.views_per_epoch"):
+        config_from_dict({**base, "train": {"frozen_backbone": True, "feature_views": ["identity", "hflip"],
+                                            "views_per_epoch": "some"}})
     with pytest.raises(ConfigError, match="trainable_from"):
         config_from_dict({**base, "model": {**base["model"], "trainable_from": 1.5}})
     assert config_from_dict({**base, "model": {**base["model"], "trainable_from": 6}}).model.args["trainable_from"] == 6
@@ -279,3 +287,23 @@ def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_that_it_is_slower(tmp_path,
     assert bool(warned) is not native
     if warned:
         assert "train.channels_last" in warned[0]
+
+
+def test_one_view_per_epoch_halves_the_steps_of_two_cached_views(synthetic_root, tmp_path, feature_cache_dir):
+    """train.views_per_epoch: one trains each epoch on every face once, in a view drawn per
+    epoch (the paper's random flip), instead of on both cached views: half the steps."""
+    from orderlearn.data import load_training
+    from orderlearn.run import run_experiment
+
+    raw = {"name": "one-view", "seed": 0, "output_dir": str(tmp_path / "run"), "task": "regressor",
+           "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
+           "model": {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4"},
+           "train": {"epochs": 2, "batch_size": 16, "frozen_backbone": True, "tracker": "none", "select_metric": "val_mae",
+                     "feature_views": ["identity", "hflip"], "views_per_epoch": "one"},
+           "scorer": {"name": "bt-grid", "step": 0.01}}
+    config = config_from_dict(raw)
+    faces = len(load_training(config.data).for_the_model().train)
+    run_experiment(config)
+    state = json.loads((tmp_path / "run" / "regressor" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 * (faces // 16)
+    assert len(list(feature_cache_dir.glob("*/*.npy"))) >= 2 * faces  # both views cached all the same

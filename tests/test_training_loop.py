@@ -455,3 +455,32 @@ def test_llava_resume_state_holds_no_base_weights_and_resume_is_exact(synthetic_
     assert state_bytes < 3 * trained_bytes + 200_000 < base_bytes / 10, (state_bytes, trained_bytes, base_bytes)
     record = json.loads((state / "trainer_state.json").read_text())
     assert record["model"] == {"name": "llava", "args": args}  # the base model is rebuilt from this
+
+
+def test_one_view_per_epoch_shows_every_face_once_in_a_drawn_view():
+    """train.views_per_epoch: one over a view-major dataset of N faces x V views: each epoch
+    holds each face exactly once (in one of its views), the draw is seeded per epoch, and over
+    epochs every view of a face is seen (a random flip, not a fixed half of the views)."""
+    from orderlearn.training import EpochSampler, GlobalBatchSampler
+
+    faces, views = 50, 2
+    sampler = EpochSampler(faces * views, seed=3, views=views)
+    assert len(sampler) == faces
+    seen: dict[int, set[int]] = {f: set() for f in range(faces)}
+    for epoch in range(1, 9):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert sorted(i % faces for i in order) == list(range(faces))  # each face once
+        assert all(0 <= i < faces * views for i in order)
+        for i in order:
+            seen[i % faces].add(i // faces)
+        sampler.set_epoch(epoch)
+        assert list(sampler) == order  # seeded: the same epoch draws the same views
+    assert all(v == {0, 1} for v in seen.values())
+    sampler.set_epoch(1)
+    first = [i // faces for i in sampler]
+    assert 0 < sum(first) < faces  # both views drawn within one epoch
+    batches = GlobalBatchSampler(faces * views, seed=3, batch_size=16, num_processes=1, views=views)
+    assert batches.global_batches == faces // 16
+    with pytest.raises(ValueError, match="views"):
+        EpochSampler(101, seed=3, views=2)
