@@ -64,7 +64,7 @@ class Model(nn.Module):
         return self.config
 
     def feature_views(self) -> tuple[str, ...]:
-        """Views of each image (:data:`comparators.views.VIEWS`) whose features
+        """Views of each image (:func:`comparators.views.parse_view`) whose features
         :meth:`forward_features` is run on, stacked on axis 1 when more than one (a test-time
         averaging view). Default: the image itself, features ``[N, ...]``."""
         return ("identity",)

@@ -1,9 +1,17 @@
 """Deterministic views of an image batch, and test-time averaging over them.
 
-A **view** is a fixed, deterministic transform of a preprocessed image batch: ``identity`` or
-``hflip`` (mirror). Being deterministic is what lets a view's features be cached once per
-image like the plain image's (the cache key names the view); random augmentations (crops,
-colour jitter, rotations) cannot be cached that way, except as a fixed set of drawn copies.
+A **view** is a fixed, deterministic transform of a preprocessed (normalised) image batch.
+Being deterministic is what lets a view's features be cached once per image like the plain
+image's (the cache key names the view); random augmentations cannot be cached that way, so a
+cached trunk trains on a fixed set of views instead, one drawn per face per epoch
+(``train.views_per_epoch: one``): the paper's random flips and rotations as a fixed menu.
+
+Names: ``identity``, ``hflip`` (mirror), ``rotate<degrees>`` (``rotate10``, ``rotate-10``:
+counter-clockwise for positive angles, corners filled with 0, i.e. the normalised mean
+colour), ``zoom<percent>`` (``zoom115``: the central 1/1.15 of the image resized back to full
+size), ``sharpen`` (PIL's sharpness enhancement at factor 2; it is linear, so applying it after
+the per-channel normalisation equals applying it before), and compositions joined by ``+``,
+applied left to right (``hflip+rotate10`` mirrors, then rotates).
 
 :class:`ViewAveraged` is a comparator view that embeds an image as the mean of its views'
 embeddings: for a siamese comparator the mean pooled embedding of the face and its mirror,
@@ -14,30 +22,97 @@ from the same per-view cache entries as training does.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from .comparator import Comparator
 
-VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+View = Callable[[torch.Tensor], torch.Tensor]  # [B, C, H, W] -> [B, C, H, W]
+
+# PIL's ImageFilter.SMOOTH kernel, which ImageEnhance.Sharpness blends away from
+_SMOOTH = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
+
+
+def _rotate(degrees: float) -> View:
+    return lambda images: TF.rotate(images, degrees, interpolation=InterpolationMode.BILINEAR, fill=0.0)
+
+
+def _zoom(percent: int) -> View:
+    def zoom(images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        ch, cw = round(h * 100 / percent), round(w * 100 / percent)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        crop = images[..., top:top + ch, left:left + cw]
+        return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+    return zoom
+
+
+def _sharpen(images: torch.Tensor, factor: float = 2.0) -> torch.Tensor:
+    """PIL ``ImageEnhance.Sharpness(factor)``: ``smooth + factor * (image - smooth)``, border
+    pixels kept as they are (as PIL does), without PIL's clamp to the 8-bit range."""
+    c = images.shape[1]
+    kernel = _SMOOTH.to(images)[None, None].expand(c, 1, 3, 3)
+    smooth = F.conv2d(images, kernel, groups=c)
+    inner = images[..., 1:-1, 1:-1]
+    out = images.clone()
+    out[..., 1:-1, 1:-1] = smooth + factor * (inner - smooth)
+    return out
+
+
+BASE_VIEWS: dict[str, View] = {
     "identity": lambda images: images,
     "hflip": lambda images: images.flip(-1),  # [B, C, H, W]: mirror the width axis
+    "sharpen": _sharpen,
 }
+_ROTATE, _ZOOM = re.compile(r"rotate(-?[1-9][0-9]?)"), re.compile(r"zoom(1[0-9]{2})")
+
+
+def _base_view(token: str) -> Optional[View]:
+    if token in BASE_VIEWS:
+        return BASE_VIEWS[token]
+    if (m := _ROTATE.fullmatch(token)) and abs(int(m[1])) < 90:
+        return _rotate(float(m[1]))
+    if (m := _ZOOM.fullmatch(token)) and int(m[1]) > 100:
+        return _zoom(int(m[1]))
+    return None
+
+
+def parse_view(name: str) -> Optional[View]:
+    """The transform a view name stands for (see the module docstring), or None if it names none."""
+    steps = [_base_view(token) for token in name.split("+")]
+    if not steps or any(step is None for step in steps):
+        return None
+
+    def view(images: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            images = step(images)
+        return images
+    return view
+
+
+VIEW_NAMES_HELP = "identity, hflip, sharpen, rotate<degrees> (-89..89), zoom<percent> (101..199), joined by +"
 
 
 def check_views(views: Sequence[str], key: str = "views") -> tuple[str, ...]:
     """A non-empty list of distinct known view names, as a tuple."""
     views = tuple(views)
-    unknown = sorted(set(views) - set(VIEWS))
+    unknown = [v for v in views if not isinstance(v, str) or parse_view(v) is None]
     if unknown or not views or len(set(views)) != len(views):
-        raise ValueError(f"{key}: expected distinct views from {list(VIEWS)}, got {list(views)}")
+        raise ValueError(f"{key}: expected distinct views ({VIEW_NAMES_HELP}), got {list(views)}")
     return views
 
 
 def apply_view(name: str, images: torch.Tensor) -> torch.Tensor:
-    return VIEWS[name](images)
+    view = parse_view(name)
+    if view is None:
+        raise ValueError(f"unknown view {name!r} ({VIEW_NAMES_HELP})")
+    return view(images)
 
 
 class ViewAveraged(Comparator):

@@ -111,7 +111,7 @@ class TrainConfig:
     channels_last: bool = False  # conv weights and activations in channels-last memory format (timm's --channels-last)
     num_workers: int = 0
     frozen_backbone: bool = False  # embed once, train only the head (with model.trainable_from: the top stages too)
-    feature_views: list[str] = field(default_factory=lambda: ["identity"])  # frozen_backbone: cached views of each training image (identity, hflip)
+    feature_views: list[str] = field(default_factory=lambda: ["identity"])  # frozen_backbone: cached views of each training image (comparators/views.py: identity, hflip, rotate10, hflip+zoom115, ...)
     views_per_epoch: str = "all"  # all: every cached view of every face per epoch | one: each face once, in a view drawn per epoch
     max_steps_per_epoch: Optional[int] = None
     select_metric: str = "val_loss"  # val_loss, val_mae (lower) | val_accuracy, val_pc (higher; val_mae/val_pc: regressors)

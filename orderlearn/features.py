@@ -13,7 +13,7 @@ stored in a file of its own, content-addressed twice:
   path, another ``backbone_kwargs`` or image size can never reuse stale features);
 * per **image**: the SHA-256 of the file's bytes (a moved or renamed file is still a hit, an
   edited one is a miss);
-* per **view** (:data:`comparators.views.VIEWS`): the mirror image's features are an entry of
+* per **view** (:func:`comparators.views.parse_view`): the mirror image's features are an entry of
   their own, so a model trained on cached features of faces and their mirrors, or scored with
   test-time flip averaging, passes each image and view through its frozen part once.
 
