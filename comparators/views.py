@@ -108,11 +108,16 @@ def check_views(views: Sequence[str], key: str = "views") -> tuple[str, ...]:
     return views
 
 
-def apply_view(name: str, images: torch.Tensor) -> torch.Tensor:
+def view_transform(name: str) -> View:
+    """The transform ``name`` stands for; parse it once, then apply it batch after batch."""
     view = parse_view(name)
     if view is None:
         raise ValueError(f"unknown view {name!r} ({VIEW_NAMES_HELP})")
-    return view(images)
+    return view
+
+
+def apply_view(name: str, images: torch.Tensor) -> torch.Tensor:
+    return view_transform(name)(images)
 
 
 class ViewAveraged(Comparator):

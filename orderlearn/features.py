@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from comparators.base import Model
-from comparators.views import apply_view, check_views
+from comparators.views import check_views, view_transform
 
 from .files import atomic_write_bytes
 from .images import ImageDataset
@@ -204,10 +204,10 @@ class FeatureExtractor:
         with accelerator.split_between_processes(list(range(len(samples)))) as mine:
             loader = DataLoader(ImageDataset([samples[i] for i in mine], transform), batch_size=self.batch_size,
                                 num_workers=self.num_workers)
-            parts = []
+            parts, transform_view = [], view_transform(view)
             for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
                 with accelerator.autocast():
-                    images = apply_view(view, batch["image"].to(accelerator.device))
+                    images = transform_view(batch["image"].to(accelerator.device))
                     if self.channels_last:
                         images = images.contiguous(memory_format=torch.channels_last)
                     parts.append(model.forward_features(images).float().cpu())
