@@ -2,7 +2,7 @@
 
 For each of ``--faces`` test faces of the model's own split (the first ones of its test list),
 re-framed copies are made the way a user's photo differs from a dataset crop (padded, shifted,
-scaled down/up, rotated ±10°; :func:`orderlearn.alignment.reframe`) and every copy is scored
+scaled down/up, rotated ±10°; :func:`orderlearn.data.alignment.reframe`) and every copy is scored
 twice through `orderlearn predict`'s function: with MTCNN alignment onto the model's template,
 and without (``--align none``, the copy as is). The baseline is the original crop's own score
 without alignment: the score the run gives its test image. The table prints, per re-framing,
@@ -28,10 +28,10 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from orderlearn.alignment import REFRAMINGS, load_photo, reframe  # noqa: E402
-from orderlearn.bundle import load_model  # noqa: E402
-from orderlearn.data import load_test  # noqa: E402
-from orderlearn.predict import Predictions, predict  # noqa: E402
+from orderlearn.data.alignment import REFRAMINGS, load_photo, reframe  # noqa: E402
+from orderlearn.runs.bundle import load_model  # noqa: E402
+from orderlearn.data.splits import load_test  # noqa: E402
+from orderlearn.commands.predict import Predictions, predict  # noqa: E402
 
 
 def main() -> None:

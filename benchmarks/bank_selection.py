@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from comparators.base import Comparator
-from orderlearn.bank import ReferenceBank
-from orderlearn.bank_evaluator import BankEvaluator, BankRoute
-from orderlearn.data import load_test, load_training
-from orderlearn.evaluation import markdown_table, score_metrics
-from orderlearn.saved_run import load_run
+from orderlearn.bank.references import ReferenceBank
+from orderlearn.bank.evaluator import BankEvaluator, BankRoute
+from orderlearn.data.splits import load_test, load_training
+from orderlearn.report.metrics import markdown_table, score_metrics
+from orderlearn.runs.saved import load_run
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ import torch
 from comparators.base import Regressor
 from orderlearn.config import load_config
 from orderlearn.errors import ConfigError
-from orderlearn.data import load_training
-from orderlearn.images import load_image
-from orderlearn.run import build_model
+from orderlearn.data.splits import load_training
+from orderlearn.data.images import load_image
+from orderlearn.runs.recipe import build_model
 
 SETTINGS: dict[str, tuple[Callable[[], ContextManager], torch.memory_format]] = {
     "float32": (contextlib.nullcontext, torch.contiguous_format),

@@ -18,13 +18,13 @@ import torch
 from accelerate import Accelerator
 
 from comparators.views import ViewAveraged
-from orderlearn.comparisons import view_embeddings
+from orderlearn.bank.comparisons import view_embeddings
 from orderlearn.config import load_config
-from orderlearn.data import load_training
-from orderlearn.evaluation import score_metrics
-from orderlearn.features import FeatureCache, FeatureExtractor
-from orderlearn.run import build_model
-from orderlearn.training import load_weights
+from orderlearn.data.splits import load_training
+from orderlearn.report.metrics import score_metrics
+from orderlearn.engine.features import FeatureCache, FeatureExtractor
+from orderlearn.runs.recipe import build_model
+from orderlearn.engine.training import load_weights
 
 
 def main() -> None:

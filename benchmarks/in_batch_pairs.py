@@ -32,13 +32,13 @@ from torch.utils.data import DataLoader
 import comparators
 from comparators.losses import ComparatorLoss
 from orderlearn.config import DataConfig
-from orderlearn.data import load_training
-from orderlearn.features import FeatureCache, FeatureExtractor
-from orderlearn.fitting import FeatureImageDataset
-from orderlearn.images import EmbeddingPairDataset
-from orderlearn.in_batch import InBatchComparator, InBatchObjective
-from orderlearn.pairs import sample_pairs
-from orderlearn.training import ComparatorObjective, HeadOnly
+from orderlearn.data.splits import load_training
+from orderlearn.engine.features import FeatureCache, FeatureExtractor
+from orderlearn.engine.fitting import FeatureImageDataset
+from orderlearn.data.images import EmbeddingPairDataset
+from orderlearn.engine.in_batch import InBatchComparator, InBatchObjective
+from orderlearn.data.pairs import sample_pairs
+from orderlearn.engine.training import ComparatorObjective, HeadOnly
 
 
 def train_for(seconds: float, module: torch.nn.Module, loader: DataLoader, loss: Callable, lr: float) -> dict[str, float]:

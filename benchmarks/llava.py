@@ -66,8 +66,8 @@ def write_brightness_coded_faces(out: str | Path, n_images: int = 400, image_siz
     that gradients through the LMOL path learn an ordering. Brightness survives any resolution.
     Deterministic: the same arguments write the same files.
     """
-    from orderlearn.scut import read_split
-    from orderlearn.synthetic import generate_synthetic_scut
+    from orderlearn.data.scut import read_split
+    from orderlearn.data.synthetic import generate_synthetic_scut
 
     out = Path(out)
     faces = generate_synthetic_scut(out / "faces", n_images=n_images, image_size=image_size, seed=seed)

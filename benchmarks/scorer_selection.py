@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from orderlearn.active_eval import SELECTION_METRICS, load_run, scorer_variants, selected_on_validation
-from orderlearn.evaluation import extra_metric_names, markdown_table
+from orderlearn.commands.active import SELECTION_METRICS, load_run, scorer_variants, selected_on_validation
+from orderlearn.report.metrics import extra_metric_names, markdown_table
 
 
 def main() -> None:

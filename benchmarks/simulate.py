@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from orderlearn.bank import select_reference_indices
+from orderlearn.bank.references import select_reference_indices
 from scorers.link import Link
 
 #: SCUT-FBP5500: mean rating ≈ 3.0, std ≈ 0.69, observed range ≈ [1.0, 4.75] on the 1..5 scale
@@ -32,7 +32,7 @@ def scut_like_scores(n: int, generator: torch.Generator, mean: float = SCUT_MEAN
 
 
 def binned_reference_indices(scores: torch.Tensor, seed: int, total: Optional[int] = None) -> torch.Tensor:
-    """The project's bank rule (:func:`orderlearn.bank.select_reference_indices`: bins of 0.1, at most
+    """The project's bank rule (:func:`orderlearn.bank.references.select_reference_indices`: bins of 0.1, at most
     10 each); if ``total`` is given and the rule yields more, a seeded random subset of that size."""
     idx = torch.tensor(select_reference_indices(scores.tolist(), seed=seed), dtype=torch.long)
     if total is not None and idx.numel() > total:

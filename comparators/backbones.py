@@ -37,6 +37,7 @@ from torch import nn
 import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
 from comparators.backbone_registry import register_backbone
 from comparators.fusion import FusedBackbone
+from orderlearn.errors import WeightsNotFoundError  # noqa: F401  (raised here; defined with the other input errors)
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,6 @@ OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
 
 HUB_PROBE_TIMEOUT_S = 3.0  # one request; a reachable hub answers a HEAD in well under a second
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
-class WeightsNotFoundError(RuntimeError):
-    """Raised when pretrained weights were asked for and no source could provide them."""
 
 
 def create_backbone(name: str, weights: str = "imagenet", **timm_kwargs) -> nn.Module:

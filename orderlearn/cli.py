@@ -21,9 +21,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from comparators.backbones import WeightsNotFoundError
-
-from .errors import ConfigError, DataError
+from orderlearn.errors import ConfigError, DataError, WeightsNotFoundError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEMO_CONFIG = REPO_CONFIGS / "synthetic_demo.yaml"
@@ -103,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .run import run_experiment
+    from orderlearn.config import load_config
+    from orderlearn.runs.recipe import run_experiment
 
     config = load_config(args.config, args.override)
     command = shlex.join(["orderlearn", "run", "--config", str(args.config), *(x for o in args.override for x in ("-o", o))]
@@ -114,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .score_images import score_run
+    from orderlearn.commands.score import score_run
 
     out, failed = score_run(args.run, args.images, args.out, args.scorer, args.plot, args.plot_dir)
     print(f"wrote {out}")
@@ -124,8 +122,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import markdown_table, score_metrics, write_json
-    from .scores_csv import read_scores_csv
+    from orderlearn.report.metrics import markdown_table, score_metrics, write_json
+    from orderlearn.report.scores_csv import read_scores_csv
 
     table = read_scores_csv(args.scores, require_truth=True)
     truth = table.truth.tolist()
@@ -141,7 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from . import synthetic
+    from orderlearn.data import synthetic
 
     if args.ages:
         root = synthetic.generate_synthetic_ages(args.out, n_images=args.images, image_size=args.size, seed=args.seed)
@@ -152,13 +150,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .results_table import main_compare
+    from orderlearn.report.tables import main_compare
 
     return main_compare(args.runs, args.out, args.with_table)
 
 
 def cmd_active(args: argparse.Namespace) -> int:
-    from .active_eval import run_active
+    from orderlearn.commands.active import run_active
 
     run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link,
                references=args.references, select=args.select)
@@ -199,8 +197,8 @@ def add_photo_commands(sub: "argparse._SubParsersAction") -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     import tempfile
 
-    from . import predict as photos
-    from .bundle import load_model
+    from orderlearn.commands import predict as photos
+    from orderlearn.runs.bundle import load_model
 
     model = load_model(args.model)
     with tempfile.TemporaryDirectory(prefix="orderlearn-crops-") as work:
@@ -208,7 +206,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if result.items:
             print(photos.format_table(result.items))
         if args.plot and result.items:
-            from .decision_plots import decisions_for, plot_decisions
+            from orderlearn.report.decision_plots import decisions_for, plot_decisions
 
             decisions = decisions_for([Path(p.file).name for p in result.items], [s.path for s in result.scored],
                                       result.comparisons.for_scoring, result.scores, model.saved.bank.scores)
@@ -224,7 +222,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .bundle import check_thumbnail_size, export_bundle, push_bundle
+    from orderlearn.runs.bundle import check_thumbnail_size, export_bundle, push_bundle
 
     out = export_bundle(args.run, args.out, check_thumbnail_size(args.thumbnail_size), args.template_faces)
     print(f"wrote {out}")
@@ -234,8 +232,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .bundle import load_model
-    from .serve import import_gradio, serve
+    from orderlearn.runs.bundle import load_model
+    from orderlearn.commands.serve import import_gradio, serve
 
     import_gradio()  # the missing extra is a one-line error before the model loads
     serve(load_model(args.model), args.align, args.one_face, args.host, args.port)

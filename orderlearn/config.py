@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .errors import ConfigError
+from orderlearn.errors import ConfigError
 
 
 @dataclass

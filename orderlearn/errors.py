@@ -8,3 +8,9 @@ class DataError(ValueError):
 
 class ConfigError(ValueError):
     """A config has an unknown key or a bad value."""
+
+
+class WeightsNotFoundError(RuntimeError):
+    """Pretrained weights were asked for and no source could provide them (raised by
+    ``comparators.backbones``; defined here so the command line catches it without importing
+    torch)."""

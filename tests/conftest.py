@@ -44,7 +44,7 @@ def aaf_manifest() -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    from orderlearn.synthetic import generate_synthetic_scut
+    from orderlearn.data.synthetic import generate_synthetic_scut
 
     return generate_synthetic_scut(tmp_path_factory.mktemp("synthetic") / "scut", n_images=200, image_size=64, seed=0)
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import comparators
-from orderlearn.active_eval import ComparatorCalls, Member, load_run, random_mask, scorer_variants, selected_on_validation
+from orderlearn.commands.active import ComparatorCalls, Member, load_run, random_mask, scorer_variants, selected_on_validation
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
-from orderlearn.comparisons import compare_all
-from orderlearn.run import run_experiment
-from orderlearn.training import make_accelerator
+from orderlearn.bank.comparisons import compare_all
+from orderlearn.runs.recipe import run_experiment
+from orderlearn.engine.training import make_accelerator
 
 from test_training_pipeline import TINY_MODEL, tiny_config
 
@@ -113,10 +113,10 @@ def test_other_base_scorer_and_link_match_their_full_bank_variant(tiny_run, monk
 def test_a_rewritten_dataset_is_refused(tiny_run):
     from dataclasses import replace
 
-    from orderlearn.active_eval import check_unchanged
-    from orderlearn.bank import ReferenceBank
+    from orderlearn.commands.active import check_unchanged
+    from orderlearn.bank.references import ReferenceBank
     from orderlearn.config import load_config
-    from orderlearn.data import load_test, load_training
+    from orderlearn.data.splits import load_test, load_training
     from orderlearn.errors import DataError
 
     _, run, _ = tiny_run

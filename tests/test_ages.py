@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from orderlearn.cli import main
-from orderlearn.evaluation import score_metrics
-from orderlearn.synthetic import generate_synthetic_ages
+from orderlearn.report.metrics import score_metrics
+from orderlearn.data.synthetic import generate_synthetic_ages
 
 
 @pytest.fixture(autouse=True)

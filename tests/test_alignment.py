@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orderlearn.alignment import (REFRAMINGS, AlignmentTemplate, Face, FaceAligner, load_photo, measure_template,
+from orderlearn.data.alignment import (REFRAMINGS, AlignmentTemplate, Face, FaceAligner, load_photo, measure_template,
                                   reframe, similarity_transform, warp)
 from orderlearn.errors import DataError
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from orderlearn.bundle import BUNDLE_SUFFIXES, bundle_files, load_bundle, load_model
+from orderlearn.runs.bundle import BUNDLE_SUFFIXES, bundle_files, load_bundle, load_model
 from orderlearn.cli import main
 from orderlearn.errors import DataError
 
@@ -145,7 +145,7 @@ def test_a_llava_bundle_holds_the_adapters_and_projector_only(synthetic_root, tm
     from test_llava_pipeline import N_ADAPTER_TENSORS, lmol_config
 
     from orderlearn.config import config_from_dict
-    from orderlearn.run import run_experiment
+    from orderlearn.runs.recipe import run_experiment
 
     run = tmp_path / "lmol"
     run_experiment(config_from_dict(lmol_config(synthetic_root, run, data={"limit_test": 4}, train={"epochs": 1})))

@@ -14,7 +14,7 @@ import yaml
 from scipy import stats
 
 from orderlearn.cli import main
-from orderlearn.results_table import compare_runs, read_run
+from orderlearn.report.tables import compare_runs, read_run
 from orderlearn.errors import DataError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -161,7 +161,7 @@ def test_a_scorer_option_newer_than_a_run_counts_as_its_default(runs, tmp_path):
 
 
 def test_a_row_over_folds_names_their_common_command_not_one_folds():
-    from orderlearn.results_table import shared_command
+    from orderlearn.report.tables import shared_command
     one = "orderlearn run --config c.yaml"
     assert shared_command([one, one]) == one
     per_fold = [f"orderlearn run --config c.yaml -o data.split=fold{k} -o output_dir=runs/m/fold{k}" for k in (1, 2)]

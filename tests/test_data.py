@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from orderlearn import manifest, scut
+from orderlearn.data import manifest
+
+from orderlearn.data import scut
 from orderlearn.config import DataConfig
-from orderlearn.data import load_test, load_training
+from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import DataError
-from orderlearn.images import load_image
+from orderlearn.data.images import load_image
 
 
 @pytest.mark.real_data

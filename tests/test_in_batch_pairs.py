@@ -9,8 +9,8 @@ import comparators
 from comparators.losses import ComparatorLoss
 from orderlearn.config import config_from_dict
 from orderlearn.errors import ConfigError
-from orderlearn.in_batch import InBatchComparator, InBatchObjective, batch_pairs
-from orderlearn.pairs import sample_pairs
+from orderlearn.engine.in_batch import InBatchComparator, InBatchObjective, batch_pairs
+from orderlearn.data.pairs import sample_pairs
 from orderlearn.types import PairLabel, labels_from_delta
 
 TINY = {"backbone": "mobilenetv2_035", "weights": "random", "image_size": 48}
@@ -70,9 +70,9 @@ def test_in_batch_validation_equals_the_fixed_recipe_validation_on_the_same_pair
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
 
-    from orderlearn.fitting import FeatureImageDataset
-    from orderlearn.images import EmbeddingPairDataset
-    from orderlearn.training import ComparatorObjective, HeadOnly
+    from orderlearn.engine.fitting import FeatureImageDataset
+    from orderlearn.data.images import EmbeddingPairDataset
+    from orderlearn.engine.training import ComparatorObjective, HeadOnly
     from orderlearn.types import ScoredImage
 
     torch.manual_seed(0)
@@ -89,8 +89,8 @@ def test_in_batch_validation_equals_the_fixed_recipe_validation_on_the_same_pair
 
 
 def test_an_in_batch_run_end_to_end_and_its_checkpoint_loads_into_the_bare_comparator(synthetic_root, tmp_path):
-    from orderlearn.run import run_experiment
-    from orderlearn.training import load_weights
+    from orderlearn.runs.recipe import run_experiment
+    from orderlearn.engine.training import load_weights
 
     raw = {"name": "in-batch", "seed": 0, "output_dir": str(tmp_path / "run"),
            "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
@@ -107,7 +107,7 @@ def test_an_in_batch_run_end_to_end_and_its_checkpoint_loads_into_the_bare_compa
 
 
 def test_in_batch_options_are_checked(synthetic_root, tmp_path):
-    from orderlearn.run import run_experiment
+    from orderlearn.runs.recipe import run_experiment
 
     base = {"data": {"kind": "scut", "root": str(synthetic_root)}, "model": {"name": "siamese", **TINY}}
     with pytest.raises(ConfigError, match="pairs.in_batch_mix"):
@@ -121,7 +121,7 @@ def test_in_batch_options_are_checked(synthetic_root, tmp_path):
 
 
 def test_the_results_table_names_the_trainable_part_and_the_pair_recipe():
-    from orderlearn.results_table import pair_recipe, trainable_part
+    from orderlearn.report.tables import pair_recipe, trainable_part
 
     partial = {"task": "comparator", "model": {"trainable_from": "blocks.4"}, "train": {"frozen_backbone": True},
                "pairs": {"recipe": "in-batch", "in_batch_mix": "imbalanced-4-4-2"}}

@@ -21,11 +21,11 @@ import yaml
 from PIL import Image
 
 from orderlearn.cli import main
-from orderlearn.results_table import compare_runs, read_run
+from orderlearn.report.tables import compare_runs, read_run
 from orderlearn.config import DataConfig
-from orderlearn.data import load_test, load_training
+from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import DataError
-from orderlearn.pairs import sample_pairs
+from orderlearn.data.pairs import sample_pairs
 
 # ---------------------------------------------------------------------------- dataset builders
 
@@ -375,7 +375,7 @@ def test_evaluate_names_row_and_column_of_a_bad_cell(tmp_path, capsys):
 
 
 def test_read_scores_csv_without_truth(tmp_path):
-    from orderlearn.scores_csv import read_scores_csv
+    from orderlearn.report.scores_csv import read_scores_csv
 
     scored = write_scores(tmp_path / "scored.csv", SCORED_HEADER, [["x.jpg", "", "2.5", "", "", ""], ["y.jpg", "", "3.5", "", "", ""]])
     table = read_scores_csv(scored, require_truth=False)

@@ -276,7 +276,7 @@ def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path):
     """What the shared loop saves per epoch: adapter tensors only; loading restores the logits exactly."""
     from safetensors.torch import save_file
 
-    from orderlearn.training import checkpoint_state, load_weights
+    from orderlearn.engine.training import checkpoint_state, load_weights
 
     trained = _fast(seed=5)
     _train_steps(trained, 3)

@@ -27,7 +27,7 @@ if not (TOKENIZER_DIR / "tokenizer.model").is_file():
 
 from benchmarks.llava import write_brightness_coded_faces  # noqa: E402
 from orderlearn.config import config_from_dict  # noqa: E402
-from orderlearn.run import run_experiment  # noqa: E402
+from orderlearn.runs.recipe import run_experiment  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 

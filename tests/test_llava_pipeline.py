@@ -23,7 +23,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from comparators.llava import LlavaComparator  # noqa: E402
 from orderlearn.config import config_from_dict  # noqa: E402
-from orderlearn.run import run_experiment  # noqa: E402
+from orderlearn.runs.recipe import run_experiment  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 

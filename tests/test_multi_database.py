@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from orderlearn.config import config_from_dict
-from orderlearn.data import load_training
+from orderlearn.data.splits import load_training
 from orderlearn.errors import ConfigError
-from orderlearn.run import run_experiment
-from orderlearn.synthetic import generate_synthetic_ages
+from orderlearn.runs.recipe import run_experiment
+from orderlearn.data.synthetic import generate_synthetic_ages
 
 TINY = {"weights": "random", "layers": [1, 1, 1, 1], "width": 8, "image_size": 32}
 

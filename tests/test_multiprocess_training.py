@@ -30,7 +30,7 @@ import yaml
 from safetensors.torch import load_file
 
 from orderlearn.config import load_config
-from orderlearn.run import run_experiment
+from orderlearn.runs.recipe import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-4  # measured: final weights within 2.4e-6, validation losses within 4e-8 (2-core CPU, torch 2.14)

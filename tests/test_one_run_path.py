@@ -19,8 +19,8 @@ from comparators.base import Comparator
 from comparators.transforms import make_transform
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
-from orderlearn.run import run_experiment
-from orderlearn.saved_run import load_run
+from orderlearn.runs.recipe import run_experiment
+from orderlearn.runs.saved import load_run
 
 from test_training_pipeline import tiny_config
 
@@ -124,7 +124,7 @@ def test_checkpoint_ensemble_is_calibrated_on_its_ensembled_probabilities(synthe
     assert len(evaluator["checkpoints"]) == 2 and evaluator["link_source"] == "calibrated"
 
     saved = load_run(tmp_path / "ens")
-    from orderlearn.data import load_training
+    from orderlearn.data.splits import load_training
 
     val = load_training(saved.config.data).val
     truth = torch.tensor([s.score for s in val], dtype=torch.float64)

@@ -6,8 +6,8 @@ import logging
 import numpy as np
 import pytest
 
-from orderlearn.bank import ReferenceBank
-from orderlearn.pairs import class_targets, pair_labels, sample_pairs
+from orderlearn.bank.references import ReferenceBank
+from orderlearn.data.pairs import class_targets, pair_labels, sample_pairs
 from orderlearn.types import PairLabel, ScoredImage, label_from_delta
 
 

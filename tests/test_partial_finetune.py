@@ -99,8 +99,8 @@ def test_every_timm_method_splits_at_trainable_from(name, extra):
 def test_flip_view_is_cached_apart_and_averaged_at_test_time(synthetic_root, feature_cache_dir):
     from accelerate import Accelerator
 
-    from orderlearn.data import load_training
-    from orderlearn.features import FeatureCache, FeatureExtractor
+    from orderlearn.data.splits import load_training
+    from orderlearn.engine.features import FeatureCache, FeatureExtractor
 
     splits = load_training(config_from_dict({"data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1"}}).data)
     samples = splits.train[:5]
@@ -146,7 +146,7 @@ def test_view_and_split_options_are_checked_at_load(synthetic_root):
 def test_a_partial_run_trains_only_the_top_and_caches_each_image_and_view_once(synthetic_root, tmp_path, feature_cache_dir):
     from safetensors.torch import load_file
 
-    from orderlearn.run import run_experiment
+    from orderlearn.runs.recipe import run_experiment
 
     raw = {"name": "partial", "seed": 0, "output_dir": str(tmp_path / "run"), "task": "regressor",
            "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
@@ -171,8 +171,8 @@ def test_a_partial_run_trains_only_the_top_and_caches_each_image_and_view_once(s
 def test_methods_over_the_same_trunk_share_cached_features_and_other_splits_do_not(synthetic_root, feature_cache_dir):
     from accelerate import Accelerator
 
-    from orderlearn.data import load_training
-    from orderlearn.features import FeatureCache, FeatureExtractor
+    from orderlearn.data.splits import load_training
+    from orderlearn.engine.features import FeatureCache, FeatureExtractor
 
     splits = load_training(config_from_dict({"data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1"}}).data)
     extractor = FeatureExtractor(Accelerator(cpu=True), 4, cache=FeatureCache(feature_cache_dir))
@@ -190,7 +190,7 @@ def test_methods_over_the_same_trunk_share_cached_features_and_other_splits_do_n
 
 
 def test_cross_group_protocol_trains_on_some_groups_and_tests_on_others(synthetic_root):
-    from orderlearn.data import load_test, load_training
+    from orderlearn.data.splits import load_test, load_training
 
     data = {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2}
     everything = load_training(config_from_dict({"data": data}).data)
@@ -209,8 +209,8 @@ def test_features_of_another_precision_are_not_taken_from_the_cache(synthetic_ro
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from orderlearn.data import load_training
-    from orderlearn.features import FeatureCache, FeatureExtractor
+    from orderlearn.data.splits import load_training
+    from orderlearn.engine.features import FeatureCache, FeatureExtractor
 
     splits = load_training(config_from_dict({"data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1"}}).data)
     samples = splits.train[:3]
@@ -236,8 +236,8 @@ def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_ap
     """train.channels_last converts the model (its conv weights, so every conv's output follows)
     and the images; its features equal float32's to rounding, yet are cached under their own key
     so a run's numbers never depend on which format filled the cache."""
-    import orderlearn.run as run
-    import orderlearn.saved_run as saved_run
+    import orderlearn.runs.recipe as run
+    import orderlearn.runs.saved as saved_run
 
     built = []
 
@@ -273,13 +273,13 @@ def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_ap
 def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_that_it_is_slower(tmp_path, monkeypatch, caplog, native):
     from accelerate.state import AcceleratorState
 
-    import orderlearn.training as training
+    import orderlearn.engine.training as training
 
     monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
     config = config_from_dict({"train": {"mixed_precision": "bf16", "tracker": "none"}})
     try:
         AcceleratorState._reset_state(True)
-        with caplog.at_level("WARNING", logger="orderlearn.training"):
+        with caplog.at_level("WARNING", logger="orderlearn.engine.training"):
             training.make_accelerator(config, tmp_path)
     finally:
         AcceleratorState._reset_state(True)
@@ -292,8 +292,8 @@ def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_that_it_is_slower(tmp_path,
 def test_one_view_per_epoch_halves_the_steps_of_two_cached_views(synthetic_root, tmp_path, feature_cache_dir):
     """train.views_per_epoch: one trains each epoch on every face once, in a view drawn per
     epoch (the paper's random flip), instead of on both cached views: half the steps."""
-    from orderlearn.data import load_training
-    from orderlearn.run import run_experiment
+    from orderlearn.data.splits import load_training
+    from orderlearn.runs.recipe import run_experiment
 
     raw = {"name": "one-view", "seed": 0, "output_dir": str(tmp_path / "run"), "task": "regressor",
            "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},

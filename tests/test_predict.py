@@ -15,7 +15,7 @@ from PIL import Image
 
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
-from orderlearn.run import run_experiment
+from orderlearn.runs.recipe import run_experiment
 
 from test_training_pipeline import tiny_config
 

@@ -12,7 +12,7 @@ import pytest
 
 from comparators.backbones import find_package_file
 from orderlearn.config import load_config
-from orderlearn.run import run_experiment
+from orderlearn.runs.recipe import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def test_all_age_faces_byte_identical_faces_stop_the_run_unless_the_policy_drops
     """The authors' lists hold the same face file under two serial numbers, 95 times across train
     and test: the default stops; drop-training-copies keeps their test list whole."""
     from orderlearn.config import DataConfig
-    from orderlearn.data import load_test, load_training
+    from orderlearn.data.splits import load_test, load_training
     from orderlearn.errors import DataError
 
     config = DataConfig(kind="manifest", root=str(aaf_manifest), split="split", score_low=0, score_high=100)

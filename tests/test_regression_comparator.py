@@ -10,9 +10,9 @@ import torch
 
 from comparators.base import Regressor, RegressorOutput
 from comparators.regression_comparator import RegressionComparator
-from orderlearn.results_table import read_run
+from orderlearn.report.tables import read_run
 from orderlearn.config import load_config
-from orderlearn.run import run_experiment
+from orderlearn.runs.recipe import run_experiment
 from orderlearn.types import PairLabel
 from scorers.link import Link
 
@@ -130,7 +130,7 @@ def test_every_method_trains_and_scores_both_ways(config_file, synthetic_root, t
 
 def test_relative_position_on_synthetic_ages(tmp_path, monkeypatch):
     """The shipped age config, on an age set generated here (the command its comment names)."""
-    from orderlearn.synthetic import generate_synthetic_ages
+    from orderlearn.data.synthetic import generate_synthetic_ages
 
     monkeypatch.chdir(tmp_path)
     root = generate_synthetic_ages(tmp_path / "ages", n_images=100, image_size=48, seed=0)

@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from orderlearn.evaluation import classification_metrics
+from orderlearn.report.metrics import classification_metrics
 
 from comparators.backbones import WeightsNotFoundError
 from comparators.base import RegressorOutput

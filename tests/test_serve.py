@@ -130,8 +130,8 @@ def score_on_the_page(bundle: Path, photo: Path, align: str, screenshot: Optiona
                       screenshot_height: Optional[int] = None) -> str:
     """Start the page of ``bundle``, upload ``photo`` in headless Chromium, return the score it shows."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from orderlearn.bundle import load_model
-    from orderlearn.serve import build_app
+    from orderlearn.runs.bundle import load_model
+    from orderlearn.commands.serve import build_app
 
     app = build_app(load_model(bundle), align=align)
     port = free_port()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orderlearn import synthetic as syn
+from orderlearn.data import synthetic as syn
 
 N, SIZE, RATERS = 30, 32, 60
 CV = "train_test_files/5_folders_cross_validations_files"
@@ -194,7 +194,7 @@ def test_scores_vary_and_follow_the_latent(scut: Path) -> None:
 
 
 def test_generated_set_reads_with_the_scut_reader(scut: Path) -> None:
-    from orderlearn.scut import read_split
+    from orderlearn.data.scut import read_split
 
     train, test = read_split(scut, "fold2")
     assert len(train) + len(test) == N

@@ -36,7 +36,7 @@ from comparators.base import Comparator
 from comparators.losses import ComparatorLoss
 from orderlearn.config import config_from_dict
 from orderlearn.errors import ConfigError
-from orderlearn.training import ComparatorObjective, fit, load_weights, make_accelerator
+from orderlearn.engine.training import ComparatorObjective, fit, load_weights, make_accelerator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_global_batches_do_not_depend_on_the_process_count():
     up, step by step, the batches of 1 process with twice the batch; no padding at the end."""
     from accelerate.data_loader import BatchSamplerShard
 
-    from orderlearn.training import GlobalBatchSampler
+    from orderlearn.engine.training import GlobalBatchSampler
 
     for size in (100, 96, 40):
         one = GlobalBatchSampler(size, seed=4, batch_size=16, num_processes=1)
@@ -181,7 +181,7 @@ class BatchLog(CountingObjective):
 def test_each_epoch_draws_its_own_batches_even_with_a_step_cap(tmp_path):
     """With train.max_steps_per_epoch an epoch ends before the loader is exhausted; accelerate's
     count of completed passes then never advanced and every epoch drew the same batches."""
-    from orderlearn.training import GlobalBatchSampler
+    from orderlearn.engine.training import GlobalBatchSampler
 
     objective = BatchLog()
     tiny_fit(tmp_path / "run", epochs=3, objective=objective, train=IndexedPairs(96))  # 5 steps of 8 per epoch
@@ -372,9 +372,9 @@ def stop_and_resume(build: Callable[[], nn.Module], data: Callable[[nn.Module], 
 
 
 def pair_data(root: Path, model: nn.Module, total: int) -> tuple:
-    from orderlearn import scut
-    from orderlearn.images import PairDataset
-    from orderlearn.pairs import sample_pairs
+    from orderlearn.data import scut
+    from orderlearn.data.images import PairDataset
+    from orderlearn.data.pairs import sample_pairs
 
     train, _ = scut.read_split(root, "fold1")
     train_s, val_s = train[:100], train[100:140]
@@ -461,7 +461,7 @@ def test_one_view_per_epoch_shows_every_face_once_in_a_drawn_view():
     """train.views_per_epoch: one over a view-major dataset of N faces x V views: each epoch
     holds each face exactly once (in one of its views), the draw is seeded per epoch, and over
     epochs every view of a face is seen (a random flip, not a fixed half of the views)."""
-    from orderlearn.training import EpochSampler, GlobalBatchSampler
+    from orderlearn.engine.training import EpochSampler, GlobalBatchSampler
 
     faces, views = 50, 2
     sampler = EpochSampler(faces * views, seed=3, views=views)

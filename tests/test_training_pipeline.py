@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from orderlearn.config import config_from_dict
-from orderlearn.run import run_experiment
+from orderlearn.runs.recipe import run_experiment
 
 TINY_MODEL = {"name": "siamese", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "projection": 32, "hidden": 32}
 
@@ -83,10 +83,10 @@ def test_resume_continues_where_it_stopped(synthetic_root, tmp_path, monkeypatch
 def test_embeddings_use_evaluation_mode(synthetic_root, tmp_path, monkeypatch):
     """A freshly built model is in training mode; its batch-norm must not embed with batch statistics."""
     import comparators
-    from orderlearn import scut
-    from orderlearn.images import load_image
-    from orderlearn.features import FeatureExtractor
-    from orderlearn.training import make_accelerator
+    from orderlearn.data import scut
+    from orderlearn.data.images import load_image
+    from orderlearn.engine.features import FeatureExtractor
+    from orderlearn.engine.training import make_accelerator
 
     monkeypatch.chdir(tmp_path)
     config = config_from_dict(tiny_config(synthetic_root, tmp_path / "run"))

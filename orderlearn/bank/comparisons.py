@@ -1,0 +1,107 @@
+"""Every test image against every reference, from embeddings: probabilities ``[N, R, K]``.
+
+Scoring N images against R references with a splitting comparator costs N + R feature passes
+(see :mod:`orderlearn.engine.features`) and N·R head passes, in chunks of the comparator's declared
+``pair_batch_size``, through its ``compare_grid`` (which a comparator that can share work
+across one image's references overrides); rows are spread over accelerate's processes.
+
+:class:`ComparatorCalls` answers only chosen (image, reference) pairs, for active reference
+selection (``scorer.budget``, ``orderlearn active``), counting the comparator calls.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+import scorers
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from comparators.base import Comparator
+
+from orderlearn.engine.parallel import gather_in_order
+
+
+@torch.no_grad()
+def view_embeddings(view: Comparator, features: torch.Tensor, accelerator: Accelerator, batch_size: int) -> torch.Tensor:
+    """What the view's ``compare`` reads, from cached ``forward_features`` output (CPU, float32)."""
+    view.eval()
+    out = []
+    for start in range(0, len(features), batch_size):
+        with accelerator.autocast():
+            out.append(view.embed_from_features(features[start:start + batch_size].to(accelerator.device)).float().cpu())
+    return torch.cat(out) if out else features
+
+
+@torch.no_grad()
+def compare_all(view: Comparator, test: torch.Tensor, refs: torch.Tensor, accelerator: Accelerator,
+                desc: str = "compare") -> torch.Tensor:
+    """Probabilities ``[N, R, K]`` of comparing every test embedding (first) with every reference."""
+    device = accelerator.device
+    view.eval()
+    refs = refs.to(device)
+    with accelerator.split_between_processes(list(range(len(test)))) as mine:
+        out = []
+        per_chunk = max(1, view.pair_batch_size // max(len(refs), 1))
+        for start in tqdm(range(0, len(mine), per_chunk), desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+            idx = mine[start:start + per_chunk]
+            with accelerator.autocast():
+                logits = view.compare_grid(test[idx].to(device), refs).float()
+            out.append(logits.softmax(-1).cpu())
+        local = torch.cat(out) if out else torch.empty(0)
+    return gather_in_order(local, accelerator)
+
+
+@dataclass
+class Member:
+    """One checkpoint of the run as a comparator view, with the images' embeddings under it."""
+
+    view: nn.Module
+    test: torch.Tensor
+    val: torch.Tensor
+    bank: torch.Tensor
+
+
+class ComparatorCalls:
+    """``compare_fn`` for :class:`scorers.ActiveScorer` backed by the run's comparator itself.
+
+    Answers (image i, reference j) pairs with each checkpoint view's ``compare`` on the cached
+    embeddings, in batches of the view's ``pair_batch_size``, averaging the checkpoints as the
+    run does; with ``both_orders`` it also asks (reference, image) and merges the two with
+    :func:`scorers.combine_orders`, which costs two calls. ``calls`` [N] counts comparator calls
+    per image (per checkpoint); ``seconds`` the time spent in them.
+    """
+
+    def __init__(self, members: Sequence[Member], images: str, accelerator: Accelerator, both_orders: bool = False) -> None:
+        self.members, self.images, self.accelerator, self.both_orders = list(members), images, accelerator, both_orders
+        self.calls = torch.zeros(len(getattr(self.members[0], images)), dtype=torch.long)
+        self.seconds = 0.0
+
+    @torch.no_grad()
+    def _probs(self, view: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        device = self.accelerator.device
+        with self.accelerator.autocast():
+            return view.compare(a.to(device), b.to(device)).float().softmax(-1).cpu()
+
+    def __call__(self, test_idx: torch.Tensor, ref_idx: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
+        test_idx, ref_idx = test_idx.cpu(), ref_idx.cpu()
+        if test_idx.shape != ref_idx.shape or test_idx.dim() != 1:
+            raise ValueError(f"test_idx {tuple(test_idx.shape)} and ref_idx {tuple(ref_idx.shape)} must be equal 1-D shapes")
+        forward, reverse = [], []
+        for member in self.members:
+            emb, batch = getattr(member, self.images), member.view.pair_batch_size
+            chunks = [(emb[test_idx[i:i + batch]], member.bank[ref_idx[i:i + batch]]) for i in range(0, len(test_idx), batch)]
+            forward.append(torch.cat([self._probs(member.view, a, b) for a, b in chunks]))
+            if self.both_orders:
+                reverse.append(torch.cat([self._probs(member.view, b, a) for a, b in chunks]))
+        p = torch.stack(forward).mean(0)
+        if self.both_orders:
+            p = scorers.combine_orders(p, torch.stack(reverse).mean(0))
+        self.calls += torch.bincount(test_idx, minlength=len(self.calls)) * (2 if self.both_orders else 1)
+        self.seconds += time.perf_counter() - started
+        return p

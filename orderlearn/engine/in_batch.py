@@ -1,0 +1,179 @@
+"""In-batch pair training (``pairs.recipe: in-batch``): a batch of B faces holds B(B−1) pairs.
+
+A fixed pair list (90k pairs of 4400 faces) pushes each face through the trainable part of the
+network ~40 times per epoch. Here each step embeds B images (or cached trunk maps) once and
+scores ordered pairs among them with the comparator's ``compare``: the pairs of every class
+are enumerated, the class mix of a fixed recipe is drawn from them (``balanced-3`` by default:
+as many FIRST as SECOND as SIMILAR pairs, as many as the rarest class allows; ``balanced-2``,
+``imbalanced-4-4-2``, or ``all``), and the loss is the configured comparator loss (CE, WCE;
+CE+KL scores the reversed pair of every drawn pair in the same step, without another image
+pass). The label rule and margin are those of the fixed recipes
+(:func:`orderlearn.types.labels_from_delta`); two views of one face (a face and its mirror)
+never form a pair. Validation uses the fixed recipes' validation pairs, with each validation
+image embedded once.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader
+
+from comparators.base import Comparator, Model
+from comparators.losses import ComparatorLoss
+
+from orderlearn.data.pairs import RECIPES, PairSet
+from orderlearn.engine.training import ComparatorObjective, HeadOnly
+from orderlearn.types import PairLabel, labels_from_delta
+
+log = logging.getLogger(__name__)
+MIXES: dict[str, Optional[tuple[float, float, float]]] = {**RECIPES, "all": None}
+
+
+def batch_pairs(scores: torch.Tensor, sources: torch.Tensor, margin: float, mix: str,
+                generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ordered pairs (a, b, label) among a batch's items, drawn to the class mix ``mix``.
+
+    ``sources`` names the face each item shows (two views of one face share it): such items
+    never pair. With a recipe's shares s_c, T = min_c n_c / s_c over the classes it uses, and
+    round(s_c · T) pairs of each class are drawn without replacement. When a class the mix asks
+    for is absent from the batch, the batch gives no pairs (empty tensors): a silent
+    rebalancing would train on another mix than configured.
+    """
+    if mix not in MIXES:
+        raise ValueError(f"in-batch mix {mix!r}: choose from {sorted(MIXES)}")
+    device = scores.device
+    delta = (scores.reshape(-1, 1) - scores.reshape(1, -1)).detach().double().cpu().numpy()
+    labels = torch.from_numpy(labels_from_delta(delta, margin)).to(device)
+    valid = sources.reshape(-1, 1) != sources.reshape(1, -1)
+    shares = MIXES[mix]
+    if shares is None:
+        a, b = valid.nonzero(as_tuple=True)
+        return a, b, labels[a, b]
+    per_class = [(valid & (labels == int(c))).nonzero() for c in PairLabel]
+    used = [(pairs, share) for pairs, share in zip(per_class, shares) if share > 0]
+    scale = min(len(pairs) / share for pairs, share in used)
+    picked = []
+    for pairs, share in used:
+        k = int(round(share * scale))
+        order = torch.randperm(len(pairs), generator=generator)[:k].to(device)
+        picked.append(pairs[order])
+    chosen = torch.cat(picked) if picked else torch.empty(0, 2, dtype=torch.long, device=device)
+    a, b = chosen[:, 0], chosen[:, 1]
+    return a, b, labels[a, b]
+
+
+class InBatchComparator(Model):
+    """``forward(inputs, a, b)``: logits of the pairs (inputs[a[i]], inputs[b[i]]), each input
+    embedded once. ``from_features``: inputs are cached features (the frozen part stays frozen
+    and in evaluation mode, as in :class:`~orderlearn.engine.training.HeadOnly`); otherwise images.
+
+    The training loop sees it as the model: epoch hooks and checkpoints are the comparator's
+    own, so a checkpoint loads into the bare comparator.
+    """
+
+    def __init__(self, comparator: Comparator, from_features: bool) -> None:
+        super().__init__()
+        if not comparator.splits:
+            raise ValueError(f"pairs.recipe in-batch needs a comparator that splits into embed/compare; "
+                             f"{type(comparator).__name__} does not")
+        self.from_features = from_features
+        self.inner = HeadOnly(comparator) if from_features else comparator
+
+    @property
+    def comparator(self) -> Comparator:
+        return self.inner.wrapped if isinstance(self.inner, HeadOnly) else self.inner
+
+    def embed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        c = self.comparator
+        return c.embed_from_features(inputs) if self.from_features else c.embed(inputs)
+
+    def forward(self, inputs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        emb = self.embed_inputs(inputs)
+        return self.comparator.compare(emb[a], emb[b])
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        self.comparator.on_epoch_start(epoch, num_epochs)
+
+    def on_epoch_end(self, epoch: int, num_epochs: int) -> None:
+        self.comparator.on_epoch_end(epoch, num_epochs)
+
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.comparator.checkpoint_state_dict()
+
+    def load_checkpoint_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.comparator.load_checkpoint_state_dict(state)
+
+
+class InBatchObjective(ComparatorObjective):
+    """Loss on the in-batch pairs of an image (or feature) batch; validation on fixed pairs.
+
+    Training batches: ``image`` [B, ...], ``score`` [B], ``source`` [B]. Validation batches:
+    the validation images in order (``image``, ``index``); the pairs are ``val_pairs``
+    (indices into that list), scored after every validation image is embedded once.
+    ``pairs_seen`` counts the labelled pairs trained on (the benchmark's figure).
+    """
+
+    def __init__(self, loss: ComparatorLoss, margin: float, mix: str, val_pairs: PairSet, seed: int = 0) -> None:
+        super().__init__(loss)
+        if mix not in MIXES:
+            raise ValueError(f"pairs.in_batch_mix: {mix!r} is not one of {sorted(MIXES)}")
+        self.margin, self.mix, self.val_pairs = margin, mix, val_pairs
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pairs_seen = 0
+        self.empty_batches = 0
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        a, b, labels = batch_pairs(batch["score"], batch["source"], self.margin, self.mix, self.generator)
+        if len(labels) == 0:
+            self.empty_batches += 1
+            if self.empty_batches == 1:
+                log.warning("an in-batch step had no pairs of some class of mix %s; it trains on nothing "
+                            "(raise train.batch_size)", self.mix)
+            return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+        self.pairs_seen += len(labels)
+        if self.criterion.needs_reverse:  # the reversed pairs share the step's embeddings
+            logits = model(batch["image"], torch.cat([a, b]), torch.cat([b, a]))
+            forward, reverse = logits.chunk(2)
+            return self.criterion(forward, labels, reverse)
+        return self.criterion(model(batch["image"], a, b), labels)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, float]:
+        wrapper = _in_batch(model)
+        parts, order = [], []
+        for batch in loader:
+            emb = wrapper.embed_inputs(batch["image"])
+            emb, index = accelerator.gather_for_metrics((emb, batch["index"]))
+            parts.append(emb)
+            order.append(index)
+        emb = torch.cat(parts)[torch.argsort(torch.cat(order))]
+        a = torch.as_tensor(self.val_pairs.a, device=emb.device)
+        b = torch.as_tensor(self.val_pairs.b, device=emb.device)
+        labels = torch.as_tensor(self.val_pairs.labels, device=emb.device)
+        nll, hits = [], []
+        for start in range(0, len(labels), 4096):
+            sl = slice(start, start + 4096)
+            logits = wrapper.comparator.compare(emb[a[sl]], emb[b[sl]]).float()
+            nll.append(F.cross_entropy(logits, labels[sl], reduction="none"))
+            hits.append((logits.argmax(-1) == labels[sl]).float())
+        return {"val_loss": float(torch.cat(nll).mean()), "val_accuracy": float(torch.cat(hits).mean())}
+
+
+def _in_batch(model: nn.Module) -> InBatchComparator:
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    if not isinstance(inner, InBatchComparator):
+        raise TypeError(f"InBatchObjective trains an InBatchComparator, got {type(inner).__name__}")
+    return inner
+
+
+def mix_of_validation(mix: str) -> str:
+    """The fixed recipe whose validation pairs measure an in-batch mix."""
+    return mix if mix in RECIPES else "balanced-3"
+

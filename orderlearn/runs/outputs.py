@@ -1,0 +1,60 @@
+"""What a finished run leaves for people and for other commands: ``scores.csv``,
+``results.json``, ``report.md`` (the direct-vs-order-learned table) and ``scatter.png``."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+import scorers
+
+from orderlearn.report.metrics import extra_metric_names, markdown_table, scatter_plot, write_json
+from orderlearn.files import atomic_write_text
+from orderlearn.types import ScoredImage
+
+SCORE_COLUMNS = ["path", "true_score", "score", "std", "lower95", "upper95", "direct_score"]
+
+
+def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredImage], scores: scorers.Scores,
+                      direct: Optional[torch.Tensor], results: dict[str, Any]) -> str:
+    """Write the four files into ``out``; returns the report's markdown."""
+    write_scores_csv(out / "scores.csv", test, scores, direct)
+    write_json(out / "results.json", results)
+    rows = [{"method": f"{method} + {results['scorer']['scorer']}", "route": "order-learned", **results["order_learned"]}]
+    if direct is not None:
+        rows.insert(0, {"method": f"{method} ({results['direct_how']})", "route": "direct", **results["direct"]})
+    extras = extra_metric_names(*rows)
+    table = markdown_table([{**{k: "-" for k in extras}, **row} for row in rows],
+                           ["method", "route", "pc", "mae", "rmse", "spearman", *extras, "n"])
+    cm = results["comparator_metrics"]
+    agreement = cm.get("forward_reverse_agreement", math.nan)
+    report = (f"# {name}\n\n{table}\n\ncomparator accuracy on test x bank pairs: {cm['accuracy']:.4f}; "
+              f"per class: {cm['per_class_accuracy']}; forward/reverse agreement: {agreement:.4f}\n")
+    atomic_write_text(out / "report.md", report)
+    series = {"order-learned": scores.value.tolist()}
+    if direct is not None:
+        series = {"direct": direct.tolist(), **series}
+    scatter_plot(out / "scatter.png", [s.score for s in test], series, title=name)
+    return report
+
+
+def write_scores_csv(path: Path, samples: Sequence[ScoredImage], scores: scorers.Scores,
+                     direct: Optional[torch.Tensor] = None) -> Path:
+    """One row per image: path, true score (empty when unknown), score, std, 95% interval, direct."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(SCORE_COLUMNS)
+    for i, sample in enumerate(samples):
+        writer.writerow([
+            str(sample.path), "" if math.isnan(sample.score) else f"{sample.score:.6f}", f"{float(scores.value[i]):.6f}",
+            _cell(scores.std, i), _cell(scores.lower, i), _cell(scores.upper, i), _cell(direct, i),
+        ])
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def _cell(values: Optional[torch.Tensor], i: int) -> str:
+    return "" if values is None else f"{float(values[i]):.6f}"
