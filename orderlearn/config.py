@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from .config_files import BASE_KEY, UNSET_KEY, apply_overrides, one_line, resolve_file
 from .errors import ConfigError
 
 
@@ -188,34 +189,56 @@ OPEN_SECTIONS = ("model", "scorer")  # keys besides `name` are the component's o
 
 
 def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -> ExperimentConfig:
-    """Read a YAML config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    """Read a YAML config, resolve its ``base:`` chain, apply ``key.sub=value`` overrides (values
+    parsed as YAML) and validate the result; every error is a one-line ConfigError naming the
+    file and the key. The returned config is the resolved one (what a run folder saves)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    for override in overrides or []:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise ConfigError(f"override {override!r} must look like key.sub=value")
-        _set_path(raw, key.split("."), yaml.safe_load(value))
+    raw = resolve_file(path, canonical_sections)
+    raw = apply_overrides(raw, overrides, canonical_sections)
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {one_line(exc)}") from None
+
+
+def resolved_dict(path: Union[str, Path], overrides: Optional[list[str]] = None) -> dict[str, Any]:
+    """The validated config of ``path`` as the plain mapping a run folder saves (no ``base``)."""
+    return load_config(path, overrides).to_dict()
+
+
+def canonical_sections(raw: dict[str, Any]) -> dict[str, Any]:
+    """``model`` and ``scorer`` with their component's options under ``args``.
+
+    A file may write them flat (``model: {name: siamese, backbone: resnet18}``) or under
+    ``args``; merging a variant into its base and applying ``-o model.image_size=..`` or
+    ``-o model.args.image_size=..`` must all address the same option, so every layer is put into
+    the ``args`` spelling first. A key given both ways in one layer is an error naming it."""
+    raw = dict(raw)
+    for section in OPEN_SECTIONS:
+        body = raw.get(section)
+        if not isinstance(body, dict):
+            continue  # _build names the section when it is not a mapping
+        own = {f.name for f in dataclasses.fields(type(getattr(ExperimentConfig(), section)))} - {"args"}
+        flat = {k: v for k, v in body.items() if k not in own and k != "args"}
+        if not flat:
+            continue
+        args = body.get("args", {})
+        if not isinstance(args, dict):
+            raise ConfigError(f"{section}.args: expected a mapping, got {args!r}")
+        for key in flat.keys() & args.keys():
+            raise ConfigError(f"{section}.{key}: given twice, as {section}.{key} and {section}.args.{key}")
+        raw[section] = {k: v for k, v in body.items() if k in own} | {"args": {**args, **flat}}
+    return raw
 
 
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """A validated config from one resolved mapping (no ``base``: files are resolved by load_config)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"a config must be a mapping, got {type(raw).__name__}")
-    raw = dict(raw)
-    for section in OPEN_SECTIONS:
-        if isinstance(raw.get(section), dict) and "args" not in raw[section]:
-            body = dict(raw[section])
-            own = {f.name for f in dataclasses.fields(type(getattr(ExperimentConfig(), section)))} - {"args"}
-            raw[section] = {k: body.pop(k) for k in list(body) if k in own} | {"args": body}
+        raise ConfigError(f"config: a config must be a mapping of keys, got {type(raw).__name__}")
+    if BASE_KEY in raw or UNSET_KEY in raw:
+        key = BASE_KEY if BASE_KEY in raw else UNSET_KEY
+        raise ConfigError(f"{key}: only a config file can inherit (load it with load_config)")
+    raw = canonical_sections(raw)
     config = _build(ExperimentConfig, raw, "")
     for key, allowed in CHOICES.items():
         value = config
@@ -438,11 +461,3 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if hint in (int, str, bool, float) and type(value) is hint:
         return value
     raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
-
-
-def _set_path(raw: dict, keys: list[str], value: Any) -> None:
-    for key in keys[:-1]:
-        raw = raw.setdefault(key, {})
-        if not isinstance(raw, dict):
-            raise ConfigError(f"override {'.'.join(keys)}: {key} is not a section")
-    raw[keys[-1]] = value
