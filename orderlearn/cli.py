@@ -26,7 +26,7 @@ from comparators.backbones import WeightsNotFoundError
 from .errors import ConfigError, DataError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-DEMO_CONFIG = REPO_CONFIGS / "synthetic_demo.yaml"
+DEMO_CONFIG = REPO_CONFIGS / "synthetic" / "demo.yaml"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

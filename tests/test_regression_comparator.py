@@ -135,7 +135,7 @@ def test_relative_position_on_synthetic_ages(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     root = generate_synthetic_ages(tmp_path / "ages", n_images=100, image_size=48, seed=0)
     out = tmp_path / "run"
-    config = load_config(REPO / "configs" / "synthetic_ages_relative_position.yaml", [
+    config = load_config(REPO / "configs" / "synthetic" / "ages_relative_position.yaml", [
         f"data.root={root / 'manifest.csv'}", f"output_dir={out}", "data.val_fraction=0.2", "model.image_size=32",
         "model.backbone_kwargs={widths: [8, 8, 16, 16], depths: [1, 1, 1, 1]}", "train.epochs=1", "train.batch_size=16",
     ])
