@@ -58,12 +58,13 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def resolve_file(path: Path, canonical: Canonical, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The mapping ``path`` stands for: its ``base`` chain resolved, merged, without ``base``/``unset``."""
+    """The mapping ``path`` stands for: its ``base`` chain resolved, merged, without ``base``/``unset``.
+
+    ``_chain`` holds the files that led here (each one names the next as its base), for the cycle check."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    here = path.resolve()
-    if here in _chain:
-        loop = " -> ".join(str(p) for p in (*_chain, here))
+    if path.resolve() in {p.resolve() for p in _chain}:
+        loop = " -> ".join(str(p) for p in (*_chain, path))
         raise ConfigError(f"{_chain[-1]}: base: inheritance cycle {loop}")
     raw = read_yaml_mapping(path)
     base_name = raw.pop(BASE_KEY, None)
@@ -76,7 +77,7 @@ def resolve_file(path: Path, canonical: Canonical, _chain: tuple[Path, ...] = ()
         if unset is not None:
             raise ConfigError(f"{path}: unset: only a config with a base can unset inherited keys")
         return raw
-    base = resolve_file(_base_path(path, base_name), canonical, (*_chain, here))
+    base = resolve_file(_base_path(path, base_name), canonical, (*_chain, path))
     for key in _unset_keys(path, unset):
         _delete(base, key, canonical, path)
     return deep_merge(base, raw)

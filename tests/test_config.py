@@ -4,18 +4,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orderlearn.config import ConfigError, ExperimentConfig, config_from_dict, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_every_shipped_config_loads():
-    configs = sorted((REPO / "configs").glob("*.yaml"))
-    assert configs
-    for path in configs:
-        config = load_config(path)
-        assert config.name and config.output_dir
+def shipped_configs() -> list[Path]:
+    """Every run config under configs/ (configs/accelerate/ holds accelerate's launcher files)."""
+    return sorted(p for p in (REPO / "configs").rglob("*.yaml") if "accelerate" not in p.relative_to(REPO / "configs").parts)
+
+
+@pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_shipped_config_loads_and_validates(path):
+    config = load_config(path)
+    assert config.name and config.output_dir
+    assert "base" not in config.to_dict()
+
+
+def test_the_shipped_configs_are_in_folders():
+    assert len(shipped_configs()) >= 40
+    assert not list((REPO / "configs").glob("*.yaml")), "configs/ keeps its configs in folders by dataset or family"
 
 
 def test_yaml_round_trip_and_overrides(tmp_path):
@@ -78,3 +88,138 @@ def test_an_args_override_reaches_a_flat_model_section(key):
     config = load_config(REPO / "configs" / "synthetic" / "demo.yaml", [f"{key}=32"])
     assert config.model.args["image_size"] == 32
     assert config.model.args["backbone"] == load_config(REPO / "configs" / "synthetic" / "demo.yaml").model.args["backbone"]
+
+
+# --- configs that inherit ------------------------------------------------------------------------
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+BASE = """\
+name: base-run
+output_dir: runs/base
+train:
+  epochs: 4
+  batch_size: 16
+  feature_views: [identity]
+model:
+  name: siamese
+  backbone: resnet18
+  weights: random
+  image_size: 64
+"""
+
+
+def test_a_variant_deep_merges_into_its_base(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    variant = write(tmp_path / "variant.yaml", "base: base.yaml\nname: variant\ntrain:\n  epochs: 2\nmodel:\n  image_size: 32\n")
+    config = load_config(variant)
+    assert config.name == "variant" and config.output_dir == "runs/base"
+    assert (config.train.epochs, config.train.batch_size) == (2, 16)  # a mapping merges key by key
+    assert config.model.name == "siamese"
+    assert config.model.args == {"backbone": "resnet18", "weights": "random", "image_size": 32}
+
+
+def test_lists_and_scalars_replace_the_base_value(tmp_path):
+    write(tmp_path / "base.yaml", BASE.replace("[identity]", "[identity, hflip]") + "cs_thresholds: [1, 2]\n")
+    variant = write(tmp_path / "variant.yaml", "base: base.yaml\ncs_thresholds: [5]\ntrain:\n  feature_views: [identity]\n")
+    config = load_config(variant)
+    assert config.cs_thresholds == [5.0] and config.train.feature_views == ["identity"]
+
+
+def test_a_chain_of_bases_each_relative_to_the_file_that_names_it(tmp_path):
+    write(tmp_path / "a" / "root.yaml", BASE)
+    write(tmp_path / "b" / "middle.yaml", "base: ../a/root.yaml\ntrain:\n  epochs: 3\n")
+    leaf = write(tmp_path / "c" / "d" / "leaf.yaml", "base: ../../b/middle.yaml\nname: leaf\nmodel:\n  args:\n    image_size: 48\n")
+    config = load_config(leaf)
+    assert (config.name, config.train.epochs, config.train.batch_size) == ("leaf", 3, 16)
+    assert config.model.args == {"backbone": "resnet18", "weights": "random", "image_size": 48}
+
+
+def test_unset_removes_an_inherited_key(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    variant = write(tmp_path / "variant.yaml", "base: base.yaml\nunset: [model.image_size, train.batch_size]\n")
+    config = load_config(variant)
+    assert "image_size" not in config.model.args and config.train.batch_size == 64  # the default again
+
+
+def test_unset_of_a_key_the_base_does_not_set_names_the_file_and_key(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    variant = write(tmp_path / "variant.yaml", "base: base.yaml\nunset: [model.imagesize]\n")
+    with pytest.raises(ConfigError, match=r"variant\.yaml: unset: model\.imagesize is not set by the base config"):
+        load_config(variant)
+
+
+def test_a_cycle_is_a_one_line_error_naming_the_file_and_base(tmp_path):
+    write(tmp_path / "a.yaml", "base: b.yaml\n")
+    write(tmp_path / "b.yaml", "base: ./a.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "a.yaml")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'b.yaml'}: base: inheritance cycle") and "\n" not in message
+    write(tmp_path / "self.yaml", "base: self.yaml\n")
+    with pytest.raises(ConfigError, match=r"self\.yaml: base: inheritance cycle"):
+        load_config(tmp_path / "self.yaml")
+
+
+def test_a_missing_base_is_a_one_line_error_naming_the_file_and_base(tmp_path):
+    variant = write(tmp_path / "variant.yaml", "base: nowhere.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(variant)
+    assert str(err.value).startswith(f"{variant}: base: nowhere.yaml does not exist") and "\n" not in str(err.value)
+    write(tmp_path / "bad_base.yaml", "base: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"bad_base\.yaml: base: expected a file name"):
+        load_config(tmp_path / "bad_base.yaml")
+
+
+def test_an_error_in_the_base_names_the_base_file(tmp_path):
+    write(tmp_path / "base.yaml", "train:\n  epochs: [1\n")
+    variant = write(tmp_path / "variant.yaml", "base: base.yaml\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml: not valid YAML: line 3"):
+        load_config(variant)
+
+
+def test_overrides_apply_after_resolution(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    variant = write(tmp_path / "variant.yaml", "base: base.yaml\ntrain:\n  epochs: 2\n")
+    config = load_config(variant, ["train.epochs=7", "model.args.image_size=96", "model.backbone=resnet34"])
+    assert config.train.epochs == 7 and config.train.batch_size == 16
+    assert config.model.args == {"backbone": "resnet34", "weights": "random", "image_size": 96}
+    with pytest.raises(ConfigError, match=r"^-o base: base belongs in a config file"):
+        load_config(variant, ["base=other.yaml"])
+
+
+def test_validation_runs_on_the_resolved_config_naming_the_key(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    variant = write(tmp_path / "variant.yaml", "base: base.yaml\ntrain:\n  epoch: 2\n")
+    with pytest.raises(ConfigError, match=r"variant\.yaml: unknown key 'train\.epoch'; did you mean 'train\.epochs'"):
+        load_config(variant)
+
+
+def test_a_run_saves_the_resolved_config_which_loads_alone(tmp_path):
+    write(tmp_path / "configs" / "base.yaml", BASE)
+    variant = write(tmp_path / "configs" / "variant.yaml", "base: base.yaml\nname: variant\ntrain:\n  epochs: 2\n")
+    config = load_config(variant, ["seed=3"])
+    saved = tmp_path / "run" / "config.yaml"
+    saved.parent.mkdir()
+    config.save(saved)
+    assert "base" not in yaml.safe_load(saved.read_text())
+    (tmp_path / "configs" / "base.yaml").unlink()  # the run folder needs no other file
+    assert load_config(saved) == config
+
+
+def test_a_shipped_variant_resolves_to_its_base_plus_its_differences():
+    base = load_config(REPO / "configs" / "lmol" / "balanced3_ce.yaml").to_dict()
+    variant = load_config(REPO / "configs" / "lmol" / "balanced2_ce.yaml").to_dict()
+    changed = {k for k in base if base[k] != variant[k]}
+    assert changed == {"name", "output_dir", "model", "pairs"}
+    assert variant["pairs"] == base["pairs"] | {"recipe": "balanced-2"}
+    assert variant["model"]["args"] == base["model"]["args"] | {"two_class": True}
+
+
+def test_config_from_dict_refuses_base():
+    with pytest.raises(ConfigError, match="^base: only a config file can inherit"):
+        config_from_dict({"base": "other.yaml"})
