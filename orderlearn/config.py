@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -311,7 +312,9 @@ def validate_scorer_options(scorer: ScorerConfig, data: DataConfig) -> None:
     try:
         cls(low=data.score_low, high=data.score_high, **{k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in args.items()})
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"scorer ({scorer.name}): {exc}") from None
+        mentioned = _mentioned(str(exc), set(scorer.args)) or _mentioned(str(exc), params)
+        key = f"scorer.{mentioned[0]}" if len(mentioned) == 1 else "scorer"
+        raise ConfigError(f"{key}: {one_line(exc)} (scorer {scorer.name!r})") from None
 
 
 def _check_views(config: ExperimentConfig) -> None:
@@ -407,11 +410,21 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _keyed(message: str, names: set[str], prefix: str) -> str:
-    """``"lr: must be > 0"`` from a component becomes ``"optim.lr: must be > 0"``."""
+    """``"lr: must be > 0"`` from a component becomes ``"optim.lr: must be > 0"``; a message that
+    names one of the section's fields elsewhere (``"Link slope must be > 0"``) is keyed by it."""
+    message = one_line(message)
     head, sep, _ = message.partition(":")
     if sep and head.strip() in names:
         return prefix + message.lstrip()
+    mentioned = _mentioned(message, names)
+    if len(mentioned) == 1:
+        return f"{prefix}{mentioned[0]}: {message}"
     return f"{prefix.rstrip('.') or 'config'}: {message}"
+
+
+def _mentioned(message: str, names: set[str]) -> list[str]:
+    """The ``names`` that occur in ``message`` as whole words (which argument a check is about)."""
+    return sorted(n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", message))
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

@@ -223,3 +223,19 @@ def test_a_shipped_variant_resolves_to_its_base_plus_its_differences():
 def test_config_from_dict_refuses_base():
     with pytest.raises(ConfigError, match="^base: only a config file can inherit"):
         config_from_dict({"base": "other.yaml"})
+
+
+@pytest.mark.parametrize("override,key", [
+    ("scorer.step=-1", "scorer.step"),
+    ("scorer.mass=2", "scorer.mass"),
+    ("scorer.link={slope: -2}", "scorer.link.slope"),
+    ("model.image_size=-3", "model.image_size"),
+    ("train.feature_views=[identity, blur]", "train.feature_views"),
+])
+def test_a_component_s_own_check_names_the_dotted_key(override, key):
+    """The scorer's and the model's own range checks speak of their arguments; the error names the
+    config key (scorer.step), not only the section."""
+    demo = REPO / "configs" / "synthetic" / "demo.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_config(demo, [override])
+    assert str(err.value).startswith(f"{demo}: {key}: ") and "\n" not in str(err.value)
