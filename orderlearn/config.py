@@ -7,6 +7,10 @@ a model's options against the options dataclass it registered (plus its factory'
 parameters), a scorer's against its constructor, with the same did-you-mean messages, and
 then the component's own range checks run (the scorer is built once; the model's options
 dataclass is instantiated, which builds nothing heavy).
+
+A config file may name a ``base:`` and hold only its differences (``orderlearn/config_files.py``
+resolves the chain); ``-o`` overrides apply to the resolved config, which is what gets validated
+and what a run folder saves, so a saved ``config.yaml`` loads on its own.
 """
 from __future__ import annotations
 
@@ -202,11 +206,6 @@ def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -
         raise ConfigError(f"{path}: {one_line(exc)}") from None
 
 
-def resolved_dict(path: Union[str, Path], overrides: Optional[list[str]] = None) -> dict[str, Any]:
-    """The validated config of ``path`` as the plain mapping a run folder saves (no ``base``)."""
-    return load_config(path, overrides).to_dict()
-
-
 def canonical_sections(raw: dict[str, Any]) -> dict[str, Any]:
     """``model`` and ``scorer`` with their component's options under ``args``.
 
@@ -226,7 +225,9 @@ def canonical_sections(raw: dict[str, Any]) -> dict[str, Any]:
         args = body.get("args", {})
         if not isinstance(args, dict):
             raise ConfigError(f"{section}.args: expected a mapping, got {args!r}")
-        for key in flat.keys() & args.keys():
+        twice = sorted(flat.keys() & args.keys(), key=str)
+        if twice:
+            key = twice[0]
             raise ConfigError(f"{section}.{key}: given twice, as {section}.{key} and {section}.args.{key}")
         raw[section] = {k: v for k, v in body.items() if k in own} | {"args": {**args, **flat}}
     return raw

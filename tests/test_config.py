@@ -239,3 +239,9 @@ def test_a_component_s_own_check_names_the_dotted_key(override, key):
     with pytest.raises(ConfigError) as err:
         load_config(demo, [override])
     assert str(err.value).startswith(f"{demo}: {key}: ") and "\n" not in str(err.value)
+
+
+def test_an_option_given_flat_and_under_args_in_one_file_names_the_key(tmp_path):
+    path = write(tmp_path / "c.yaml", "model:\n  name: siamese\n  image_size: 32\n  args:\n    image_size: 64\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: model\.image_size: given twice, as model\.image_size and model\.args\.image_size"):
+        load_config(path)
