@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .config_files import BASE_KEY, UNSET_KEY, apply_overrides, one_line, resolve_file
+from .config_files import BASE_KEY, UNSET_KEY, apply_overrides, file_setting, one_line, resolve_file
 from .errors import ConfigError
 
 
@@ -203,7 +203,18 @@ def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {one_line(exc)}") from None
+        message = one_line(exc)
+        raise ConfigError(f"{path}: {message}{_where_set(path, message, overrides)}") from None
+
+
+def _where_set(path: Path, message: str, overrides: Optional[list[str]]) -> str:
+    """`` (set in base.yaml)`` when the key an error names comes from a base file, else ''."""
+    match = re.match(r"unknown key '([^']+)'|([\w.]+)[:\[ ]", message)
+    key = match and (match.group(1) or match.group(2))
+    if not key or any(o.partition("=")[0].strip() in (key, key.replace(".", ".args.", 1)) for o in overrides or []):
+        return ""
+    source = file_setting(path, key, canonical_sections)
+    return f" (set in {source})" if source is not None and source != path else ""
 
 
 def canonical_sections(raw: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,28 @@ def resolve_file(path: Path, canonical: Canonical, _chain: tuple[Path, ...] = ()
     return deep_merge(base, raw)
 
 
+def file_setting(path: Path, key: str, canonical: Canonical) -> Optional[Path]:
+    """The file of ``path``'s chain whose value of dotted ``key`` the resolved config holds: the
+    nearest one that sets it (``path`` itself first), or None. Used only to word an error, so a
+    file that cannot be read here simply ends the search."""
+    parts = canonical_path(key.split("."), canonical)
+    try:
+        raw = read_yaml_mapping(path)
+        base_name = raw.pop(BASE_KEY, None)
+        raw.pop(UNSET_KEY, None)
+        node: Any = canonical(raw)
+        for part in parts:
+            node = node[part] if isinstance(node, dict) and part in node else _ABSENT
+        if node is not _ABSENT:
+            return path
+        return file_setting(_base_path(path, base_name), key, canonical) if base_name is not None else None
+    except (ConfigError, RecursionError):
+        return None
+
+
+_ABSENT = object()
+
+
 def _base_path(path: Path, base_name: Any) -> Path:
     """The base file, relative to the folder of the file that names it."""
     if not isinstance(base_name, str) or not base_name.strip():

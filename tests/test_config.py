@@ -245,3 +245,20 @@ def test_an_option_given_flat_and_under_args_in_one_file_names_the_key(tmp_path)
     path = write(tmp_path / "c.yaml", "model:\n  name: siamese\n  image_size: 32\n  args:\n    image_size: 64\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: model\.image_size: given twice, as model\.image_size and model\.args\.image_size"):
         load_config(path)
+
+
+def test_an_error_about_an_inherited_key_names_the_base_file_that_sets_it(tmp_path):
+    base = write(tmp_path / "base.yaml", BASE.replace("  epochs: 4", "  epochs: 0") + "optim:\n  lrr: 0.1\n")
+    variant = write(tmp_path / "sub" / "variant.yaml", "base: ../base.yaml\nname: v\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(variant)
+    assert str(err.value) == (f"{variant}: unknown key 'optim.lrr'; did you mean 'optim.lr'? "
+                              f"(set in {variant.parent / '../base.yaml'})")
+    with pytest.raises(ConfigError) as err:
+        load_config(variant, ["optim.lr=0.1", "optim.lrr=0.2"])  # set by -o: no file to point at
+    assert str(err.value) == f"{variant}: unknown key 'optim.lrr'; did you mean 'optim.lr'?"
+    base.write_text(BASE.replace("  epochs: 4", "  epochs: 0"))
+    with pytest.raises(ConfigError, match=r"variant\.yaml: train\.epochs: bad value 0 \(set in .*base\.yaml\)$"):
+        load_config(variant)
+    with pytest.raises(ConfigError, match=r"variant\.yaml: model\.image_size: must be positive, got -1$"):
+        load_config(variant, ["train.epochs=1", "model.args.image_size=-1"])
