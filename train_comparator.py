@@ -1,7 +1,7 @@
 """Train a comparator (and score and evaluate it) from a YAML config.
 
-    accelerate launch train_comparator.py --config configs/scut_fold1_mobilenetv2_frozen.yaml
-    python train_comparator.py --config configs/synthetic_demo.yaml -o train.epochs=2
+    accelerate launch train_comparator.py --config configs/scut/fold1_mobilenetv2_frozen.yaml
+    python train_comparator.py --config configs/synthetic/demo.yaml -o train.epochs=2
 
 A thin entry point over ``orderlearn run``: the same config gives the same run either way.
 """

@@ -4,7 +4,7 @@ No weights are needed: the model is built on PyTorch's ``meta`` device (shapes a
 storage) from LLaVA-1.5-7B's published config (the facts in ../shared/models/README.md) and
 wrapped exactly as a run builds it (``LlavaComparator``: LoRA on the language model's
 projections, trained projector copy in float32) with the LoRA settings of
-``configs/lmol_balanced3_ce.yaml``. Then it counts, in bytes:
+``configs/lmol/balanced3_ce.yaml``. Then it counts, in bytes:
 
 - the per-epoch weights (``epoch_NNN/model.safetensors``) and the trained tensors of the resume
   state: ``Model.checkpoint_state_dict()`` (what trains);
@@ -12,7 +12,7 @@ projections, trained projector copy in float32) with the LoRA settings of
 - what a resume state holding the whole model (accelerate's ``save_state``, this project's
   format before) wrote instead: every tensor of the model's state dict.
 
-    python benchmarks/checkpoint_size.py [--config configs/lmol_balanced3_ce.yaml]
+    python benchmarks/checkpoint_size.py [--config configs/lmol/balanced3_ce.yaml]
 
 Needs transformers, peft and the Llama-2 tokenizer (../shared/models/llama2-tokenizer) for the
 prompt the comparator builds; nothing is downloaded.
@@ -67,7 +67,7 @@ def nbytes(tensors: Mapping[str, torch.Tensor]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "lmol_balanced3_ce.yaml")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "lmol" / "balanced3_ce.yaml")
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER)
     args = parser.parse_args()
     config = load_config(args.config)

@@ -13,7 +13,7 @@ Printed: seconds per batch for each (median of ``--repeats``), the ratio to floa
 largest difference of the features from float32's. bf16 pays off only where the CPU has native
 bf16 arithmetic (AVX512-BF16 or AMX); elsewhere it is slower than float32.
 
-    python -m benchmarks.cpu_precision --config configs/aaf_rapl_mobilenetv2_224_partial_cpu.yaml
+    python -m benchmarks.cpu_precision --config configs/aaf/rapl_mobilenetv2_224_partial_cpu.yaml
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 # Everything that needs a CUDA GPU, in one command (about 10 minutes on one recent GPU):
 #   1. the GPU test suite (pytest -m gpu): the tiny LLaVA trains in bf16; it loads in 4-bit
 #      through bitsandbytes (QLoRA) and trains;
-#   2. the tiny LLaVA through the whole pipeline in bf16 (configs/lmol_tiny_learns.yaml):
+#   2. the tiny LLaVA through the whole pipeline in bf16 (configs/lmol/tiny_learns.yaml):
 #      comparator accuracy and PC;
 #   3. pairs/s of naive / cached / cached + shared prefix at the real token layout (576 image
 #      tokens per face), and forwards per face at budget 32 vs the full bank;
@@ -51,9 +51,9 @@ step "1/4 GPU tests: bf16 training, 4-bit (bitsandbytes) loading + training"
 grep -E "^(bf16|4-bit) tiny LLaVA" "$RUNS/pytest_gpu.log" >> "$SUMMARY" || true
 
 # ---------------------------------------------------------------------------------------------
-step "2/4 tiny LLaVA through the pipeline in bf16 (configs/lmol_tiny_learns.yaml)"
+step "2/4 tiny LLaVA through the pipeline in bf16 (configs/lmol/tiny_learns.yaml)"
 [[ -f runs/data/lmol-brightness-faces/manifest.csv ]] || "$PY" benchmarks/llava.py learnable-data runs/data/lmol-brightness-faces
-if "$PY" -m orderlearn.cli run --config configs/lmol_tiny_learns.yaml -o "output_dir=$RUNS/lmol-tiny-learns-bf16" \
+if "$PY" -m orderlearn.cli run --config configs/lmol/tiny_learns.yaml -o "output_dir=$RUNS/lmol-tiny-learns-bf16" \
      -o model.torch_dtype=bfloat16 -o train.mixed_precision=bf16; then
   "$PY" -c "import json, sys
 r = json.load(open(sys.argv[1]))
@@ -88,7 +88,7 @@ torch.save(model.state_dict(), sys.argv[1])" "$RUNS/mobilenetv2_100_imagenet.pth
 fi
 if [[ ! -d $SCUT/Images ]]; then
   failed "SCUT-FBP5500 not found in offline/scut-fbp5500 nor ../shared/data/scut-fbp5500"
-elif "$PY" -m orderlearn.cli run --config configs/scut_fold1_mobilenetv2_finetune.yaml \
+elif "$PY" -m orderlearn.cli run --config configs/scut/fold1_mobilenetv2_finetune.yaml \
      -o "output_dir=$RUNS/scut-fold1-mobilenetv2-finetune" -o "data.root=$SCUT" -o train.epochs=3 -o pairs.total=30000 \
      -o direct_baseline=true -o train.num_workers=12 -o train.tracker=none "${WEIGHTS[@]}"; then
   "$PY" -c "import json, sys

@@ -22,7 +22,7 @@ the ratios hold on a loaded machine even where the absolute figures do not. The 
 widths: the ratios say what the layout costs, not what a 7B model runs at.
 
 ``learnable-data`` writes the project's synthetic faces with their score coded as brightness
-(see :func:`write_brightness_coded_faces`), the data of ``configs/lmol_tiny_learns.yaml``.
+(see :func:`write_brightness_coded_faces`), the data of ``configs/lmol/tiny_learns.yaml``.
 """
 from __future__ import annotations
 

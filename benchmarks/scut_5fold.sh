@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one SCUT-FBP5500 config over the five folds (sequentially; folds share the feature cache),
 # then nothing else: `orderlearn compare` makes the table from the finished runs.
-#   [PYTHON=...] benchmarks/scut_5fold.sh configs/scut_plain_l1_mobilenetv2_partial_cpu.yaml [folds...]
+#   [PYTHON=...] benchmarks/scut_5fold.sh configs/scut/plain_l1_mobilenetv2_partial_cpu.yaml [folds...]
 set -euo pipefail
 config=$1; shift
 folds=${*:-1 2 3 4 5}

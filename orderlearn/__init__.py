@@ -8,7 +8,7 @@ The public API is imported lazily (``orderlearn.run_experiment`` loads the pipel
 use), so the vocabulary in :mod:`orderlearn.types` stays importable without the rest::
 
     from orderlearn import load_config, run_experiment, load_run
-    results = run_experiment(load_config("configs/synthetic_demo.yaml"))
+    results = run_experiment(load_config("configs/synthetic/demo.yaml"))
 """
 from __future__ import annotations
 

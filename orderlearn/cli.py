@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 from orderlearn.errors import ConfigError, DataError, WeightsNotFoundError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-DEMO_CONFIG = REPO_CONFIGS / "synthetic_demo.yaml"
+DEMO_CONFIG = REPO_CONFIGS / "synthetic" / "demo.yaml"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -7,12 +7,17 @@ a model's options against the options dataclass it registered (plus its factory'
 parameters), a scorer's against its constructor, with the same did-you-mean messages, and
 then the component's own range checks run (the scorer is built once; the model's options
 dataclass is instantiated, which builds nothing heavy).
+
+A config file may name a ``base:`` and hold only its differences (``orderlearn/config_files.py``
+resolves the chain); ``-o`` overrides apply to the resolved config, which is what gets validated
+and what a run folder saves, so a saved ``config.yaml`` loads on its own.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from orderlearn.config_files import BASE_KEY, UNSET_KEY, apply_overrides, file_setting, one_line, resolve_file
 from orderlearn.errors import ConfigError
 
 
@@ -188,34 +194,64 @@ OPEN_SECTIONS = ("model", "scorer")  # keys besides `name` are the component's o
 
 
 def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -> ExperimentConfig:
-    """Read a YAML config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    """Read a YAML config, resolve its ``base:`` chain, apply ``key.sub=value`` overrides (values
+    parsed as YAML) and validate the result; every error is a one-line ConfigError naming the
+    file and the key. The returned config is the resolved one (what a run folder saves)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    for override in overrides or []:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise ConfigError(f"override {override!r} must look like key.sub=value")
-        _set_path(raw, key.split("."), yaml.safe_load(value))
+    raw = resolve_file(path, canonical_sections)
+    raw = apply_overrides(raw, overrides, canonical_sections)
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        message = one_line(exc)
+        raise ConfigError(f"{path}: {message}{_where_set(path, message, overrides)}") from None
+
+
+def _where_set(path: Path, message: str, overrides: Optional[list[str]]) -> str:
+    """`` (set in base.yaml)`` when the key an error names comes from a base file, else ''."""
+    match = re.match(r"unknown key '([^']+)'|([\w.]+)[:\[ ]", message)
+    key = match and (match.group(1) or match.group(2))
+    if not key or any(o.partition("=")[0].strip() in (key, key.replace(".", ".args.", 1)) for o in overrides or []):
+        return ""
+    source = file_setting(path, key, canonical_sections)
+    return f" (set in {source})" if source is not None and source != path else ""
+
+
+def canonical_sections(raw: dict[str, Any]) -> dict[str, Any]:
+    """``model`` and ``scorer`` with their component's options under ``args``.
+
+    A file may write them flat (``model: {name: siamese, backbone: resnet18}``) or under
+    ``args``; merging a variant into its base and applying ``-o model.image_size=..`` or
+    ``-o model.args.image_size=..`` must all address the same option, so every layer is put into
+    the ``args`` spelling first. A key given both ways in one layer is an error naming it."""
+    raw = dict(raw)
+    for section in OPEN_SECTIONS:
+        body = raw.get(section)
+        if not isinstance(body, dict):
+            continue  # _build names the section when it is not a mapping
+        own = {f.name for f in dataclasses.fields(type(getattr(ExperimentConfig(), section)))} - {"args"}
+        flat = {k: v for k, v in body.items() if k not in own and k != "args"}
+        if not flat:
+            continue
+        args = body.get("args", {})
+        if not isinstance(args, dict):
+            raise ConfigError(f"{section}.args: expected a mapping, got {args!r}")
+        twice = sorted(flat.keys() & args.keys(), key=str)
+        if twice:
+            key = twice[0]
+            raise ConfigError(f"{section}.{key}: given twice, as {section}.{key} and {section}.args.{key}")
+        raw[section] = {k: v for k, v in body.items() if k in own} | {"args": {**args, **flat}}
+    return raw
 
 
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """A validated config from one resolved mapping (no ``base``: files are resolved by load_config)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"a config must be a mapping, got {type(raw).__name__}")
-    raw = dict(raw)
-    for section in OPEN_SECTIONS:
-        if isinstance(raw.get(section), dict) and "args" not in raw[section]:
-            body = dict(raw[section])
-            own = {f.name for f in dataclasses.fields(type(getattr(ExperimentConfig(), section)))} - {"args"}
-            raw[section] = {k: body.pop(k) for k in list(body) if k in own} | {"args": body}
+        raise ConfigError(f"config: a config must be a mapping of keys, got {type(raw).__name__}")
+    if BASE_KEY in raw or UNSET_KEY in raw:
+        key = BASE_KEY if BASE_KEY in raw else UNSET_KEY
+        raise ConfigError(f"{key}: only a config file can inherit (load it with load_config)")
+    raw = canonical_sections(raw)
     config = _build(ExperimentConfig, raw, "")
     for key, allowed in CHOICES.items():
         value = config
@@ -288,7 +324,9 @@ def validate_scorer_options(scorer: ScorerConfig, data: DataConfig) -> None:
     try:
         cls(low=data.score_low, high=data.score_high, **{k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in args.items()})
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"scorer ({scorer.name}): {exc}") from None
+        mentioned = _mentioned(str(exc), set(scorer.args)) or _mentioned(str(exc), params)
+        key = f"scorer.{mentioned[0]}" if len(mentioned) == 1 else "scorer"
+        raise ConfigError(f"{key}: {one_line(exc)} (scorer {scorer.name!r})") from None
 
 
 def _check_views(config: ExperimentConfig) -> None:
@@ -384,11 +422,21 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _keyed(message: str, names: set[str], prefix: str) -> str:
-    """``"lr: must be > 0"`` from a component becomes ``"optim.lr: must be > 0"``."""
+    """``"lr: must be > 0"`` from a component becomes ``"optim.lr: must be > 0"``; a message that
+    names one of the section's fields elsewhere (``"Link slope must be > 0"``) is keyed by it."""
+    message = one_line(message)
     head, sep, _ = message.partition(":")
     if sep and head.strip() in names:
         return prefix + message.lstrip()
+    mentioned = _mentioned(message, names)
+    if len(mentioned) == 1:
+        return f"{prefix}{mentioned[0]}: {message}"
     return f"{prefix.rstrip('.') or 'config'}: {message}"
+
+
+def _mentioned(message: str, names: set[str]) -> list[str]:
+    """The ``names`` that occur in ``message`` as whole words (which argument a check is about)."""
+    return sorted(n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", message))
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
@@ -438,11 +486,3 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if hint in (int, str, bool, float) and type(value) is hint:
         return value
     raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
-
-
-def _set_path(raw: dict, keys: list[str], value: Any) -> None:
-    for key in keys[:-1]:
-        raw = raw.setdefault(key, {})
-        if not isinstance(raw, dict):
-            raise ConfigError(f"override {'.'.join(keys)}: {key} is not a section")
-    raw[keys[-1]] = value

@@ -253,7 +253,7 @@ def test_duplicates_option_is_checked_on_load(tmp_path):
     from orderlearn.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"data.duplicates"):
-        load_config(Path(__file__).resolve().parents[1] / "configs" / "synthetic_demo.yaml", ["data.duplicates=drop"])
+        load_config(Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "demo.yaml", ["data.duplicates=drop"])
 
 
 # ---------------------------------------------------------------------------- 7: scores outside the task's range

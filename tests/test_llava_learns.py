@@ -1,4 +1,4 @@
-"""Gradients through the LMOL path learn an ordering: a small version of configs/lmol_tiny_learns.yaml.
+"""Gradients through the LMOL path learn an ordering: a small version of configs/lmol/tiny_learns.yaml.
 
 A tiny random LLaVA (LLaVA-1.5's structure and ids, the real Llama-2 tokenizer, LoRA on every
 projection of the language model, the projector trained) goes through the real pipeline
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only
 
 
 def learns_config(manifest: Path, out: Path) -> dict:
-    """configs/lmol_tiny_learns.yaml at CI size: 200 faces at 16 px (16 image tokens each), 2 epochs."""
+    """configs/lmol/tiny_learns.yaml at CI size: 200 faces at 16 px (16 image tokens each), 2 epochs."""
     return {
         "name": "lmol-tiny-learns-ci",
         "seed": 0,

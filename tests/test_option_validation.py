@@ -11,7 +11,7 @@ from orderlearn.config import load_config
 from orderlearn.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "configs" / "synthetic_demo.yaml"
+DEMO = REPO / "configs" / "synthetic" / "demo.yaml"
 
 BAD = {  # override -> what the message must say
     "scorer.name=bt-gird": "scorer.name: unknown scorer 'bt-gird'; did you mean 'bt-grid'?",
@@ -47,4 +47,4 @@ def test_the_command_line_fails_before_reading_data(tmp_path, capsys, monkeypatc
 
 def test_a_regressor_option_is_checked_against_its_own_options():
     with pytest.raises(ConfigError, match="unknown key 'model.intervl'; did you mean 'model.interval'"):
-        load_config(REPO / "configs" / "synthetic_dld.yaml", ["model.intervl=0.1"])
+        load_config(REPO / "configs" / "synthetic" / "dld.yaml", ["model.intervl=0.1"])

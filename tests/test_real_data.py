@@ -27,7 +27,7 @@ needs_weights = pytest.mark.skipif(
 def test_scut_slice_order_learning_beats_chance(scut_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config(
-        REPO / "configs" / "scut_fold1_mobilenetv2_frozen.yaml",
+        REPO / "configs" / "scut" / "fold1_mobilenetv2_frozen.yaml",
         [f"data.root={scut_root}", f"output_dir={tmp_path / 'run'}", "data.limit_train=400", "data.limit_test=120",
          "pairs.total=6000", "pairs.val_total=1000", "train.epochs=4", "train.batch_size=256", "train.tracker=none",
          "model.image_size=160", "scorer.step=0.002"],
@@ -66,7 +66,7 @@ def test_all_age_faces_byte_identical_faces_stop_the_run_unless_the_policy_drops
 @needs_weights
 def test_scut_fold1_full_frozen(scut_root, tmp_path, monkeypatch):
     """The full fold-1 run of the issue note (about 15–30 min on 2 CPU cores)."""
-    config = load_config(REPO / "configs" / "scut_fold1_mobilenetv2_frozen.yaml", [f"data.root={scut_root}"])
+    config = load_config(REPO / "configs" / "scut" / "fold1_mobilenetv2_frozen.yaml", [f"data.root={scut_root}"])
     results = run_experiment(config)
     print(results["direct"], results["order_learned"])
     assert results["order_learned"]["pc"] > 0.6

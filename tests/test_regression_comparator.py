@@ -94,13 +94,13 @@ TINY = ["data.kind=scut", "data.limit_train=60", "data.limit_test=20", "data.val
         "model.image_size=32", "train.epochs=1", "train.batch_size=16", "train.eval_batch_size=64",
         "bank.per_bin=2", "scorer.step=0.01"]
 METHODS = {  # shipped synthetic config -> extra overrides (already CPU-sized in the file)
-    "synthetic_dld.yaml": [],
-    "synthetic_comboloss.yaml": [],
-    "synthetic_plain_l1.yaml": [],
-    "synthetic_plain_mse.yaml": [],
-    "synthetic_adashare_aff.yaml": ["model.width=8"],
+    "synthetic/dld.yaml": [],
+    "synthetic/comboloss.yaml": [],
+    "synthetic/plain_l1.yaml": [],
+    "synthetic/plain_mse.yaml": [],
+    "synthetic/adashare_aff.yaml": ["model.width=8"],
     # two epochs, so the second uses the references of the first (the full Eq. 8)
-    "synthetic_relative_position.yaml": ["train.epochs=2", "model.backbone_kwargs={widths: [8, 8, 16, 16], depths: [1, 1, 1, 1]}"],
+    "synthetic/relative_position.yaml": ["train.epochs=2", "model.backbone_kwargs={widths: [8, 8, 16, 16], depths: [1, 1, 1, 1]}"],
 }
 
 def check_run(out: Path, results: dict, model: str, n_test: int, epochs: int) -> None:
@@ -135,7 +135,7 @@ def test_relative_position_on_synthetic_ages(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     root = generate_synthetic_ages(tmp_path / "ages", n_images=100, image_size=48, seed=0)
     out = tmp_path / "run"
-    config = load_config(REPO / "configs" / "synthetic_ages_relative_position.yaml", [
+    config = load_config(REPO / "configs" / "synthetic" / "ages_relative_position.yaml", [
         f"data.root={root / 'manifest.csv'}", f"output_dir={out}", "data.val_fraction=0.2", "model.image_size=32",
         "model.backbone_kwargs={widths: [8, 8, 16, 16], depths: [1, 1, 1, 1]}", "train.epochs=1", "train.batch_size=16",
     ])
