@@ -55,7 +55,10 @@ import numpy as np
 import yaml
 
 from orderlearn.errors import DataError
-from orderlearn.report.metrics import EXTRA_METRIC, extra_metric_names, markdown_table, scatter_plot, score_metrics, write_json
+from orderlearn.files import atomic_write_json
+from orderlearn.report.markdown import markdown_table
+from orderlearn.report.metrics import EXTRA_METRIC, extra_metric_names, score_metrics
+from orderlearn.report.plots import scatter_plot
 from orderlearn.report.scores_csv import read_scores_csv
 
 ALL_FOLDS = tuple(f"fold{k}" for k in range(1, 6))
@@ -457,7 +460,7 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path]
                                          {k: v.tolist() for k, v in series.items()}, title=title))
     payload = {"rows": rows, "methods": details, "plots": plots,
                "kept": {"table": str(with_table), "methods": kept} if kept else None}
-    write_json(out / "compare.json", payload)
+    atomic_write_json(out / "compare.json", payload, default=float)
     return {**payload, "markdown": markdown}
 
 
