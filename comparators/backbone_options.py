@@ -11,7 +11,7 @@ named ``backbone`` with ``weights``, split at ``trainable_from`` for partial fin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from torch import nn
 
@@ -26,7 +26,7 @@ class BackboneOptions:
     fine-tuning starts, and test-time flip averaging."""
 
     backbone: str = "mobilenetv2_100"  # a timm model name (or one registered in comparators.backbones)
-    weights: Optional[str] = "imagenet"  # "imagenet" | "random" | path to a checkpoint
+    weights: str = "imagenet"  # "imagenet" | "random" | path to a checkpoint
     image_size: int = 224
     augment: tuple[str, ...] = ("hflip",)  # training augmentations, comparators.transforms.AUGMENTATIONS
     trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)

@@ -18,6 +18,7 @@ from comparators.regressors.plain import PlainConfig
 from comparators.regressors.relative_position import RelativePositionConfig
 from comparators.siamese import SiameseConfig
 from orderlearn.config import config_from_dict
+from orderlearn.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,3 +135,12 @@ def test_configs_still_write_the_shared_options_flat_under_model(name):
     model = comparators.create(name, **config.model.args)
     assert model.config.augment == ("hflip",) and model.config.test_flip is True
     assert isinstance(model.backbone, PartialBackbone)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_weights_must_be_named(name):
+    """Only the relative-position model defaults to no weights, and it says which to give."""
+    raw = {"task": "comparator" if name == "siamese" else "regressor", "model": {"name": name, "weights": None}}
+    message = "model.weights: the paper fine-tunes" if name == "relative-position" else "model.weights: expected str, got None"
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
