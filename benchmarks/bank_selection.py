@@ -27,7 +27,8 @@ from comparators.base import Comparator
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.bank.evaluator import BankEvaluator, BankRoute
 from orderlearn.data.splits import load_test, load_training
-from orderlearn.report.metrics import markdown_table, score_metrics
+from orderlearn.report.markdown import markdown_table
+from orderlearn.report.metrics import score_metrics
 from orderlearn.runs.saved import load_run
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from orderlearn.commands.active import SELECTION_METRICS, load_run, scorer_variants, selected_on_validation
-from orderlearn.report.metrics import extra_metric_names, markdown_table
+from orderlearn.report.markdown import markdown_table
+from orderlearn.report.metrics import extra_metric_names
 
 
 def main() -> None:

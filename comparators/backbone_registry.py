@@ -1,8 +1,8 @@
 """Backbones registered by this project: ``@register_backbone`` on a timm-style entrypoint.
 
-The project's one registry mechanism (:class:`orderlearn.types.Registry`) for backbones; each
-entry is also handed to timm's own registry, so ``timm.create_model("ir50")``, pretrained
-configs and every config's ``backbone: ir50`` work exactly like a built-in timm model.
+The entry goes to timm's own registry, which is the one every lookup reads
+(``timm.create_model("ir50")``, pretrained configs, :func:`comparators.backbones.check_backbone_name`),
+so a config's ``backbone: ir50`` works exactly like a built-in timm model.
 """
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ from typing import Any, Callable, TypeVar
 
 from timm.models import register_model as timm_register_model
 
-from orderlearn.types import Registry
-
-BACKBONES = Registry("backbone")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def register_backbone(entrypoint: F) -> F:
-    """Register a timm-style model entrypoint (``fn(pretrained=False, **kwargs)``) by its name."""
-    BACKBONES.register(entrypoint.__name__)(entrypoint)
+    """Register a timm-style model entrypoint (``fn(pretrained=False, **kwargs)``) under its name."""
     return timm_register_model(entrypoint)

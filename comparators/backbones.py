@@ -250,8 +250,8 @@ def load_checkpoint(model: nn.Module, path: Path, by_order: bool = False) -> Non
 def check_backbone_name(name: str) -> None:
     """Raise ValueError naming ``backbone`` (with the closest timm names) when ``name`` is unknown.
 
-    Called by every options dataclass with a ``backbone`` field, so a misspelt backbone fails
-    when the config is loaded, not after the data has been read.
+    Called by :class:`~comparators.backbone_options.BackboneOptions`, so a misspelt backbone
+    fails when the config is loaded, not after the data has been read.
     """
     if timm.is_model(name):
         return

@@ -5,17 +5,18 @@ from typing import Any, Callable, Optional, TypeVar
 
 from orderlearn.types import Registry
 
-from .base import Model
+from .base import Comparator, Model, Regressor
 
 MODELS = Registry("model")
-KINDS = ("comparator", "regressor")
+KINDS = {"comparator": Comparator, "regressor": Regressor}  # a model's kind: the base class it implements
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def register_model(name: str, kind: str, options: Optional[type] = None) -> Callable[[F], F]:
-    """Decorator registering a model factory (or class) under ``name``."""
+    """Decorator registering a model factory (or class) under ``name``; ``kind`` is declared
+    here once, and a run config's ``task`` is checked against it when the config loads."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise ValueError(f"kind must be one of {tuple(KINDS)}, got {kind!r}")
     return MODELS.register(name, kind=kind, options=options)
 
 
@@ -24,6 +25,7 @@ def available(kind: Optional[str] = None) -> list[str]:
 
 
 def kind_of(name: str) -> str:
+    """``comparator`` or ``regressor``: what model ``name`` declared when it registered."""
     return MODELS.metadata(name, "model.name")["kind"]
 
 
@@ -37,11 +39,17 @@ def factory_of(name: str) -> Callable[..., Model]:
 
 
 def create(name: str, **kwargs: Any) -> Model:
-    """Build the model registered as ``name``; an unknown name or option is a ValueError naming it."""
+    """Build the model registered as ``name``; an unknown name or option is a ValueError naming it.
+    A model that is not the kind it registered as is a TypeError (a bug in its registration)."""
     factory = factory_of(name)
     try:
-        return factory(**kwargs)
+        model = factory(**kwargs)
     except TypeError as exc:
         if "unexpected keyword" in str(exc):
             raise ValueError(f"model {name!r}: {exc}") from None
         raise
+    kind = kind_of(name)
+    if not isinstance(model, KINDS[kind]):
+        raise TypeError(f"model {name!r} registered as a {kind} but built a {type(model).__name__}, "
+                        f"which is not a {KINDS[kind].__name__}")
+    return model

@@ -8,48 +8,41 @@ head pass (the backbone is not run again).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .backbones import check_backbone_name, create_backbone
+from .backbone_options import BackboneOptions
 from .base import Comparator
-from .partial import TrainableFrom, check_trainable_from, feature_key_config, frozen_modules, split_backbone, top, trunk
+from .partial import feature_key_config, frozen_modules, top, trunk
 from .views import with_test_views
 from orderlearn.types import swap_first_second
-from .transforms import AUGMENTATIONS, BackboneTransforms
+from .transforms import BackboneTransforms
 from .registry import register_model
 
 
 @dataclass
-class SiameseConfig:
-    backbone: str = "mobilenetv2_100"
-    weights: str = "imagenet"  # imagenet | random | path to a checkpoint
-    image_size: int = 224
+class SiameseConfig(BackboneOptions):
+    """The shared backbone options (defaults: MobileNetV2, ImageNet weights, 224 px, horizontal
+    flips), then the comparison head's."""
+
     projection: int = 256
     hidden: int = 256
     dropout: float = 0.1
     num_classes: int = 3  # 3: FIRST/SECOND/SIMILAR; 2: FIRST/SECOND
     symmetric: bool = True
-    augment: list[str] = field(default_factory=lambda: ["hflip"])
-    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
-    test_flip: bool = False  # embed a bank or test face as the mean of its and its mirror's embeddings
 
     def __post_init__(self) -> None:
-        check_backbone_name(self.backbone)
-        self.trainable_from = check_trainable_from(self.trainable_from)
+        super().__post_init__()
         if self.num_classes not in (2, 3):
             raise ValueError(f"num_classes: must be 2 or 3, got {self.num_classes}")
-        for key in ("image_size", "projection", "hidden"):
+        for key in ("projection", "hidden"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key}: must be positive, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-        unknown = sorted(set(self.augment) - set(AUGMENTATIONS))
-        if unknown:
-            raise ValueError(f"augment: unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
 
 
 class SiameseComparator(BackboneTransforms, Comparator):
@@ -59,8 +52,7 @@ class SiameseComparator(BackboneTransforms, Comparator):
         super().__init__()
         self.config = config
         self.num_classes = config.num_classes
-        self.backbone = split_backbone(create_backbone(config.backbone, config.weights), config.trainable_from,
-                                       config.image_size)
+        self.backbone = config.build_backbone()
         self.project = nn.Sequential(nn.Linear(self.backbone.num_features, config.projection), nn.LayerNorm(config.projection))
         self.head = nn.Sequential(
             nn.Linear(4 * config.projection, config.hidden),

@@ -122,7 +122,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from orderlearn.report.metrics import markdown_table, score_metrics, write_json
+    from orderlearn.files import atomic_write_json
+    from orderlearn.report.markdown import markdown_table
+    from orderlearn.report.metrics import score_metrics
     from orderlearn.report.scores_csv import read_scores_csv
 
     table = read_scores_csv(args.scores, require_truth=True)
@@ -131,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if table.direct is not None:
         results["direct"] = score_metrics(table.direct.tolist(), truth)
     out = args.out or args.scores.parent
-    write_json(out / "metrics.json", results)
+    atomic_write_json(out / "metrics.json", results, default=float)
     markdown = markdown_table([{"route": k, **v} for k, v in results.items()], ["route", "pc", "mae", "rmse", "spearman", "n"])
     (out / "metrics.md").write_text(markdown + "\n")
     print(markdown)

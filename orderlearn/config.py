@@ -263,6 +263,7 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     _check_second_database(config)
     _check_views(config)
     validate_model_options(config.model)
+    check_task_is_model_kind(config)
     validate_scorer_options(config.scorer, config.data)
     return config
 
@@ -305,6 +306,15 @@ def validate_model_options(model: ModelConfig) -> None:
     _check_names(model.args, fields | set(extra), "model.")
     typed = _build(options, {k: v for k, v in model.args.items() if k in fields}, "model.")
     del typed  # built only for its checks: the factory builds its own from the same values
+
+
+def check_task_is_model_kind(config: ExperimentConfig) -> None:
+    """``task`` must be the kind the model declared when it registered (comparator or regressor)."""
+    import comparators
+
+    kind = comparators.kind_of(config.model.name)
+    if config.task != kind:
+        raise ConfigError(f"task: {config.task!r}, but model {config.model.name!r} is a {kind}; set task: {kind}")
 
 
 def validate_scorer_options(scorer: ScorerConfig, data: DataConfig) -> None:

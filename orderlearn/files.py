@@ -5,7 +5,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 
 def atomic_write_bytes(path: Path, data: bytes, sync: bool = False) -> Path:
@@ -28,6 +28,14 @@ def atomic_write_text(path: Path, text: str, sync: bool = False) -> Path:
     return atomic_write_bytes(path, text.encode(), sync)
 
 
-def atomic_write_json(path: Path, payload: Any, sync: bool = False) -> Path:
-    """JSON with non-finite floats written as ``NaN`` (Python's json reads them back)."""
-    return atomic_write_text(path, json.dumps(payload, indent=1, default=str), sync)
+def atomic_write_json(path: Path, payload: Any, sync: bool = False, indent: Optional[int] = 1, sort_keys: bool = False,
+                      default: Optional[Callable[[Any], Any]] = str, newline: bool = False) -> Path:
+    """The project's one JSON writer, atomic like every file here.
+
+    Non-finite floats are written as ``NaN`` (Python's json reads them back). ``default`` turns
+    what json cannot write into something it can (``str``: paths and the like; ``float``: numpy
+    and torch scalars in metrics; None: such a value is a TypeError). ``newline`` ends the file
+    with one, as text files do; ``sync`` as in :func:`atomic_write_bytes`.
+    """
+    text = json.dumps(payload, indent=indent, sort_keys=sort_keys, default=default)
+    return atomic_write_text(path, text + "\n" if newline else text, sync)

@@ -102,8 +102,8 @@ T = TypeVar("T")
 class Registry:
     """Components by name, registered with one decorator: ``@MODELS.register("siamese", kind=...)``.
 
-    One mechanism serves comparators, regressors, scorers and backbones (each package owns one
-    ``Registry``). ``metadata`` keyword arguments are kept with the entry (e.g. a model's
+    One mechanism serves models (comparators and regressors) and scorers (each package owns one
+    ``Registry``; backbones live in timm's own registry). ``metadata`` keyword arguments are kept with the entry (e.g. a model's
     ``kind`` and its options dataclass, so a config can be validated before anything is built).
     Optional heavy dependencies stay optional because registered modules import them inside
     their functions, not at module level.

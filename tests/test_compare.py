@@ -14,7 +14,8 @@ import yaml
 from scipy import stats
 
 from orderlearn.cli import main
-from orderlearn.report.tables import compare_runs, read_run
+from orderlearn.report.run_folders import read_run
+from orderlearn.report.tables import compare_runs
 from orderlearn.errors import DataError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

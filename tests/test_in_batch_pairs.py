@@ -121,7 +121,7 @@ def test_in_batch_options_are_checked(synthetic_root, tmp_path):
 
 
 def test_the_results_table_names_the_trainable_part_and_the_pair_recipe():
-    from orderlearn.report.tables import pair_recipe, trainable_part
+    from orderlearn.report.run_folders import pair_recipe, trainable_part
 
     partial = {"task": "comparator", "model": {"trainable_from": "blocks.4"}, "train": {"frozen_backbone": True},
                "pairs": {"recipe": "in-batch", "in_batch_mix": "imbalanced-4-4-2"}}

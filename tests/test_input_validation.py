@@ -21,7 +21,8 @@ import yaml
 from PIL import Image
 
 from orderlearn.cli import main
-from orderlearn.report.tables import compare_runs, read_run
+from orderlearn.report.run_folders import read_run
+from orderlearn.report.tables import compare_runs
 from orderlearn.config import DataConfig
 from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import DataError

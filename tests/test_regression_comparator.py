@@ -10,7 +10,7 @@ import torch
 
 from comparators.base import Regressor, RegressorOutput
 from comparators.regression_comparator import RegressionComparator
-from orderlearn.report.tables import read_run
+from orderlearn.report.run_folders import read_run
 from orderlearn.config import load_config
 from orderlearn.runs.recipe import run_experiment
 from orderlearn.types import PairLabel

@@ -265,7 +265,7 @@ def test_timm_resnet18_weights_load_by_name_into_every_task_copy(tmp_path):
 
 
 def test_build_validates_options():
-    with pytest.raises(TypeError, match="bogus"):
+    with pytest.raises(ValueError, match=r"unknown AdaShareAFFConfig key\(s\) \['bogus'\]"):
         build(bogus=1)
     with pytest.raises(ValueError, match="dropout"):
         build(dropout=1.5)

@@ -40,6 +40,14 @@ def scut(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------- pure pieces
 
 
+def test_the_generator_names_faces_with_the_readers_group_codes() -> None:
+    from orderlearn.data import scut
+
+    assert set(syn.SCUT_GROUP_SIZES) == set(syn.CSV_GROUP_ORDER) == set(scut.GROUPS)
+    assert (syn.SPLIT_DIR, syn.CV_DIR) == (scut.SPLIT_DIR, scut.CV_DIR)
+    assert SPLIT.endswith(scut.SPLIT_DIR) and CV.endswith(scut.CV_DIR)
+
+
 def test_group_counts_follow_scut_proportions() -> None:
     assert syn.scut_group_counts(5500) == {"AF": 2000, "AM": 2000, "CF": 750, "CM": 750}
     # 1000 * 2000/5500 = 363.6 -> 364; 1000 * 750/5500 = 136.4 -> 136

@@ -33,7 +33,7 @@ epochs and stage lengths, dropout rate, MS-CAM ratio r, temperature schedule, au
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -56,6 +56,7 @@ from comparators.regressors.adashare_policy import (
     temperature_at,
 )
 from comparators.regressors.adashare_weights import load_resnet_weights
+from comparators.regressors.options import config_from_kwargs
 from comparators.transforms import make_transform
 from comparators.registry import register_model
 
@@ -348,8 +349,4 @@ def _optional(batch: Batch, key: str, device: torch.device) -> Optional[torch.Te
 @register_model("adashare-aff", kind="regressor", options=AdaShareAFFConfig)
 def build(**kwargs: Any) -> AdaShareAFFRegressor:
     """Factory for the registry: validates ``kwargs`` through :class:`AdaShareAFFConfig`."""
-    known = {f.name for f in fields(AdaShareAFFConfig)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise TypeError(f"unknown AdaShare-AFF option(s) {unknown}; known: {sorted(known)}")
-    return AdaShareAFFRegressor(AdaShareAFFConfig(**kwargs))
+    return AdaShareAFFRegressor(config_from_kwargs(AdaShareAFFConfig, kwargs))

@@ -45,11 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comparators.backbones import check_backbone_name, create_backbone
-from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
+from comparators.backbone_options import BackboneOptions
+from comparators.partial import top
 from orderlearn.types import ScoredImage
 from comparators.base import Batch, Regressor, RegressorOutput
-from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
+from comparators.regressors.options import check_score_range, config_from_kwargs
+from comparators.regressors.precision import float32_head
 from comparators.transforms import BackboneTransforms
 from comparators.registry import register_model
 from comparators.regressors.split_backbone import SplitBackboneRegressor
@@ -87,11 +88,11 @@ def class_weights_from_scores(
 
 
 @dataclass
-class ComboLossConfig:
-    """Model settings of ComboLoss (defaults: the paper's)."""
+class ComboLossConfig(BackboneOptions):
+    """Model settings of ComboLoss (the shared backbone options, then its own; defaults: the paper's)."""
 
     backbone: str = "seresnext50_32x4d"
-    weights: str = "imagenet"  # "imagenet" | "random" | path to a checkpoint
+    augment: tuple[str, ...] = ("crop", "color_jitter", "rotation")
     num_classes: int = 5  # C
     class_min: int = 1  # the score of class index 0 (classes 1..5 on SCUT)
     class_weights: Optional[tuple[float, ...]] = None  # w_c of Eq. (6); see class_weights_from_scores
@@ -101,14 +102,9 @@ class ComboLossConfig:
     expectation_target: str = "regression"  # Eq. (5) as written; "score": prose / official code
     ce_normalisation: str = "n"  # Eq. (3) as written; "weights": nn.CrossEntropyLoss(weight=w)
     score_range: Optional[tuple[float, float]] = None  # clamp at eval time; None = no clipping
-    image_size: int = 224
-    augment: tuple[str, ...] = ("crop", "color_jitter", "rotation")
-    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
-    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
 
     def __post_init__(self) -> None:
-        check_backbone_name(self.backbone)
-        self.trainable_from = check_trainable_from(self.trainable_from)
+        super().__post_init__()
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.class_weights is not None:
@@ -123,10 +119,7 @@ class ComboLossConfig:
             raise ValueError(f"expectation_target must be 'regression' or 'score', got {self.expectation_target!r}")
         if self.ce_normalisation not in ("n", "weights"):
             raise ValueError(f"ce_normalisation must be 'n' or 'weights', got {self.ce_normalisation!r}")
-        if self.image_size <= 0:
-            raise ValueError(f"image_size must be positive, got {self.image_size}")
         self.score_range = check_score_range(self.score_range)
-        self.augment = tuple(self.augment)
 
 
 class ComboLossRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
@@ -135,8 +128,7 @@ class ComboLossRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
     def __init__(self, config: ComboLossConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights), config.trainable_from,
-                                       config.image_size)
+        self.backbone = config.build_backbone()
         features = self.backbone.num_features
         self.regression_head = nn.Linear(features, 1)
         self.classification_head = nn.Linear(features, config.num_classes)

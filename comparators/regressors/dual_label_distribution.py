@@ -51,10 +51,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import transforms as T
 
-from comparators.backbones import check_backbone_name, create_backbone, normalisation
-from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
+from comparators.backbone_options import BackboneOptions
+from comparators.backbones import normalisation
+from comparators.partial import top
 from comparators.base import Batch, Regressor, RegressorOutput
-from comparators.regressors.plain import check_score_range, config_from_kwargs, float32_head
+from comparators.regressors.options import check_score_range, config_from_kwargs
+from comparators.regressors.precision import float32_head
 from comparators.transforms import make_transform
 from comparators.registry import register_model
 from comparators.regressors.split_backbone import SplitBackboneRegressor
@@ -78,11 +80,10 @@ MIN_LAPLACE_SCALE = 1e-6  # b for σ = 0 (all raters agree): a (numerically) one
 
 
 @dataclass
-class DualLabelDistributionConfig:
-    """Model settings of the dual label distribution method (defaults: the paper's)."""
+class DualLabelDistributionConfig(BackboneOptions):
+    """Model settings of the dual label distribution method (the shared backbone options, whose
+    defaults are the paper's: MobileNetV2, ImageNet weights, 224 px, horizontal flips; then its own)."""
 
-    backbone: str = "mobilenetv2_100"
-    weights: str = "imagenet"  # "imagenet" | "random" | path to a checkpoint
     score_range: tuple[float, float] = (1.0, 5.0)  # y_min, y_max of Eq. (3)
     interval: float = 0.1  # Δl of Eq. (3)
     dropout: float = 0.2  # MobileNetV2 classifier dropout, kept by the official code
@@ -91,15 +92,10 @@ class DualLabelDistributionConfig:
     lambda_score: float = 1.0  # λ₃
     score_reduction: str = "sum"  # Eq. (10) sums over the batch; "mean" makes it batch-size free
     default_std: Optional[float] = None  # σ for samples with neither std nor rating counts
-    image_size: int = 224
     resize: Optional[int] = 256  # resize shorter side, then centre-crop image_size; None: resize to image_size
-    augment: tuple[str, ...] = ("hflip",)
-    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
-    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
 
     def __post_init__(self) -> None:
-        check_backbone_name(self.backbone)
-        self.trainable_from = check_trainable_from(self.trainable_from)
+        super().__post_init__()
         self.score_range = check_score_range(self.score_range)  # type: ignore[assignment]
         if self.score_range is None:
             raise ValueError("score_range is required: it defines the interval grid of Eq. (3)")
@@ -116,7 +112,6 @@ class DualLabelDistributionConfig:
             raise ValueError(f"default_std must be >= 0, got {self.default_std}")
         if self.resize is not None and self.resize < self.image_size:
             raise ValueError(f"resize ({self.resize}) must be >= image_size ({self.image_size})")
-        self.augment = tuple(self.augment)
 
     @property
     def num_bins(self) -> int:
@@ -177,8 +172,7 @@ class DualLabelDistributionRegressor(SplitBackboneRegressor, Regressor):
     def __init__(self, config: DualLabelDistributionConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights), config.trainable_from,
-                                       config.image_size)
+        self.backbone = config.build_backbone()
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.backbone.num_features, config.num_bins))
         edges = interval_edges(config.score_range, config.interval)
         self.rating_low = math.ceil(config.score_range[0] - 1e-9)

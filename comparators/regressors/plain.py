@@ -14,17 +14,18 @@ every 50 epochs; 200 epochs; batch 64; 224 px random crop, colour jitter and rot
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, TypeVar
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comparators.backbones import check_backbone_name, create_backbone
-from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
+from comparators.backbone_options import BackboneOptions
+from comparators.partial import top
 from comparators.base import Batch, Regressor, RegressorOutput
+from comparators.regressors.options import check_score_range, config_from_kwargs
+from comparators.regressors.precision import float32_head
 from comparators.transforms import BackboneTransforms
 from comparators.registry import register_model
 from comparators.regressors.split_backbone import SplitBackboneRegressor
@@ -39,70 +40,27 @@ PAPER_RECIPE: dict[str, Any] = {
 
 LOSSES = ("l1", "mse")
 
-C = TypeVar("C")
-
-
-def config_from_kwargs(cls: type[C], kwargs: dict[str, Any]) -> C:
-    """Build config dataclass ``cls`` from ``kwargs``; an unknown key is a ValueError naming it.
-
-    Shared by every regressor's ``build`` so a typo in a YAML config fails loudly with the list
-    of valid keys instead of being silently ignored.
-    """
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(kwargs) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(names)}")
-    return cls(**kwargs)
-
-
-def check_score_range(score_range: Optional[Sequence[float]], what: str = "score_range") -> Optional[tuple[float, float]]:
-    """Validate an optional ``[lo, hi]`` pair (YAML gives lists) and return it as a tuple."""
-    if score_range is None:
-        return None
-    values = tuple(float(v) for v in score_range)
-    if len(values) != 2 or not values[0] < values[1]:
-        raise ValueError(f"{what} must be [lo, hi] with lo < hi, got {score_range!r}")
-    return values  # type: ignore[return-value]
-
-
-def float32_head(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """Run a small output head in float32 even under autocast.
-
-    A score near 4 in bfloat16 has a resolution of 1/32, coarser than the MAE differences the
-    papers report; the head costs nothing, so it runs in its parameters' precision.
-    """
-    dtype = next(head.parameters()).dtype  # float32 unless the whole module was cast on purpose
-    with torch.autocast(device_type=features.device.type, enabled=False):
-        return head(features.to(dtype))
-
 
 @dataclass
-class PlainConfig:
-    """Model settings of the plain regressor; training settings live in :data:`PAPER_RECIPE`."""
+class PlainConfig(BackboneOptions):
+    """Model settings of the plain regressor (the shared backbone options, then its own);
+    training settings live in :data:`PAPER_RECIPE`."""
 
     backbone: str = "seresnext50_32x4d"
-    weights: str = "imagenet"  # "imagenet" | "random" | path to a checkpoint
-    loss: str = "l1"  # "l1" | "mse"
-    image_size: int = 224
     augment: tuple[str, ...] = ("crop", "color_jitter", "rotation")
+    loss: str = "l1"  # "l1" | "mse"
     score_range: Optional[tuple[float, float]] = None  # clamp at eval time; None = no clipping
-    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
-    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
     # the head's bias at the start: "default" (PyTorch's Linear init, near 0), or "train-mean" (the
     # training scores' mean). Ages of 2..80 start 35 years away from 0, which an L1 loss (a step
     # of about lr per update) would spend the run walking; beauty 1..5 barely cares (SCUT: default)
     head_bias: str = "default"
 
     def __post_init__(self) -> None:
-        check_backbone_name(self.backbone)
-        self.trainable_from = check_trainable_from(self.trainable_from)
+        super().__post_init__()
         if self.head_bias not in ("default", "train-mean"):
             raise ValueError(f"head_bias must be 'default' or 'train-mean', got {self.head_bias!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
-        if self.image_size <= 0:
-            raise ValueError(f"image_size must be positive, got {self.image_size}")
-        self.augment = tuple(self.augment)
         self.score_range = check_score_range(self.score_range)
 
 
@@ -112,8 +70,7 @@ class PlainRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
     def __init__(self, config: PlainConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights), config.trainable_from,
-                                       config.image_size)
+        self.backbone = config.build_backbone()
         self.head = nn.Linear(self.backbone.num_features, 1)
 
     def setup_from_training(self, samples: Sequence[ScoredImage]) -> None:
@@ -134,7 +91,6 @@ class PlainRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
         if self.config.loss == "l1":
             return F.l1_loss(output.score, target)
         return F.mse_loss(output.score, target)
-
 
 
 @register_model("plain", kind="regressor", options=PlainConfig)

@@ -58,10 +58,10 @@ import torch
 import torch.nn.functional as F
 
 import comparators.ir50  # noqa: F401  (registers "ir50" and "ir50_poster" with timm)
-from comparators.backbones import check_backbone_name, create_backbone
+from comparators.backbone_options import BackboneOptions
 from comparators.base import Batch, Regressor, RegressorOutput
-from comparators.partial import TrainableFrom, check_trainable_from, split_backbone, top
-from comparators.regressors.plain import config_from_kwargs
+from comparators.partial import top
+from comparators.regressors.options import config_from_kwargs
 from comparators.regressors.split_backbone import SplitBackboneRegressor
 from comparators.regressors.relative_position_heads import (
     AgeReweighting,
@@ -82,11 +82,14 @@ PAPER_RECIPE: dict[str, Any] = {
 
 
 @dataclass
-class RelativePositionConfig:
-    """Model settings (paper defaults); training settings live in :data:`PAPER_RECIPE`."""
+class RelativePositionConfig(BackboneOptions):
+    """Model settings (the shared backbone options, then its own; paper defaults); training
+    settings live in :data:`PAPER_RECIPE`."""
 
     backbone: str = "ir50_poster"  # IR-50 without its last block, c = 256 (Sec. III-A)
     weights: Optional[str] = None  # checkpoint path | "random" | "imagenet" (must be given)
+    image_size: int = 112
+    augment: tuple[str, ...] = ("hflip", "rotation")
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. reduced widths/depths
     label_values: Optional[tuple[float, ...]] = None  # explicit labels l_1 < ... < l_n
     label_min: Optional[float] = None  # or a range; all three None = beauty 1.0..5.0 step 0.1
@@ -97,14 +100,9 @@ class RelativePositionConfig:
     use_gender: bool = True  # GP head (off for data without gender, e.g. CACD)
     use_position: bool = True  # RAPL (off = the IR50+EVR(+GP) ablations of Table 3)
     reweight_init: float = 1.0  # initial value of every p_j (Eq. 4); not given by the paper
-    image_size: int = 112
-    augment: tuple[str, ...] = ("hflip", "rotation")
-    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
-    test_flip: bool = False  # score a face as the mean of its and its mirror's predicted scores
 
     def __post_init__(self) -> None:
-        check_backbone_name(self.backbone)
-        self.trainable_from = check_trainable_from(self.trainable_from)
+        super().__post_init__()
         if self.weights is None:
             raise ValueError(
                 "weights: the paper fine-tunes an IR-50 pretrained on MS-Celeb-1M (+ IMDB-Clean), which "
@@ -115,11 +113,8 @@ class RelativePositionConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.image_size <= 0:
-            raise ValueError(f"image_size must be positive, got {self.image_size}")
         if self.label_values is not None:
             self.label_values = tuple(float(v) for v in self.label_values)
-        self.augment = tuple(self.augment)
         self.backbone_kwargs = dict(self.backbone_kwargs)
 
     def label_space(self) -> LabelSpace:
@@ -137,8 +132,7 @@ class RelativePositionRegressor(SplitBackboneRegressor, BackboneTransforms, Regr
         super().__init__()
         self.config = config
         self.labels = config.label_space()
-        self.backbone = split_backbone(create_backbone(config.backbone, weights=config.weights, **config.backbone_kwargs),
-                                       config.trainable_from, config.image_size)
+        self.backbone = config.build_backbone(**config.backbone_kwargs)
         c, n = self.backbone.num_features, len(self.labels)
         self.evr = ExpectedValueHead(c, self.labels.values)
         self.gender_head = torch.nn.Linear(c, 2) if config.use_gender else None

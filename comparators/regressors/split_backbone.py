@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from comparators.backbone_options import BackboneOptions
 from comparators.comparator import Comparator
 from comparators.partial import feature_key_config, frozen_modules, trunk
 from comparators.regression_comparator import RegressionComparator
@@ -22,7 +23,7 @@ from comparators.views import with_test_views
 class SplitBackboneRegressor:
     splits = True
     backbone: nn.Module
-    config: Any
+    config: BackboneOptions
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled features, or the frozen trunk's maps when partially fine-tuned."""

@@ -36,7 +36,7 @@ from orderlearn.bank.comparisons import ComparatorCalls, Member, compare_all, vi
 from orderlearn.config import ExperimentConfig
 from orderlearn.errors import DataError
 from orderlearn.engine.features import FeatureExtractor
-from orderlearn.files import atomic_write_text
+from orderlearn.files import atomic_write_json
 from orderlearn.engine.training import load_weights
 from orderlearn.types import ScoredImage
 
@@ -105,7 +105,7 @@ class BankEvaluator:
         return scores
 
     def save(self, path: Path) -> Path:
-        atomic_write_text(Path(path), json.dumps(asdict(self), indent=1))
+        atomic_write_json(Path(path), asdict(self), default=None)
         return Path(path)
 
     @classmethod

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from orderlearn.errors import DataError
-from orderlearn.files import atomic_write_text
+from orderlearn.files import atomic_write_json
 from orderlearn.types import ScoredImage
 
 BANK_FORMAT = 1
@@ -64,7 +64,7 @@ class ReferenceBank:
                 for s in self.samples
             ],
         }
-        atomic_write_text(path, json.dumps(payload, indent=1))
+        atomic_write_json(path, payload, default=None)
         return path
 
     @classmethod

@@ -56,7 +56,9 @@ from orderlearn.bank.comparisons import ComparatorCalls, Member, compare_all
 from orderlearn.config import ExperimentConfig
 from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import DataError
-from orderlearn.report.metrics import extra_metric_names, markdown_table, score_metrics, write_json
+from orderlearn.files import atomic_write_json
+from orderlearn.report.markdown import markdown_table
+from orderlearn.report.metrics import extra_metric_names, score_metrics
 from orderlearn.runs.saved import SavedRun
 from orderlearn.runs.saved import load_run as load_saved_run
 from orderlearn.types import ScoredImage
@@ -445,7 +447,7 @@ def write_report(report: dict[str, Any], out: Path, test: Sequence[ScoredImage])
         for i, sample in enumerate(test):
             writer.writerow([str(sample.path), f"{sample.score:.6f}",
                              *[f"{per_image[k][i]:.6f}" if k.startswith(("full", "active")) else per_image[k][i] for k in keys]])
-    write_json(out / "active.json", {k: v for k, v in report.items() if k != "per_image"})
+    atomic_write_json(out / "active.json", {k: v for k, v in report.items() if k != "per_image"}, default=float)
     (out / "active.md").write_text(markdown_report(report))
     plot(out / "active.png", report)
 

@@ -28,7 +28,7 @@ from orderlearn.data.alignment import FaceAligner
 from orderlearn.bank.evaluator import Comparisons
 from orderlearn.runs.bundle import ScoringModel
 from orderlearn.errors import ConfigError, DataError
-from orderlearn.files import atomic_write_text
+from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.commands.score import collect_images
 from orderlearn.types import ScoredImage
 
@@ -136,7 +136,7 @@ def write_csv(path: Path, items: Sequence[Prediction]) -> Path:
 def write_json(path: Path, result: Predictions) -> Path:
     payload = {"predictions": [asdict(p) for p in result.items],
                "failed": [{"file": str(f), "reason": why} for f, why in result.failed]}
-    return atomic_write_text(Path(path), json.dumps(payload, indent=1))
+    return atomic_write_json(Path(path), payload, default=None)
 
 
 def _cell(value: object) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orderlearn.errors import ConfigError, DataError
-from orderlearn.files import atomic_write_text
+from orderlearn.files import atomic_write_json
 
 TEMPLATE_FILE = "alignment.json"
 TEMPLATE_FORMAT = 1
@@ -77,7 +77,7 @@ class AlignmentTemplate:
         return np.asarray(self.landmarks, dtype=np.float64)
 
     def save(self, path: Path) -> Path:
-        return atomic_write_text(Path(path), json.dumps({**asdict(self), "landmark_names": list(LANDMARK_NAMES)}, indent=1))
+        return atomic_write_json(Path(path), {**asdict(self), "landmark_names": list(LANDMARK_NAMES)}, default=None)
 
     @classmethod
     def load(cls, path: Path) -> "AlignmentTemplate":

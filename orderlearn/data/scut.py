@@ -31,13 +31,17 @@ from orderlearn.data.manifest import Located, ScoreRange, check_listed_once, par
 from orderlearn.types import ScoredImage
 
 SPLITS = ("60-40", "fold1", "fold2", "fold3", "fold4", "fold5")
-GROUPS = {
+# the file-name prefix of each face and the (gender, ethnicity) it stands for; the synthetic
+# generator names its faces with the same codes
+GROUPS: dict[str, tuple[str, str]] = {
     "AF": ("female", "asian"),
     "AM": ("male", "asian"),
     "CF": ("female", "caucasian"),
     "CM": ("male", "caucasian"),
 }
 RATING_LEVELS = 5
+SPLIT_DIR = "split_of_60%training and 40%testing"  # under train_test_files/
+CV_DIR = "5_folders_cross_validations_files"
 
 PathLike = Union[str, Path]
 
@@ -46,11 +50,11 @@ def split_files(root: PathLike, split: str) -> tuple[Path, Path]:
     """The (train, test) list files of ``split`` ('60-40' or 'fold1'..'fold5')."""
     files = Path(root) / "train_test_files"
     if split == "60-40":
-        folder = files / "split_of_60%training and 40%testing"
+        folder = files / SPLIT_DIR
         return folder / "train.txt", folder / "test.txt"
     if split in SPLITS:
         k = split.removeprefix("fold")
-        folder = files / "5_folders_cross_validations_files" / f"cross_validation_{k}"
+        folder = files / CV_DIR / f"cross_validation_{k}"
         return folder / f"train_{k}.txt", folder / f"test_{k}.txt"
     raise DataError(f"unknown SCUT-FBP5500 split {split!r}; choose from {list(SPLITS)}")
 

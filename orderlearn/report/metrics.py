@@ -1,4 +1,5 @@
-"""Metrics and reports: PC / MAE / RMSE / Spearman for scores, and comparator diagnostics.
+"""Metrics: PC / MAE / RMSE / Spearman (and CS) for scores, classification accuracy / macro F1,
+and comparator diagnostics. How they are shown is :mod:`.markdown` and :mod:`.plots`.
 
 Comparator diagnostics are computed on the test × bank comparisons the scorer used, with
 labels from the true scores: accuracy, per-class accuracy, confusion matrix, and
@@ -6,17 +7,14 @@ forward/reverse agreement (does comparing (ref, test) give the label-reversed an
 """
 from __future__ import annotations
 
-import json
 import math
 import re
-from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 from scipy import stats
 
-from orderlearn.files import atomic_write_text
 from orderlearn.types import labels_from_delta, swap_first_second
 from orderlearn.types import PairLabel
 
@@ -107,44 +105,3 @@ def comparator_metrics(
         reverse_as_forward = swap_first_second(probs_reverse).argmax(-1)
         result["forward_reverse_agreement"] = float((reverse_as_forward == predicted).float().mean())
     return result
-
-
-def markdown_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
-    """A markdown table; floats with 4 decimals; ``mean ± std`` strings pass through."""
-    def cell(v: object) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_json(path: Path, payload: object) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=1, default=float))
-
-
-def scatter_plot(path: Path, truth: Sequence[float], series: dict[str, Sequence[float]], title: str = "") -> Path:
-    """Predicted against true scores, one panel per method, identity line for reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 4.2), squeeze=False)
-    t = np.asarray(truth)
-    everything = np.concatenate([t, *[np.asarray(v, dtype=np.float64) for v in series.values()]])
-    everything = everything[np.isfinite(everything)]
-    lo, hi = float(everything.min()) - 0.2, float(everything.max()) + 0.2
-    for ax, (name, values) in zip(axes[0], series.items()):
-        m = score_metrics(values, t)
-        ax.scatter(t, values, s=6, alpha=0.5)
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=1)
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="true score", ylabel="predicted score",
-               title=f"{name}\nPC {m['pc']:.3f}  MAE {m['mae']:.3f}  RMSE {m['rmse']:.3f}")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

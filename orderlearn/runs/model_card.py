@@ -12,7 +12,7 @@ import yaml
 
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.config import ExperimentConfig
-from orderlearn.report.metrics import markdown_table
+from orderlearn.report.markdown import markdown_table
 
 SCUT_LICENCE = ("SCUT-FBP5500 (Liang et al., ICPR 2018, https://github.com/HCIILAB/SCUT-FBP5500-Database-Release) "
                 "is released for **non-commercial research purposes only**; this model is trained on it and "

@@ -12,8 +12,10 @@ import torch
 
 import scorers
 
-from orderlearn.report.metrics import extra_metric_names, markdown_table, scatter_plot, write_json
-from orderlearn.files import atomic_write_text
+from orderlearn.report.markdown import markdown_table
+from orderlearn.report.metrics import extra_metric_names
+from orderlearn.report.plots import scatter_plot
+from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.types import ScoredImage
 
 SCORE_COLUMNS = ["path", "true_score", "score", "std", "lower95", "upper95", "direct_score"]
@@ -23,7 +25,7 @@ def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredIm
                       direct: Optional[torch.Tensor], results: dict[str, Any]) -> str:
     """Write the four files into ``out``; returns the report's markdown."""
     write_scores_csv(out / "scores.csv", test, scores, direct)
-    write_json(out / "results.json", results)
+    atomic_write_json(out / "results.json", results, default=float)
     rows = [{"method": f"{method} + {results['scorer']['scorer']}", "route": "order-learned", **results["order_learned"]}]
     if direct is not None:
         rows.insert(0, {"method": f"{method} ({results['direct_how']})", "route": "direct", **results["direct"]})

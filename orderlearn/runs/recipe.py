@@ -109,18 +109,13 @@ def run_folder(config: ExperimentConfig, accelerator: Accelerator, resume: bool)
 
 
 def build_model(config: ExperimentConfig) -> Model:
-    """The registered model of ``config.model``, checked against ``config.task``."""
+    """The registered model of ``config.model`` (its kind was checked against ``config.task``
+    when the config loaded)."""
     model = comparators.create(config.model.name, **config.model.args)
-    if kind_of(model) != config.task:
-        raise ValueError(f"model {config.model.name!r} is a {kind_of(model)}; set task: {kind_of(model)}")
     if model.uses_second_database != (config.data.second is not None):
         needs = "learns a task from data.second; set it" if model.uses_second_database else "learns nothing from data.second; remove it"
         raise ConfigError(f"model {config.model.name!r} (as configured) {needs}")
     return model
-
-
-def kind_of(model: Model) -> str:
-    return "comparator" if isinstance(model, Comparator) else "regressor"
 
 
 def feature_extractor(config: ExperimentConfig, accelerator: Accelerator) -> FeatureExtractor:

@@ -40,7 +40,7 @@ from .cache import PathLike
 from .colours import RGB
 from .faces import FACE_FRAMING, SUPERSAMPLE, FaceParams, paint_face
 from .generate import generate_synthetic_ages, generate_synthetic_scut
-from .layout import (CSV_GROUP_ORDER, CV_DIR, GENERATOR_NAME, GENERATOR_VERSION, GROUP_ATTRIBUTES, JPEG_QUALITY,
+from .layout import (CSV_GROUP_ORDER, CV_DIR, GENERATOR_NAME, GENERATOR_VERSION, JPEG_QUALITY,
                      N_FOLDS, SCUT_GROUP_SIZES, SPLIT_DIR, TRAIN_FRACTION, format_score, scut_group_counts)
 from .scores import (LATENT_MAX, LATENT_MIN, RATER_BIAS_SD, RATER_NOISE_SD, BeautyTraits, beauty_contributions,
                      beauty_latent, sample_beauty_traits, simulate_ratings)
@@ -52,6 +52,6 @@ __all__ = [
     "LATENT_MIN", "LATENT_MAX", "RATER_BIAS_SD", "RATER_NOISE_SD",
     "age_appearance", "face_params",
     "scut_group_counts", "format_score", "GENERATOR_NAME", "GENERATOR_VERSION", "JPEG_QUALITY",
-    "SCUT_GROUP_SIZES", "GROUP_ATTRIBUTES", "CSV_GROUP_ORDER", "SPLIT_DIR", "CV_DIR", "N_FOLDS", "TRAIN_FRACTION",
+    "SCUT_GROUP_SIZES", "CSV_GROUP_ORDER", "SPLIT_DIR", "CV_DIR", "N_FOLDS", "TRAIN_FRACTION",
     "PathLike", "RGB",
 ]

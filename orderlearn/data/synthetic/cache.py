@@ -17,7 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Union
 
-from .layout import LAYOUT_NAMES, write_text
+from orderlearn.files import atomic_write_json
+
+from .layout import LAYOUT_NAMES
 
 PathLike = Union[str, Path]
 
@@ -88,7 +90,7 @@ def materialise(root: PathLike, identity: dict[str, Any], overwrite: bool,
             p.relative_to(tmp).as_posix(): p.stat().st_size
             for p in sorted(tmp.rglob("*")) if p.is_file()
         }
-        write_text(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        atomic_write_json(tmp / "meta.json", meta, sort_keys=True, default=None, newline=True)
         if root.exists():
             if is_complete(root, identity):  # a concurrent run finished first
                 shutil.rmtree(tmp)

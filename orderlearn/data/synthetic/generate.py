@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from orderlearn.data.scut import GROUPS
+
 from .appearance import age_appearance, face_params
 from .cache import PathLike, materialise
 from .faces import paint_face
-from .layout import (GENERATOR_NAME, GENERATOR_VERSION, GROUP_ATTRIBUTES, N_FOLDS, ages_readme, scut_group_counts,
+from .layout import (GENERATOR_NAME, GENERATOR_VERSION, N_FOLDS, ages_readme, scut_group_counts,
                      scut_readme, write_age_manifest, write_jpeg, write_scut_lists, write_text)
 from .scores import (LATENT_MAX, LATENT_MIN, RATER_BIAS_SD, RATER_NOISE_SD, BeautyTraits, beauty_latent,
                      sample_beauty_traits, simulate_ratings)
@@ -63,7 +65,7 @@ def generate_synthetic_scut(
         traits: dict[str, BeautyTraits] = {}
         hists: dict[str, np.ndarray] = {}
         for gi, (group, count) in enumerate(counts.items()):
-            gender, ethnicity = GROUP_ATTRIBUTES[group]
+            gender, ethnicity = GROUPS[group]
             for k in range(1, count + 1):
                 name = f"{group}{k}.jpg"
                 rng = image_rng(seed, "scut", gi, k)

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from orderlearn.data.scut import CV_DIR, SPLIT_DIR
+
 from .scores import LATENT_MAX, LATENT_MIN, RATER_BIAS_SD, RATER_NOISE_SD
 from .seeds import order_rng
 
@@ -31,15 +33,7 @@ JPEG_QUALITY = 92
 
 # SCUT-FBP5500 group sizes; the order also fixes name order within the generated set.
 SCUT_GROUP_SIZES: dict[str, int] = {"AF": 2000, "AM": 2000, "CF": 750, "CM": 750}
-GROUP_ATTRIBUTES: dict[str, tuple[str, str]] = {
-    "AF": ("female", "asian"),
-    "AM": ("male", "asian"),
-    "CF": ("female", "caucasian"),
-    "CM": ("male", "caucasian"),
-}
 CSV_GROUP_ORDER = ("CF", "AF", "CM", "AM")  # the row order of SCUT's rating_distribution.csv
-SPLIT_DIR = "split_of_60%training and 40%testing"
-CV_DIR = "5_folders_cross_validations_files"
 N_FOLDS = 5
 TRAIN_FRACTION = 0.6
 MANIFEST_HEADER = "path,score,gender,fold"  # the age variant's manifest.csv
