@@ -126,7 +126,7 @@ def write_thumbnails(bank: ReferenceBank, file: Path, size: int) -> None:
 
 
 def results_summary(results: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
-    """The run's headline numbers for the model card (both routes, the bank evaluator)."""
+    """The run's headline numbers for the model card (both routes, the bank)."""
     if results is None:
         return None
     keep = ("name", "method", "task", "order_learned", "direct", "direct_how", "bank_size", "interval_coverage")
