@@ -45,7 +45,11 @@ def tiny_run(synthetic_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(tiny_run) -> LoadedRun:
-    return LoadedRun.load(tiny_run[0])
+    """The run, loaded with the run's feature cache (features recomputed in other batches could
+    differ from the run's in the last bit, and the phase is compared with the run exactly)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ORDERLEARN_CACHE_DIR", str(tiny_run[0].parent / "cache"))
+        return LoadedRun.load(tiny_run[0])
 
 
 def read_scores(path: Path) -> list[tuple[str, str, str]]:
@@ -99,8 +103,9 @@ def test_the_route_gives_probabilities_for_every_image_and_reference(loaded):
     assert comparisons.mask is None and comparisons.calls is None
 
 
-def test_a_run_and_its_bundle_load_alike_and_score_the_same(loaded, tiny_run):
+def test_a_run_and_its_bundle_load_alike_and_score_the_same(loaded, tiny_run, monkeypatch):
     run, bundle_dir = tiny_run
+    monkeypatch.setenv("ORDERLEARN_CACHE_DIR", str(run.parent / "cache"))
     bundle = LoadedRun.load(bundle_dir)
     assert bundle.is_bundle and not loaded.is_bundle
     assert bundle.config == loaded.config
