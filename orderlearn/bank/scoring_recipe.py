@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -121,7 +121,7 @@ def link_dict(link: scorers.Link) -> dict[str, float]:
     return {"slope": link.slope, "tie_width": link.tie_width}
 
 
-def interval_coverage(scores: scorers.Scores, truth: Sequence[float]) -> Optional[float]:
+def interval_coverage(scores: scorers.Scores, truth: Union[Sequence[float], torch.Tensor]) -> Optional[float]:
     """Share of images whose true score lies in the scorer's 95% interval (None without one)."""
     if scores.lower is None or scores.upper is None:
         return None
