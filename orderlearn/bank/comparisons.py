@@ -93,8 +93,8 @@ class ComparatorCalls:
 
     Answers (image i, reference j) pairs with each checkpoint view's ``compare`` (under that
     checkpoint's weights) on the cached embeddings, in batches of the view's ``pair_batch_size``,
-    averaging the checkpoints as the run does; with ``both_orders`` it also asks (reference, image) and merges the two with
-    :func:`scorers.combine_orders`, which costs two calls. ``calls`` [N] counts comparator calls
+    averaging the checkpoints as the run does; with ``both_orders`` it also asks (reference,
+    image) and merges the two with :func:`scorers.combine_orders`, which costs two calls. ``calls`` [N] counts comparator calls
     per image (per checkpoint); ``seconds`` the time spent in them.
     """
 
