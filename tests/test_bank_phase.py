@@ -32,14 +32,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny_run(synthetic_root, tmp_path_factory):
     """A two-epoch tiny comparator run (exact BT, both orders, calibrated link and intervals) and its bundle."""
     home = tmp_path_factory.mktemp("bank-phase")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(home)
-        mp.setenv("ORDERLEARN_CACHE_DIR", str(home / "cache"))
-        raw = tiny_config(synthetic_root, home / "run", epochs=2)
-        raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True, "calibrate_intervals": True}
-        raw["direct_baseline"] = False
-        run_experiment(config_from_dict(raw))
-        assert main(["export", str(home / "run"), "--out", str(home / "bundle"), "--template-faces", "5"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests run (one_thread): sums in the same order, the same last bits
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(home)
+            mp.setenv("ORDERLEARN_CACHE_DIR", str(home / "cache"))
+            raw = tiny_config(synthetic_root, home / "run", epochs=2)
+            raw["scorer"] = {"name": "bt-exact", "both_orders": True, "calibrate_link": True, "calibrate_intervals": True}
+            raw["direct_baseline"] = False
+            run_experiment(config_from_dict(raw))
+            assert main(["export", str(home / "run"), "--out", str(home / "bundle"), "--template-faces", "5"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return home / "run", home / "bundle"
 
 
