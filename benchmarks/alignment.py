@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from orderlearn.data.alignment import REFRAMINGS, load_photo, reframe  # noqa: E402
-from orderlearn.runs.bundle import load_model  # noqa: E402
+from orderlearn.runs.loaded import LoadedRun  # noqa: E402
 from orderlearn.data.splits import load_test  # noqa: E402
 from orderlearn.commands.predict import Predictions, predict  # noqa: E402
 
@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
-    faces = [s.path for s in load_test(model.saved.config.data)[: args.faces]]
+    model = LoadedRun.load(args.model)
+    faces = [s.path for s in load_test(model.config.data)[: args.faces]]
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -69,7 +69,7 @@ def main() -> None:
             rows.append(row(f"{how}, MTCNN aligned", "original crop, aligned", got_aligned, aligned_original, args.tolerance))
             rows.append(row(f"{how}, not aligned", "original crop", np.array([raw[str(p)] for p in group]), baseline,
                             args.tolerance))
-    print(f"model {args.model} ({model.saved.config.model.name}, scorer {model.saved.evaluator.scorer}); {len(faces)} "
+    print(f"model {args.model} ({model.config.model.name}, scorer {model.recipe.scorer}); {len(faces)} "
           f"SCUT-FBP5500 test faces; {time.time() - started:.0f} s\n")
     print(f"| copy | compared with | scored | mean abs diff | p95 abs diff | max abs diff | within {args.tolerance:g} |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -5,8 +5,8 @@ the best validation error through the bank? The test files are not read.
     python -m benchmarks.bank_selection runs/aaf_rapl_mobilenetv2_partial_cpu \\
         --bin-widths 1 2 4 --per-bin 2 5 10 --margins 2 3 5
 
-For each setting it does what the run did after training, with the run's validation-selected
-weights: selects the bank from the training files (seeded), fits the comparator view on
+For each setting it runs the run's own bank phase (:func:`orderlearn.bank.phase.bank_phase`) with
+the run's checkpoints: selects the bank from the training files (seeded), fits the comparator view on
 validation × bank (a regressor's link, with margin θ), calibrates the scorer's link / reference
 positions when the run's config does, and scores the validation faces against the bank. The view
 and link are fitted on the same validation comparisons they are then scored on (two or three
@@ -21,15 +21,14 @@ import dataclasses
 import itertools
 from pathlib import Path
 
-import torch
 
 from comparators.base import Comparator
-from orderlearn.bank.references import ReferenceBank
-from orderlearn.bank.evaluator import BankEvaluator, BankRoute
+from orderlearn.bank.phase import BankPhase, bank_phase
+from orderlearn.config import ExperimentConfig
 from orderlearn.data.splits import load_test, load_training
 from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import score_metrics
-from orderlearn.runs.saved import load_run
+from orderlearn.runs.loaded import LoadedRun
 
 
 def main() -> None:
@@ -40,27 +39,23 @@ def main() -> None:
     parser.add_argument("--margins", type=float, nargs="+", help="a regressor view's θ (default: the run's)")
     parser.add_argument("--test", action="store_true", help="score the test files with the chosen setting")
     args = parser.parse_args()
-    saved = load_run(args.run)
-    config = saved.config
+    loaded = LoadedRun.from_run(args.run)
+    config = loaded.config
     splits = load_training(config.data)
     truth = [s.score for s in splits.val]
-    is_comparator = isinstance(saved.model, Comparator)
+    is_comparator = isinstance(loaded.model, Comparator)
     margins = [config.pairs.margin] if is_comparator or not args.margins else args.margins
     rows = []
 
-    def fitted_route(bin_width: float, per_bin: int, margin: float) -> BankRoute:
-        bank = ReferenceBank.select(splits.train, bin_width, per_bin, config.bank.seed)
-        evaluator = BankEvaluator.from_config(config, saved.evaluator.checkpoints)
-        route = BankRoute(saved.model, evaluator, bank, saved.path, saved.route.features, saved.accelerator,
-                          config.train.eval_batch_size)
-        route.fit_views(splits.val, margin)
-        route.calibrate(splits.val, config.scorer.calibrate_link, False, config.scorer.calibrate_references)
-        return route
+    def fitted(bin_width: float, per_bin: int, margin: float) -> BankPhase:
+        """The run's bank phase with this bank and margin (no interval scale: not compared here)."""
+        return bank_phase(loaded.model, with_setting(config, bin_width, per_bin, margin), splits, loaded.source,
+                          loaded.recipe.checkpoints, loaded.route.features, loaded.accelerator)
 
     for bin_width, per_bin, margin in itertools.product(args.bin_widths, args.per_bin, margins):
-        route = fitted_route(bin_width, per_bin, margin)
-        bank = route.bank
-        scores = route.score(route.comparisons(splits.val, "validation"))
+        phase = fitted(bin_width, per_bin, margin)
+        bank = phase.bank
+        _, scores = phase.score(splits.val, "validation")
         metrics = score_metrics(scores.value.tolist(), truth, config.cs_thresholds)
         rows.append({"bin_width": bin_width, "per_bin": per_bin, "margin": margin, "references": len(bank),
                      **{k: v for k, v in metrics.items() if k != "n"},
@@ -78,11 +73,17 @@ def main() -> None:
           f"pairs.margin={best['margin']:g}")
     if args.test:
         test = load_test(config.data)
-        route = fitted_route(best["bin_width"], best["per_bin"], best["margin"])
-        metrics = score_metrics(route.score(route.comparisons(test, "test")).value.tolist(), [s.score for s in test],
-                                config.cs_thresholds)
+        _, scores = fitted(best["bin_width"], best["per_bin"], best["margin"]).score(test)
+        metrics = score_metrics(scores.value.tolist(), [s.score for s in test], config.cs_thresholds)
         print("test, chosen setting: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n")
               + f" ({metrics['n']} faces)")
+
+
+def with_setting(config: ExperimentConfig, bin_width: float, per_bin: int, margin: float) -> ExperimentConfig:
+    """``config`` with this bank and pair margin, and without the interval calibration."""
+    return dataclasses.replace(config, bank=dataclasses.replace(config.bank, bin_width=bin_width, per_bin=per_bin),
+                               pairs=dataclasses.replace(config.pairs, margin=margin),
+                               scorer=dataclasses.replace(config.scorer, calibrate_intervals=False))
 
 
 if __name__ == "__main__":

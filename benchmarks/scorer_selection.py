@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from orderlearn.commands.active import SELECTION_METRICS, load_run, scorer_variants, selected_on_validation
+from orderlearn.commands.active_evidence import load_evidence
+from orderlearn.commands.active_variants import SELECTION_METRICS, scorer_variants, selected_on_validation
 from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import extra_metric_names
 
@@ -39,7 +40,7 @@ def main() -> None:
     for run in args.runs:
         results = json.loads((run / "results.json").read_text())
         direct = results.get("direct", {})
-        variants = scorer_variants(load_run(run))
+        variants = scorer_variants(load_evidence(run))
         chosen = selected_on_validation(variants, args.select)
         own = next((v for v in variants if v["run_setting"] == "yes"), None)
         rows.append({

@@ -7,7 +7,7 @@ method is also a (degenerate) comparator, so "direct vs order-learned" is one ta
 The public API is imported lazily (``orderlearn.run_experiment`` loads the pipeline on first
 use), so the vocabulary in :mod:`orderlearn.types` stays importable without the rest::
 
-    from orderlearn import load_config, run_experiment, load_run
+    from orderlearn import load_config, run_experiment, LoadedRun
     results = run_experiment(load_config("configs/synthetic/demo.yaml"))
 """
 from __future__ import annotations
@@ -22,10 +22,9 @@ _PUBLIC = {
     "load_config": "orderlearn.config",
     "config_from_dict": "orderlearn.config",
     "ExperimentConfig": "orderlearn.config",
-    "load_run": "orderlearn.runs.saved",
-    "SavedRun": "orderlearn.runs.saved",
+    "LoadedRun": "orderlearn.runs.loaded",
     "score_run": "orderlearn.commands.score",
-    "BankEvaluator": "orderlearn.bank.evaluator",
+    "ScoringRecipe": "orderlearn.bank.scoring_recipe",
     "ReferenceBank": "orderlearn.bank.references",
     "compare_runs": "orderlearn.report.tables",
     "load_training": "orderlearn.data.splits",

@@ -200,9 +200,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import tempfile
 
     from orderlearn.commands import predict as photos
-    from orderlearn.runs.bundle import load_model
+    from orderlearn.runs.loaded import LoadedRun
 
-    model = load_model(args.model)
+    model = LoadedRun.load(args.model)
     with tempfile.TemporaryDirectory(prefix="orderlearn-crops-") as work:
         result = photos.predict(model, args.photos, Path(work), args.align, args.one_face)
         if result.items:
@@ -211,8 +211,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             from orderlearn.report.decision_plots import decisions_for, plot_decisions
 
             decisions = decisions_for([Path(p.file).name for p in result.items], [s.path for s in result.scored],
-                                      result.comparisons.for_scoring, result.scores, model.saved.bank.scores)
-            plot_decisions(args.plot, decisions, model.saved.evaluator, model.references.get)
+                                      result.comparisons.for_scoring, result.scores, model.bank.scores)
+            plot_decisions(args.plot, decisions, model.recipe, model.references.get)
             print(f"wrote {len(decisions)} pictures into {args.plot}")
     if args.csv:
         photos.write_csv(args.csv, result.items)
@@ -234,11 +234,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from orderlearn.runs.bundle import load_model
+    from orderlearn.runs.loaded import LoadedRun
     from orderlearn.commands.serve import import_gradio, serve
 
     import_gradio()  # the missing extra is a one-line error before the model loads
-    serve(load_model(args.model), args.align, args.one_face, args.host, args.port)
+    serve(LoadedRun.load(args.model), args.align, args.one_face, args.host, args.port)
     return 0
 # ---------------------------------------------------------------------------- end of photo commands
 

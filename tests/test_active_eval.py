@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import comparators
-from orderlearn.commands.active import ComparatorCalls, Member, load_run, random_mask, scorer_variants, selected_on_validation
+from orderlearn.bank.comparisons import ComparatorCalls, Member
+from orderlearn.commands.active_evidence import load_evidence, random_mask
+from orderlearn.commands.active_variants import scorer_variants, selected_on_validation
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
 from orderlearn.bank.comparisons import compare_all
@@ -79,13 +81,13 @@ def test_comparator_calls_answer_like_compare_all_and_count_per_image():
     test_emb, ref_emb = torch.randn(5, model.embedding_dim), torch.randn(7, model.embedding_dim)
     full = compare_all(model, test_emb, ref_emb, accelerator)  # [5, 7, 3]
     model.pair_batch_size = 3  # several chunks for five pairs
-    member = Member(model, test_emb, test_emb[:0], ref_emb)
-    calls = ComparatorCalls([member], "test", accelerator, both_orders=False)
+    member = Member(model, test_emb, ref_emb)
+    calls = ComparatorCalls([member], accelerator, both_orders=False)
     tests, refs = torch.tensor([0, 0, 4, 2, 4]), torch.tensor([6, 1, 0, 3, 5])
     answer = calls(tests, refs)
     assert torch.allclose(answer, full[tests, refs], atol=1e-6)
     assert calls.calls.tolist() == [2, 0, 1, 0, 2]
-    both = ComparatorCalls([member], "test", accelerator, both_orders=True)
+    both = ComparatorCalls([member], accelerator, both_orders=True)
     both(tests, refs)
     assert both.calls.tolist() == [4, 0, 2, 0, 4]  # two presentation orders per comparison
 
@@ -113,7 +115,7 @@ def test_other_base_scorer_and_link_match_their_full_bank_variant(tiny_run, monk
 def test_a_rewritten_dataset_is_refused(tiny_run):
     from dataclasses import replace
 
-    from orderlearn.commands.active import check_unchanged
+    from orderlearn.commands.active_evidence import check_unchanged
     from orderlearn.bank.references import ReferenceBank
     from orderlearn.config import load_config
     from orderlearn.data.splits import load_test, load_training
@@ -147,7 +149,7 @@ def test_scorer_selection_on_mae_reports_the_chosen_variant(tiny_run, monkeypatc
     monkeypatch.setattr("sys.argv", ["scorer_selection", "--select", "val_mae", str(run)])
     scorer_selection.main()
     out = capsys.readouterr().out
-    best = min(scorer_variants(load_run(run)), key=lambda v: v["val_mae"])["val_mae"]
+    best = min(scorer_variants(load_evidence(run)), key=lambda v: v["val_mae"])["val_mae"]
     assert f"(val mae {best:.4f})" in out
     assert "| direct_mae | order_learned_mae |" in out and "selected order-learned behind direct (mae) on" in out
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from orderlearn.runs.bundle import BUNDLE_SUFFIXES, bundle_files, load_bundle, load_model
+from orderlearn.runs.bundle_format import BUNDLE_SUFFIXES, bundle_files
+from orderlearn.runs.loaded import LoadedRun
 from orderlearn.cli import main
 from orderlearn.errors import DataError
 
@@ -83,13 +84,13 @@ def test_a_bundle_holds_only_safetensors_json_yaml_and_text(runs, tmp_path):
 
 def test_load_bundle_gives_the_object_a_run_folder_gives(runs, tmp_path):
     run = runs["comparator"]
-    bundle = load_bundle(export(run, tmp_path / "bundle"))
-    from_run = load_model(run)
-    assert type(bundle) is type(from_run) and type(bundle.saved) is type(from_run.saved)
-    assert bundle.saved.evaluator.scorer == from_run.saved.evaluator.scorer
-    assert torch.equal(bundle.saved.bank.scores, from_run.saved.bank.scores)
-    stored = bundle.saved.route.stored_bank_embeddings
-    computed = [from_run.saved.route.bank_embeddings(view) for _, view in from_run.saved.route.views()]
+    bundle = LoadedRun.from_bundle(export(run, tmp_path / "bundle"))
+    from_run = LoadedRun.load(run)
+    assert type(bundle) is type(from_run) and bundle.is_bundle and not from_run.is_bundle
+    assert bundle.recipe.scorer == from_run.recipe.scorer
+    assert torch.equal(bundle.bank.scores, from_run.bank.scores)
+    stored = bundle.route.stored_bank_embeddings
+    computed = [from_run.route.bank_embeddings(view) for _, view in from_run.route.views()]
     assert len(stored) == len(computed) and all(torch.equal(a, b) for a, b in zip(stored, computed))
     assert bundle.references.get(0).size == (64, 64)  # thumbnails for the decision pictures
 
@@ -113,13 +114,13 @@ def test_export_refuses_a_non_empty_folder_and_bad_bundles_are_clear(runs, tmp_p
     manifest = json.loads((bundle / "bundle.json").read_text())
     (bundle / "bundle.json").write_text(json.dumps({**manifest, "format": 99}))
     with pytest.raises(DataError, match="bundle format 99"):
-        load_bundle(bundle)
+        LoadedRun.load(bundle)
 
 
 def test_the_hub_fails_fast_and_clearly_offline(runs, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="cannot be fetched from the hub"):
-        load_model("someone/some-bundle")
+        LoadedRun.load("someone/some-bundle")
     assert main(["export", str(runs["comparator"]), "--out", str(tmp_path / "b"), "--template-faces", "5",
                  "--push-to-hub", "someone/some-bundle"]) == 2
     assert "cannot push" in capsys.readouterr().err
@@ -167,4 +168,4 @@ def test_stored_bank_embeddings_that_do_not_fit_the_bank_are_refused(runs, tmp_p
     stored = load_file(str(bundle / "bank_embeddings.safetensors"))
     save_file({k: v[:-1].contiguous() for k, v in stored.items()}, str(bundle / "bank_embeddings.safetensors"))
     with pytest.raises(DataError, match="rows for"):
-        load_bundle(bundle)
+        LoadedRun.load(bundle)

@@ -5,6 +5,7 @@ feature cache is shared across folds and changes no number."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from comparators.transforms import make_transform
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
 from orderlearn.runs.recipe import run_experiment
-from orderlearn.runs.saved import load_run
+from orderlearn.runs.loaded import LoadedRun
 
 from test_training_pipeline import tiny_config
 
@@ -123,7 +124,7 @@ def test_checkpoint_ensemble_is_calibrated_on_its_ensembled_probabilities(synthe
     evaluator = results["scorer"]
     assert len(evaluator["checkpoints"]) == 2 and evaluator["link_source"] == "calibrated"
 
-    saved = load_run(tmp_path / "ens")
+    saved = LoadedRun.load(tmp_path / "ens")
     from orderlearn.data.splits import load_training
 
     val = load_training(saved.config.data).val
@@ -132,8 +133,8 @@ def test_checkpoint_ensemble_is_calibrated_on_its_ensembled_probabilities(synthe
     before = comparators_link(results)
 
     def fitted_on(route_checkpoints: list[str]) -> tuple[float, float]:
-        saved.route.evaluator.checkpoints = route_checkpoints
-        probs = saved.route.comparisons(val, "validation").for_scoring
+        route = saved.route.with_recipe(dataclasses.replace(saved.recipe, checkpoints=route_checkpoints))
+        probs = route.comparisons(val, "validation").for_scoring
         link = before.fit(delta, probs.reshape(-1, probs.shape[-1]).double())
         return link.slope, link.tie_width
 
@@ -189,7 +190,7 @@ def test_reference_positions_are_fitted_saved_and_used_by_every_scoring_path(syn
     results = run_experiment(config_from_dict(raw))
     evaluator = json.loads((tmp_path / "positions" / "scorer.json").read_text())
     positions = torch.tensor(evaluator["reference_positions"], dtype=torch.float64)
-    saved = load_run(tmp_path / "positions")
+    saved = LoadedRun.load(tmp_path / "positions")
     assert positions.shape == saved.bank.scores.shape and evaluator["link_source"] == "default"
     shift = (positions - saved.bank.scores).abs()
     assert results["reference_calibration"]["mean_abs_shift"] == pytest.approx(float(shift.mean()), rel=1e-9)

@@ -237,7 +237,7 @@ def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_ap
     and the images; its features equal float32's to rounding, yet are cached under their own key
     so a run's numbers never depend on which format filled the cache."""
     import orderlearn.runs.recipe as run
-    import orderlearn.runs.saved as saved_run
+    import orderlearn.runs.loaded as loaded_run
 
     built = []
 
@@ -247,7 +247,7 @@ def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_ap
 
     build_model = run.build_model
     monkeypatch.setattr(run, "build_model", keep)
-    monkeypatch.setattr(saved_run, "build_model", keep)
+    monkeypatch.setattr(loaded_run, "build_model", keep)
     results = {}
     for channels_last in (False, True):
         raw = {"name": "partial", "seed": 0, "output_dir": str(tmp_path / f"run_{channels_last}"), "task": "regressor",
@@ -257,7 +257,7 @@ def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_ap
                          "select_metric": "val_mae", "channels_last": channels_last},
                "scorer": {"name": "bt-grid", "step": 0.01}}
         results[channels_last] = run.run_experiment(config_from_dict(raw))
-    saved_run.load_run(tmp_path / "run_True")  # scoring a saved run computes its features as the run did
+    loaded_run.LoadedRun.load(tmp_path / "run_True")  # scoring a saved run computes its features as the run did
     assert len(built) == 3
     convs = [[m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)] for model in built]
     assert all(w.is_contiguous() for w in convs[0])

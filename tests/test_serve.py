@@ -130,10 +130,10 @@ def score_on_the_page(bundle: Path, photo: Path, align: str, screenshot: Optiona
                       screenshot_height: Optional[int] = None) -> str:
     """Start the page of ``bundle``, upload ``photo`` in headless Chromium, return the score it shows."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from orderlearn.runs.bundle import load_model
+    from orderlearn.runs.loaded import LoadedRun
     from orderlearn.commands.serve import build_app
 
-    app = build_app(load_model(bundle), align=align)
+    app = build_app(LoadedRun.load(bundle), align=align)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True, quiet=True)
     browser = DevToolsPipe(find_chromium())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -58,27 +58,49 @@ def compare_all(view: Comparator, test: torch.Tensor, refs: torch.Tensor, accele
 
 @dataclass
 class Member:
-    """One checkpoint of the run as a comparator view, with the images' embeddings under it."""
+    """One checkpoint of the run as a comparator view, with one image set's embeddings and the
+    bank's under it. ``activate`` puts this checkpoint's weights into the model the views share
+    (None when the run has one checkpoint, whose weights stay loaded): a view's ``compare`` reads
+    the model's weights when it is called, not when the view was made."""
 
     view: nn.Module
-    test: torch.Tensor
-    val: torch.Tensor
+    images: torch.Tensor
     bank: torch.Tensor
+    activate: Optional[Callable[[], None]] = None
+
+    def ready(self) -> nn.Module:
+        """The view, with this checkpoint's weights in the model."""
+        if self.activate is not None:
+            self.activate()
+        return self.view
+
+
+def compare_members(members: Sequence[Member], accelerator: Accelerator, name: str,
+                    reverse: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Every image × every reference, averaged over the checkpoints: forward (image, ref)
+    ``[N, R, K]`` and, when ``reverse``, (ref, image) in the forward index order (not label-swapped)."""
+    forward, backward = [], []
+    for member in members:
+        view = member.ready()
+        forward.append(compare_all(view, member.images, member.bank, accelerator, desc=f"{name} x bank"))
+        if reverse:
+            backward.append(compare_all(view, member.bank, member.images, accelerator, desc=f"bank x {name}").transpose(0, 1))
+    return torch.stack(forward).mean(0), torch.stack(backward).mean(0) if backward else None
 
 
 class ComparatorCalls:
     """``compare_fn`` for :class:`scorers.ActiveScorer` backed by the run's comparator itself.
 
-    Answers (image i, reference j) pairs with each checkpoint view's ``compare`` on the cached
-    embeddings, in batches of the view's ``pair_batch_size``, averaging the checkpoints as the
-    run does; with ``both_orders`` it also asks (reference, image) and merges the two with
-    :func:`scorers.combine_orders`, which costs two calls. ``calls`` [N] counts comparator calls
+    Answers (image i, reference j) pairs with each checkpoint view's ``compare`` (under that
+    checkpoint's weights) on the cached embeddings, in batches of the view's ``pair_batch_size``,
+    averaging the checkpoints as the run does; with ``both_orders`` it also asks (reference,
+    image) and merges the two with :func:`scorers.combine_orders`, which costs two calls. ``calls`` [N] counts comparator calls
     per image (per checkpoint); ``seconds`` the time spent in them.
     """
 
-    def __init__(self, members: Sequence[Member], images: str, accelerator: Accelerator, both_orders: bool = False) -> None:
-        self.members, self.images, self.accelerator, self.both_orders = list(members), images, accelerator, both_orders
-        self.calls = torch.zeros(len(getattr(self.members[0], images)), dtype=torch.long)
+    def __init__(self, members: Sequence[Member], accelerator: Accelerator, both_orders: bool = False) -> None:
+        self.members, self.accelerator, self.both_orders = list(members), accelerator, both_orders
+        self.calls = torch.zeros(len(self.members[0].images), dtype=torch.long)
         self.seconds = 0.0
 
     @torch.no_grad()
@@ -94,11 +116,12 @@ class ComparatorCalls:
             raise ValueError(f"test_idx {tuple(test_idx.shape)} and ref_idx {tuple(ref_idx.shape)} must be equal 1-D shapes")
         forward, reverse = [], []
         for member in self.members:
-            emb, batch = getattr(member, self.images), member.view.pair_batch_size
+            view = member.ready()
+            emb, batch = member.images, view.pair_batch_size
             chunks = [(emb[test_idx[i:i + batch]], member.bank[ref_idx[i:i + batch]]) for i in range(0, len(test_idx), batch)]
-            forward.append(torch.cat([self._probs(member.view, a, b) for a, b in chunks]))
+            forward.append(torch.cat([self._probs(view, a, b) for a, b in chunks]))
             if self.both_orders:
-                reverse.append(torch.cat([self._probs(member.view, b, a) for a, b in chunks]))
+                reverse.append(torch.cat([self._probs(view, b, a) for a, b in chunks]))
         p = torch.stack(forward).mean(0)
         if self.both_orders:
             p = scorers.combine_orders(p, torch.stack(reverse).mean(0))

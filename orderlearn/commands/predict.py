@@ -2,7 +2,7 @@
 
 Each photo is (optionally) aligned into the training faces' frame (:mod:`orderlearn.data.alignment`),
 then scored exactly as the model's run scored its test set: the same bank route, the same
-:class:`~orderlearn.bank.evaluator.BankEvaluator`. An aligned crop is written as a lossless PNG
+:class:`~orderlearn.bank.scoring_recipe.ScoringRecipe`. An aligned crop is written as a lossless PNG
 into a working folder and scored from there, so it goes through the very preprocessing and
 feature cache a training image went through; with ``--align none`` the file itself is scored,
 which gives the run's own ``scores.csv`` numbers for its test images.
@@ -25,8 +25,8 @@ import torch
 import scorers
 
 from orderlearn.data.alignment import FaceAligner
-from orderlearn.bank.evaluator import Comparisons
-from orderlearn.runs.bundle import ScoringModel
+from orderlearn.bank.route import Comparisons
+from orderlearn.runs.loaded import LoadedRun
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.commands.score import collect_images
@@ -59,7 +59,7 @@ class Predictions:
     scores: Optional[scorers.Scores] = None
 
 
-def predict(model: ScoringModel, inputs: Sequence[Path], work_dir: Path, align: str = "mtcnn",
+def predict(model: LoadedRun, inputs: Sequence[Path], work_dir: Path, align: str = "mtcnn",
             one_face: bool = False) -> Predictions:
     """Score every image file named or under a named folder; aligned crops go into ``work_dir``."""
     if align not in ALIGN_CHOICES:
@@ -69,10 +69,8 @@ def predict(model: ScoringModel, inputs: Sequence[Path], work_dir: Path, align: 
     originals, scored, faces = prepare(model, found.samples, Path(work_dir), align, one_face, result.failed)
     if not scored:
         return result
-    route = model.saved.route
-    comparisons = route.comparisons(scored, "photos")
-    scores = route.score(comparisons)
-    bank_scores = model.saved.bank.scores
+    comparisons, scores = model.score(scored, "photos")
+    bank_scores = model.bank.scores
     for i, sample in enumerate(originals):
         result.items.append(Prediction(
             file=str(sample.path), score=float(scores.value[i]), std=_value(scores.std, i), lower95=_value(scores.lower, i),
@@ -81,7 +79,7 @@ def predict(model: ScoringModel, inputs: Sequence[Path], work_dir: Path, align: 
     return result
 
 
-def prepare(model: ScoringModel, samples: list[ScoredImage], work_dir: Path, align: str, one_face: bool,
+def prepare(model: LoadedRun, samples: list[ScoredImage], work_dir: Path, align: str, one_face: bool,
             failed: list[tuple[Path, str]]) -> tuple[list[ScoredImage], list[ScoredImage], list[Optional[int]]]:
     """(the photos that will be scored, what is scored for each, faces found); failures appended."""
     if align == "none":

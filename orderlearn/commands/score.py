@@ -1,5 +1,6 @@
 """``orderlearn score``: score a run's test split, or a user's image files and folders, against
-the run's bank, exactly as the run scored its test set (its :class:`BankEvaluator`).
+the run's bank, exactly as the run scored its test set (its
+:class:`~orderlearn.bank.scoring_recipe.ScoringRecipe`).
 
 Writes a CSV with the score, its posterior std and 95% interval (the run's calibrated width).
 Over user files the good images are scored and the bad ones (unreadable, not an image) are
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from orderlearn.data.splits import load_test
 from orderlearn.errors import DataError
 from orderlearn.data.images import load_image
+from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.outputs import write_scores_csv
-from orderlearn.runs.saved import SavedRun, load_run
 from orderlearn.types import ScoredImage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +65,7 @@ def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[
     """Score ``images`` (default: the run's test split); returns the CSV and the failed files.
     ``plot``: pictures of the decision for the first ``plot`` images, into ``plot_dir``
     (default ``RUN/plots``)."""
-    saved = load_run(Path(run))
+    loaded = LoadedRun.from_run(run)
     failed: list[tuple[Path, str]] = []
     if images:
         inputs = collect_images(images)
@@ -72,23 +73,21 @@ def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[
         if not samples:
             raise DataError("no image could be scored: " + "; ".join(f"{p}: {why}" for p, why in failed))
     else:
-        samples = load_test(saved.config.data)
-    comparisons = saved.route.comparisons(samples, "images")
-    scores = saved.route.score(comparisons, scorer_name)
+        samples = load_test(loaded.config.data)
+    comparisons, scores = loaded.score(samples, "images", scorer_name)
     out = Path(out) if out else Path(run) / "scored.csv"
-    if saved.accelerator.is_main_process:
+    if loaded.accelerator.is_main_process:
         write_scores_csv(out, samples, scores)
         if plot:
-            plot_scored(saved, samples[:plot], comparisons.for_scoring, scores, Path(plot_dir or Path(run) / "plots"))
+            plot_scored(loaded, samples[:plot], comparisons.for_scoring, scores, Path(plot_dir or Path(run) / "plots"))
     return out, failed
 
 
-def plot_scored(saved: "SavedRun", samples: Sequence[ScoredImage], for_scoring: "torch.Tensor", scores: "scorers.Scores",
+def plot_scored(loaded: LoadedRun, samples: Sequence[ScoredImage], for_scoring: "torch.Tensor", scores: "scorers.Scores",
                 out_dir: Path) -> list[Path]:
     """Decision pictures of the first ``len(samples)`` scored images (true scores marked where known)."""
-    from orderlearn.runs.bundle import ReferenceImages
     from orderlearn.report.decision_plots import decisions_for, plot_decisions
 
     paths = [s.path for s in samples]
-    decisions = decisions_for([p.name for p in paths], paths, for_scoring, scores, saved.bank.scores, [s.score for s in samples])
-    return plot_decisions(out_dir, decisions, saved.evaluator, ReferenceImages(saved.bank).get)
+    decisions = decisions_for([p.name for p in paths], paths, for_scoring, scores, loaded.bank.scores, [s.score for s in samples])
+    return plot_decisions(out_dir, decisions, loaded.recipe, loaded.references.get)

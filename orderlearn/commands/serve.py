@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
-from orderlearn.runs.bundle import ScoringModel
+from orderlearn.runs.loaded import LoadedRun
 from orderlearn.report.decision_plots import decisions_for, plot_decision
 from orderlearn.errors import ConfigError
 from orderlearn.commands.predict import predict
@@ -33,7 +33,7 @@ def import_gradio() -> Any:
 class PhotoScorer:
     """What the page calls for one uploaded photo: predict, then draw the decision."""
 
-    def __init__(self, model: ScoringModel, align: str, one_face: bool, work_dir: Path) -> None:
+    def __init__(self, model: LoadedRun, align: str, one_face: bool, work_dir: Path) -> None:
         self.model, self.align, self.one_face, self.work_dir = model, align, one_face, Path(work_dir)
 
     def __call__(self, photo: Optional[str]) -> tuple[str, str, str, str, str]:
@@ -48,21 +48,21 @@ class PhotoScorer:
             raise gr.Error(f"not scored: {result.failed[0][1]}")
         item = result.items[0]
         (stem, decision), = decisions_for(["your photo"], [result.scored[0].path], result.comparisons.for_scoring,
-                                          result.scores, self.model.saved.bank.scores)
-        picture = plot_decision(call_dir / f"{stem}.png", decision, self.model.saved.evaluator, self.model.references.get)
+                                          result.scores, self.model.bank.scores)
+        picture = plot_decision(call_dir / f"{stem}.png", decision, self.model.recipe, self.model.references.get)
         interval = "" if item.lower95 is None else f"{item.lower95:.3f} – {item.upper95:.3f}"
         return str(result.scored[0].path), f"{item.score:.6f}", interval, f"{item.percentile:.1f}", str(picture)
 
 
-def build_app(model: ScoringModel, align: str = "mtcnn", one_face: bool = False, work_dir: Optional[Path] = None) -> Any:
+def build_app(model: LoadedRun, align: str = "mtcnn", one_face: bool = False, work_dir: Optional[Path] = None) -> Any:
     """The Gradio Blocks page of ``model``."""
     gr = import_gradio()
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="orderlearn-serve-"))
     scorer = PhotoScorer(model, align, one_face, work)
-    low, high = model.saved.evaluator.low, model.saved.evaluator.high
-    with gr.Blocks(title=f"orderlearn: {model.saved.config.name}") as app:
-        gr.Markdown(f"## {model.saved.config.name}\nA score from {low:g} to {high:g} by comparison with "
-                    f"{len(model.saved.bank)} scored reference faces ({model.saved.config.model.name}, "
+    low, high = model.recipe.low, model.recipe.high
+    with gr.Blocks(title=f"orderlearn: {model.config.name}") as app:
+        gr.Markdown(f"## {model.config.name}\nA score from {low:g} to {high:g} by comparison with "
+                    f"{len(model.bank)} scored reference faces ({model.config.model.name}, "
                     f"{'aligned with MTCNN' if align == 'mtcnn' else 'no alignment'}). Upload a photo of one face.")
         with gr.Row():
             photo = gr.Image(type="filepath", format="png", image_mode="RGB", sources=["upload"], label="photo",
@@ -77,6 +77,6 @@ def build_app(model: ScoringModel, align: str = "mtcnn", one_face: bool = False,
     return app
 
 
-def serve(model: ScoringModel, align: str, one_face: bool, host: str, port: int) -> None:
+def serve(model: LoadedRun, align: str, one_face: bool, host: str, port: int) -> None:
     """Start the page and block until interrupted."""
     build_app(model, align, one_face).launch(server_name=host, server_port=port, show_error=True)

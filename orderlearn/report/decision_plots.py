@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 import scorers  # noqa: E402
 
-from orderlearn.bank.evaluator import BankEvaluator  # noqa: E402
+from orderlearn.bank.scoring_recipe import ScoringRecipe  # noqa: E402
 from orderlearn.types import PairLabel  # noqa: E402
 
 LABEL_COLOURS = {PairLabel.FIRST: "#1a9850", PairLabel.SECOND: "#d73027", PairLabel.SIMILAR: "#7f7f7f"}
@@ -50,12 +50,12 @@ class Decision:
     truth: Optional[float] = None
 
 
-def nll_curve(evaluator: BankEvaluator, probs: torch.Tensor, ref_scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def nll_curve(recipe: ScoringRecipe, probs: torch.Tensor, ref_scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(grid, NLL − min NLL) of one image under the run's link and hard/soft setting."""
-    step = (evaluator.high - evaluator.low) / (CURVE_POINTS - 1)
-    link = {} if evaluator.link is None else {"link": dict(evaluator.link)}
-    grid_scorer = scorers.create("bt-grid", low=evaluator.low, high=evaluator.high, step=step,
-                                 soft=bool(evaluator.scorer_args.get("soft", False)), **link)
+    step = (recipe.high - recipe.low) / (CURVE_POINTS - 1)
+    link = {} if recipe.link is None else {"link": dict(recipe.link)}
+    grid_scorer = scorers.create("bt-grid", low=recipe.low, high=recipe.high, step=step,
+                                 soft=bool(recipe.scorer_args.get("soft", False)), **link)
     nll = grid_scorer.nll(probs[None].double(), ref_scores.double())[0]
     return grid_scorer.grid().numpy(), (nll - nll.min()).numpy()
 
@@ -65,12 +65,12 @@ def nearest_references(ref_scores: torch.Tensor, estimate: float, count: int = N
     return sorted(order.tolist(), key=lambda i: float(ref_scores[i]))
 
 
-def plot_decision(out: Path, decision: Decision, evaluator: BankEvaluator,
+def plot_decision(out: Path, decision: Decision, recipe: ScoringRecipe,
                   reference_image: Callable[[int], Optional[Image.Image]]) -> Path:
     """Write the three-panel picture of ``decision`` to ``out`` (PNG)."""
     fig = plt.figure(figsize=(13.5, 3.6), dpi=80)
     grid = fig.add_gridspec(1, 3, width_ratios=[1.0, 1.1, 1.4], wspace=0.28)
-    _nll_panel(fig.add_subplot(grid[0]), decision, evaluator)
+    _nll_panel(fig.add_subplot(grid[0]), decision, recipe)
     _comparison_panel(fig.add_subplot(grid[1]), decision)
     _faces_panel(fig, grid[2], decision, reference_image)
     fig.suptitle(decision.title, fontsize=10)
@@ -90,13 +90,13 @@ def _mark_estimate(ax: plt.Axes, d: Decision) -> None:
         ax.axvline(d.truth, color="black", lw=1, ls="--", label=f"true {d.truth:.2f}")
 
 
-def _nll_panel(ax: plt.Axes, d: Decision, evaluator: BankEvaluator) -> None:
-    grid, nll = nll_curve(evaluator, d.probs, d.ref_scores)
+def _nll_panel(ax: plt.Axes, d: Decision, recipe: ScoringRecipe) -> None:
+    grid, nll = nll_curve(recipe, d.probs, d.ref_scores)
     ax.plot(grid, nll, color="black", lw=1.2)
     _mark_estimate(ax, d)
     visible = nll[(grid >= d.estimate - 1.0) & (grid <= d.estimate + 1.0)]
     ax.set_ylim(-0.05 * max(visible.max(), 1e-6), 1.05 * max(visible.max(), 1e-6))
-    ax.set_xlim(evaluator.low, evaluator.high)
+    ax.set_xlim(recipe.low, recipe.high)
     ax.set_xlabel("score s")
     ax.set_ylabel("NLL(s) − min")
     ax.set_title("Bradley–Terry negative log-likelihood", fontsize=9)
@@ -143,10 +143,10 @@ def _faces_panel(fig: plt.Figure, cell: object, d: Decision, reference_image: Ca
         ax.set_yticks([])
 
 
-def plot_decisions(out_dir: Path, decisions: Sequence[tuple[str, Decision]], evaluator: BankEvaluator,
+def plot_decisions(out_dir: Path, decisions: Sequence[tuple[str, Decision]], recipe: ScoringRecipe,
                    reference_image: Callable[[int], Optional[Image.Image]]) -> list[Path]:
     """One PNG per (file stem, decision) under ``out_dir``."""
-    return [plot_decision(Path(out_dir) / f"{stem}.png", d, evaluator, reference_image) for stem, d in decisions]
+    return [plot_decision(Path(out_dir) / f"{stem}.png", d, recipe, reference_image) for stem, d in decisions]
 
 
 def decisions_for(names: Sequence[str], scored: Sequence[Path], for_scoring: torch.Tensor, scores: scorers.Scores,

@@ -6,8 +6,8 @@ A regressor walks the same road as a comparator from "fit" on: its comparator vi
 bank, under the same scorer options, as any comparator; its direct route is its own score.
 ``run_experiment(config)`` writes into ``config.output_dir``: ``config.yaml``, ``<kind>/``
 (the training loop's checkpoints and metrics; kind = comparator | regressor), ``bank.json``,
-``scorer.json`` (the :class:`~orderlearn.bank.evaluator.BankEvaluator` that ``score`` and
-``active`` load), ``scores.csv``, ``results.json``, ``report.md``, ``scatter.png``.
+``scorer.json`` (the :class:`~orderlearn.bank.scoring_recipe.ScoringRecipe` that ``score``,
+``active``, ``predict`` and ``export`` load), ``scores.csv``, ``results.json``, ``report.md``, ``scatter.png``.
 """
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ import comparators
 import scorers
 from comparators.base import Comparator, Model
 
+from orderlearn.bank.phase import bank_phase
 from orderlearn.bank.references import ReferenceBank
-from orderlearn.bank.evaluator import EVALUATOR_FILE, BankEvaluator, BankRoute, Comparisons, interval_coverage
+from orderlearn.bank.route import BankRoute, Comparisons
+from orderlearn.bank.scoring_recipe import RECIPE_FILE, ScoringRecipe, interval_coverage
 from orderlearn.config import ExperimentConfig
 from orderlearn.errors import ConfigError
 from orderlearn.data.splits import load_second_test, load_test, load_training
@@ -59,23 +61,18 @@ def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator,
     features = feature_extractor(config, accelerator)
     trained = fit_model(model, splits, config, accelerator, features, out / config.task, resume)
 
-    bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
-    evaluator = BankEvaluator.from_config(config, [str(c.relative_to(out)) for c in bank_checkpoints(trained, config)])
-    route = BankRoute(model, evaluator, bank, out, features, accelerator, config.train.eval_batch_size)
-    route.fit_views(splits.val, config.pairs.margin)  # a regressor's view fits its link; comparators: nothing
-    uncalibrated = dataclasses.replace(evaluator)
-    calibration = route.calibrate(splits.val, config.scorer.calibrate_link, config.scorer.calibrate_intervals,
-                                  config.scorer.calibrate_references)
-
+    fitted = bank_phase(model, config, splits, out, [str(c.relative_to(out)) for c in bank_checkpoints(trained, config)],
+                        features, accelerator)
+    bank, route = fitted.bank, fitted.route
     test = load_test(config.data)
     accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
-    comparisons = route.comparisons(test, "test")
-    scores = route.score(comparisons)
+    comparisons, scores = fitted.score(test)
     direct = direct_scores(model, trained.best_checkpoint, splits, test, config, accelerator, features, out / "direct")
     tests = [test] + ([load_second_test(config.data)] if config.data.second is not None else [])
     classified = direct_classifications(model, tests, config, accelerator, features) if direct is not None else {}
 
-    results = collect_results(config, trained, bank, route, uncalibrated, calibration, comparisons, scores, test, direct)
+    results = collect_results(config, trained, bank, route, fitted.uncalibrated, fitted.calibration, comparisons, scores,
+                              test, direct)
     if classified:
         results["direct"].update(classified)
     results.update(model.run_summary())
@@ -86,7 +83,7 @@ def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator,
     if accelerator.is_main_process:
         model.write_figures(out)
         bank.save(out / "bank.json")
-        evaluator.save(out / EVALUATOR_FILE)
+        route.recipe.save(out / RECIPE_FILE)
         print("\n" + write_run_outputs(out, config.name, config.model.name, test, scores, direct, results))
     accelerator.end_training()
     return results
@@ -145,14 +142,14 @@ def bank_checkpoints(trained: TrainResult, config: ExperimentConfig) -> list[Pat
 
 
 def collect_results(config: ExperimentConfig, trained: TrainResult, bank: ReferenceBank, route: BankRoute,
-                    uncalibrated: BankEvaluator, calibration: dict[str, Any], comparisons: Comparisons,
+                    uncalibrated: ScoringRecipe, calibration: dict[str, Any], comparisons: Comparisons,
                     scores: "scorers.Scores", test: list, direct: Optional[torch.Tensor]) -> dict[str, Any]:
-    """results.json: training history, both routes' metrics, the bank evaluator, diagnostics."""
+    """results.json: training history, both routes' metrics, the scoring recipe, diagnostics."""
     truth = [s.score for s in test]
     results: dict[str, Any] = {
         "name": config.name, "method": config.model.name, "task": config.task,
         "train": {"best_epoch": trained.best_epoch, "best_" + config.train.select_metric: trained.best_metric, "history": trained.history},
-        "bank_size": len(bank), "scorer": dataclasses.asdict(route.evaluator),
+        "bank_size": len(bank), "scorer": dataclasses.asdict(route.recipe),
         "order_learned": score_metrics(scores.value.tolist(), truth, config.cs_thresholds),
         "link_calibration": None, "interval_calibration": None, "interval_coverage": interval_coverage(scores, truth),
         "reference_calibration": calibration.get("reference_positions"),
@@ -168,7 +165,7 @@ def collect_results(config: ExperimentConfig, trained: TrainResult, bank: Refere
         results["link_calibration"] = {**{k: calibration["link"][k] for k in ("slope", "tie_width")},
                                        "default_link": calibration["link"]["before"]}
     if "std_scale" in calibration:
-        raw = dataclasses.replace(route.evaluator, interval_scale=None).score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
+        raw = dataclasses.replace(route.recipe, interval_scale=None).score_with(comparisons.for_scoring, bank.scores, mask=comparisons.mask)
         results["interval_calibration"] = {"std_scale": calibration["std_scale"], "coverage_uncalibrated": interval_coverage(raw, truth)}
     if direct is not None:
         results["direct"] = score_metrics(direct.tolist(), truth, config.cs_thresholds)
