@@ -88,6 +88,7 @@ def test_in_batch_validation_equals_the_fixed_recipe_validation_on_the_same_pair
     assert ours["val_loss"] == pytest.approx(fixed["val_loss"], rel=1e-5)
 
 
+@pytest.mark.slow  # a fine-tuning run, ~4 s
 def test_an_in_batch_run_end_to_end_and_its_checkpoint_loads_into_the_bare_comparator(synthetic_root, tmp_path):
     from orderlearn.runs.recipe import run_experiment
     from orderlearn.engine.training import load_weights

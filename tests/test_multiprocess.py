@@ -36,6 +36,8 @@ from orderlearn.runs.recipe import run_experiment
 
 from test_training_pipeline import tiny_config
 
+pytestmark = pytest.mark.slow  # two processes under torch.distributed.run
+
 REPO = Path(__file__).resolve().parents[1]
 
 

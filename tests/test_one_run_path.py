@@ -149,6 +149,7 @@ def comparators_link(results: dict):
     return Link.from_config(results["link_calibration"]["default_link"])
 
 
+@pytest.mark.slow  # four runs, ~6 s
 def test_folds_share_the_feature_cache_and_a_warm_cache_changes_no_number(synthetic_root, tmp_path, feature_cache_dir):
     def run(name: str, split: str) -> dict:
         raw = tiny_config(synthetic_root, tmp_path / name, epochs=1)

@@ -242,6 +242,7 @@ def running_fit(out: Path, started: Path) -> Iterator[subprocess.Popen]:
         proc.wait()
 
 
+@pytest.mark.slow  # a subprocess
 def test_second_run_into_the_same_folder_fails_naming_the_first_and_a_dead_ones_lock_is_taken_over(tmp_path):
     out = tmp_path / "run"
     with running_fit(out, tmp_path / "started") as first:

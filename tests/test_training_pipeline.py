@@ -57,6 +57,7 @@ def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeyp
     assert "| direct |" in (out / "report.md").read_text().replace("embeddings + regression head ", "")
 
 
+@pytest.mark.slow  # two runs, ~4 s
 def test_same_config_and_seed_give_same_numbers(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = run_experiment(config_from_dict(tiny_config(synthetic_root, tmp_path / "a", epochs=1)))
@@ -71,6 +72,7 @@ def resumable(root: Path, out: Path, epochs: int) -> dict:
     return {**raw, "schedule": {"name": "constant"}, "direct_baseline": False}
 
 
+@pytest.mark.slow  # three runs, ~8 s
 def test_resume_continues_where_it_stopped(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     straight = run_experiment(config_from_dict(resumable(synthetic_root, tmp_path / "straight", 2)))
