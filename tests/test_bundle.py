@@ -18,12 +18,13 @@ from orderlearn.runs.bundle import BUNDLE_SUFFIXES, bundle_files, load_bundle, l
 from orderlearn.cli import main
 from orderlearn.errors import DataError
 
+from builders import TINY_IMAGE
 from test_predict import read_csv, test_faces, tiny_scut_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 PICKLE_OR_ZIP = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
-REGRESSOR = {"name": "plain", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "loss": "mse"}
+REGRESSOR = {"name": "plain", **TINY_IMAGE, "loss": "mse"}
 
 
 @pytest.fixture(scope="module")

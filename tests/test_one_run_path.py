@@ -22,7 +22,7 @@ from orderlearn.config import config_from_dict
 from orderlearn.runs.recipe import run_experiment
 from orderlearn.runs.saved import load_run
 
-from test_training_pipeline import tiny_config
+from builders import TINY_IMAGE, small_run, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,13 +83,8 @@ def test_a_forward_only_comparator_registered_here_runs_through_orderlearn_run(s
 def dld_soft_run(synthetic_root, tmp_path_factory):
     """A tiny dual-label-distribution run scored through the bank with soft labels."""
     out = tmp_path_factory.mktemp("dld") / "run"
-    raw = {
-        "name": "dld-soft", "seed": 0, "output_dir": str(out), "task": "regressor",
-        "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
-        "model": {"name": "dual-label-distribution", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "resize": None},
-        "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none", "select_metric": "val_pc"},
-        "scorer": {"name": "bt-grid", "step": 0.001, "soft": True},
-    }
+    raw = small_run(synthetic_root, out, {"name": "dual-label-distribution", **TINY_IMAGE, "resize": None}, name="dld-soft",
+                    train={"select_metric": "val_pc"}, scorer={"name": "bt-grid", "step": 0.001, "soft": True})
     return out, run_experiment(config_from_dict(raw))
 
 

@@ -403,8 +403,9 @@ def assert_same_final_weights(straight: Path, broken: Path) -> None:
 
 def test_siamese_resume_is_exact(synthetic_root, tmp_path):
     import comparators
+    from builders import TINY_BACKBONE
 
-    args = {"backbone": "mobilenetv2_035", "weights": "random", "image_size": 32, "projection": 16, "hidden": 16}
+    args = {**TINY_BACKBONE, "image_size": 32, "projection": 16, "hidden": 16}
 
     def config_of(out: Path):
         return config_from_dict({
