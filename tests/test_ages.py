@@ -28,6 +28,7 @@ def test_cumulative_score_counts_the_share_within_the_threshold():
     assert "cs5" not in score_metrics([1, 2], [1, 2])
 
 
+@pytest.mark.slow  # a partial fine-tuning run, ~2 s
 def test_relative_position_partial_run_reports_cs_gender_and_its_command(tmp_path, capsys):
     root = generate_synthetic_ages(tmp_path / "ages", n_images=150, image_size=48)
     config = {

@@ -175,6 +175,7 @@ def test_a_budget_asks_only_that_many_references_in_every_scoring_path(synthetic
     assert [r["score"] for r in again] == [r["score"] for r in saved]
 
 
+@pytest.mark.slow  # a run and every scoring path, ~3 s
 def test_reference_positions_are_fitted_saved_and_used_by_every_scoring_path(synthetic_root, tmp_path, monkeypatch):
     """scorer.calibrate_references: the positions are fitted on validation x bank,
     saved in scorer.json, and `score` and `active` score against them as the run did."""

@@ -143,6 +143,7 @@ def test_view_and_split_options_are_checked_at_load(synthetic_root):
     assert config_from_dict({**base, "model": {**base["model"], "trainable_from": 6}}).model.args["trainable_from"] == 6
 
 
+@pytest.mark.slow  # a partial fine-tuning run, ~2 s
 def test_a_partial_run_trains_only_the_top_and_caches_each_image_and_view_once(synthetic_root, tmp_path, feature_cache_dir):
     from safetensors.torch import load_file
 
@@ -228,6 +229,7 @@ def test_features_of_another_precision_are_not_taken_from_the_cache(synthetic_ro
     assert len(list(feature_cache_dir.glob("*/*.npy"))) == 6  # one entry per image and precision
 
 
+@pytest.mark.slow  # two runs, ~2-3 s
 def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_apart(synthetic_root, tmp_path,
                                                                                    feature_cache_dir, monkeypatch):
     """train.channels_last converts the model (its conv weights, so every conv's output follows)

@@ -401,6 +401,7 @@ def assert_same_final_weights(straight: Path, broken: Path) -> None:
     assert trace[0] == trace[1] and len(trace[0]) == 6
 
 
+@pytest.mark.slow  # two fine-tuning runs, ~2 s
 def test_siamese_resume_is_exact(synthetic_root, tmp_path):
     import comparators
     from builders import TINY_BACKBONE

@@ -13,6 +13,7 @@ from orderlearn.runs.recipe import run_experiment
 from builders import TINY_IMAGE, small_run, tiny_config
 
 
+@pytest.mark.slow  # a run, then score and evaluate, ~3-4 s
 def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the embedding cache lives under ./runs
     out = tmp_path / "run"
