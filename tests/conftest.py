@@ -1,7 +1,14 @@
 """Shared fixtures: the real SCUT-FBP5500 folder (skips cleanly where ../shared is absent)
-and small synthetic datasets generated once per session."""
+and small synthetic datasets generated once per session; and the test tiers.
+
+Tiers: ``pytest -m "not slow"`` is the inner loop (under a minute on 2 cores); plain ``pytest``
+(what CI runs) runs everything but ``benchmark`` and ``gpu`` tests, which run only when the
+``-m`` expression names them (``pytest -m benchmark``). A test that reads the real datasets
+is ``slow`` wherever it is, so the fast tier is the same on a machine without them.
+"""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import os
@@ -26,6 +33,25 @@ SCUT_ROOT = SHARED / "data" / "scut-fbp5500"
 AAF_MANIFEST = SHARED / "data" / "all-age-faces" / "manifest.csv"
 
 torch.set_num_threads(2)
+
+REAL_DATA_FIXTURES = ("scut_root", "aaf_manifest")
+OPT_IN_MARKERS = ("benchmark", "gpu")
+
+
+@pytest.hookimpl(tryfirst=True)  # the slow marks must be on before -m "not slow" deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests on the real datasets ``slow``; deselect ``benchmark`` and ``gpu`` tests unless
+    the ``-m`` expression names them (``-m "not slow"`` alone must not bring them in)."""
+    for item in items:
+        if any(name in item.fixturenames for name in REAL_DATA_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+    asked = config.getoption("markexpr") or ""
+    opt_out = [m for m in OPT_IN_MARKERS if not re.search(rf"\b{m}\b", asked)]
+    dropped = [item for item in items if any(item.get_closest_marker(m) for m in opt_out)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(dropped)
+        items[:] = [item for item in items if item not in gone]
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from orderlearn.bank.comparisons import compare_all
 from orderlearn.runs.recipe import run_experiment
 from orderlearn.engine.training import make_accelerator
 
-from test_training_pipeline import TINY_MODEL, tiny_config
+from builders import TINY_MODEL, tiny_config
 
 BUDGETS = (4, 8)
 

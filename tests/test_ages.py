@@ -14,6 +14,8 @@ from orderlearn.cli import main
 from orderlearn.report.metrics import score_metrics
 from orderlearn.data.synthetic import generate_synthetic_ages
 
+from builders import TINY_IMAGE
+
 
 @pytest.fixture(autouse=True)
 def _threads(one_thread):
@@ -26,13 +28,14 @@ def test_cumulative_score_counts_the_share_within_the_threshold():
     assert "cs5" not in score_metrics([1, 2], [1, 2])
 
 
+@pytest.mark.slow  # a partial fine-tuning run, ~2 s
 def test_relative_position_partial_run_reports_cs_gender_and_its_command(tmp_path, capsys):
     root = generate_synthetic_ages(tmp_path / "ages", n_images=150, image_size=48)
     config = {
         "name": "ages-rapl", "seed": 0, "output_dir": str(tmp_path / "run"), "task": "regressor",
         "data": {"kind": "manifest", "root": str(root / "manifest.csv"), "split": "fold1", "val_fraction": 0.2,
                  "score_low": 16, "score_high": 77},
-        "model": {"name": "relative-position", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48,
+        "model": {"name": "relative-position", **TINY_IMAGE,
                   "label_min": 16, "label_max": 77, "label_step": 1, "augment": [], "trainable_from": "blocks.5",
                   "test_flip": True},
         "pairs": {"margin": 3.0},

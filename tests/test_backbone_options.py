@@ -20,10 +20,12 @@ from comparators.siamese import SiameseConfig
 from orderlearn.config import config_from_dict
 from orderlearn.errors import ConfigError
 
+from builders import TINY_BACKBONE, TINY_IR50 as IR50_KWARGS
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(backbone="mobilenetv2_035", weights="random")
-TINY_IR50 = dict(backbone="ir50", weights="random", backbone_kwargs={"widths": (4, 4, 4, 2), "depths": (1, 1, 1, 1)})
+TINY = TINY_BACKBONE
+TINY_IR50 = dict(backbone="ir50", weights="random", backbone_kwargs=IR50_KWARGS)
 OPTIONS = {"siamese": SiameseConfig, "plain": PlainConfig, "comboloss": ComboLossConfig,
            "dual-label-distribution": DualLabelDistributionConfig, "relative-position": RelativePositionConfig}
 

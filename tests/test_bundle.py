@@ -19,12 +19,13 @@ from orderlearn.runs.loaded import LoadedRun
 from orderlearn.cli import main
 from orderlearn.errors import DataError
 
+from builders import TINY_IMAGE
 from test_predict import read_csv, test_faces, tiny_scut_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 PICKLE_OR_ZIP = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
-REGRESSOR = {"name": "plain", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "loss": "mse"}
+REGRESSOR = {"name": "plain", **TINY_IMAGE, "loss": "mse"}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def predict_cpu_only(bundle: Path, photos: Path, out: Path, cwd: Path) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("kind", ["comparator", "regressor"])
 def test_a_bundle_scores_in_a_cpu_only_process_as_the_run_did(runs, kind, tmp_path):
     run = runs[kind]
@@ -139,6 +141,7 @@ def test_a_bundle_exported_from_a_gpu_run_predicts_on_a_cpu_only_process(scut_ro
     assert all(abs(got[k] - float(v)) < 0.05 for k, v in expected.items())  # GPU vs CPU float rounding only
 
 
+@pytest.mark.slow  # a tiny LLaVA run, ~11 s
 def test_a_llava_bundle_holds_the_adapters_and_projector_only(synthetic_root, tmp_path):
     """LMOL: the bundle's weights are the LoRA adapters and the projector (never the base model),
     the config names the base; the bundle scores as the run did."""

@@ -11,6 +11,8 @@ from comparators.backbones import WeightsNotFoundError, create_backbone, find_pa
 from comparators.losses import ComparatorLoss, kl_consistency, weighted_cross_entropy
 from orderlearn.types import swap_first_second
 
+from builders import TINY_IMAGE
+
 
 def test_cross_entropy_and_weighted_by_hand():
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]))
@@ -39,7 +41,7 @@ def test_kl_consistency_by_hand():
 
 def test_siamese_split_equals_forward_and_is_reverse_consistent():
     torch.manual_seed(0)
-    model = comparators.create("siamese", backbone="mobilenetv2_035", weights="random", image_size=48).eval()
+    model = comparators.create("siamese", **TINY_IMAGE).eval()
     a, b = torch.randn(3, 3, 48, 48), torch.randn(3, 3, 48, 48)
     with torch.no_grad():
         direct = model(a, b)

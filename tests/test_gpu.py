@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_DIR = REPO / ".." / "shared" / "models" / "llama2-tokenizer"
 
 
+@pytest.mark.slow  # a subprocess
 def test_gpu_script_stops_at_once_without_cuda(tmp_path):
     """No CUDA (hidden with CUDA_VISIBLE_DEVICES=""): exit 3 with the reason, before any work."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "GPU_RUN_DIR": str(tmp_path / "gpu-runs"), "PYTHON": sys.executable}

@@ -13,7 +13,7 @@ from orderlearn.engine.in_batch import InBatchComparator, InBatchObjective, batc
 from orderlearn.data.pairs import sample_pairs
 from orderlearn.types import PairLabel, labels_from_delta
 
-TINY = {"backbone": "mobilenetv2_035", "weights": "random", "image_size": 48}
+from builders import TINY_IMAGE as TINY, small_run
 
 
 @pytest.fixture(autouse=True)
@@ -88,17 +88,14 @@ def test_in_batch_validation_equals_the_fixed_recipe_validation_on_the_same_pair
     assert ours["val_loss"] == pytest.approx(fixed["val_loss"], rel=1e-5)
 
 
+@pytest.mark.slow  # a fine-tuning run, ~4 s
 def test_an_in_batch_run_end_to_end_and_its_checkpoint_loads_into_the_bare_comparator(synthetic_root, tmp_path):
     from orderlearn.runs.recipe import run_experiment
     from orderlearn.engine.training import load_weights
 
-    raw = {"name": "in-batch", "seed": 0, "output_dir": str(tmp_path / "run"),
-           "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
-           "model": {"name": "siamese", **TINY, "trainable_from": "blocks.4", "test_flip": True},
-           "pairs": {"recipe": "in-batch", "val_total": 300}, "loss": {"name": "ce+kl"},
-           "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none",
-                     "feature_views": ["identity", "hflip"]},
-           "scorer": {"name": "bt-grid", "step": 0.01}}
+    raw = small_run(synthetic_root, tmp_path / "run", {"name": "siamese", **TINY, "trainable_from": "blocks.4", "test_flip": True},
+                    name="in-batch", task=None, train={"feature_views": ["identity", "hflip"]},
+                    pairs={"recipe": "in-batch", "val_total": 300}, loss={"name": "ce+kl"})
     results = run_experiment(config_from_dict(raw))
     assert [h["epoch"] for h in results["train"]["history"]] == [1, 2]
     assert {"direct", "order_learned"} <= set(results) and results["order_learned"]["n"] == 40

@@ -426,6 +426,7 @@ def test_config_round_trip_and_unknown_key():
         LlavaComparatorConfig.from_dict({"lora_rank": 4})
 
 
+@pytest.mark.slow  # two processes under torch.distributed.run
 def test_quantised_model_goes_to_this_processes_gpu(tmp_path):
     """QLoRA under N processes: each process loads its 4-bit copy whole onto its own device
     ({"": local_process_index}), not spread over all GPUs. Checked with 2 CPU processes (gloo)."""

@@ -29,7 +29,8 @@ from benchmarks.llava import write_brightness_coded_faces  # noqa: E402
 from orderlearn.config import config_from_dict  # noqa: E402
 from orderlearn.runs.recipe import run_experiment  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # tiny tensors: threads only add contention
+              pytest.mark.slow]  # a learning run of ~15 s
 
 
 def learns_config(manifest: Path, out: Path) -> dict:

@@ -25,7 +25,8 @@ from comparators.llava import LlavaComparator  # noqa: E402
 from orderlearn.config import config_from_dict  # noqa: E402
 from orderlearn.runs.recipe import run_experiment  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # tiny tensors: threads only add contention
+              pytest.mark.slow]  # tiny LLaVA runs end to end, ~2 s each
 
 N_TEST = 20  # a seeded 20 of fold 1's 40 test images (data.limit_test)
 N_ADAPTER_TENSORS = 2 * 7 * 2 + 4  # 2 layers x 7 projections x (A, B) + projector (2 weights, 2 biases)

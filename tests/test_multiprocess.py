@@ -34,7 +34,9 @@ from orderlearn.cli import main
 from orderlearn.config import config_from_dict
 from orderlearn.runs.recipe import run_experiment
 
-from test_training_pipeline import tiny_config
+from builders import tiny_config
+
+pytestmark = pytest.mark.slow  # two processes under torch.distributed.run
 
 REPO = Path(__file__).resolve().parents[1]
 

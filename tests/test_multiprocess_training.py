@@ -32,6 +32,8 @@ from safetensors.torch import load_file
 from orderlearn.config import load_config
 from orderlearn.runs.recipe import run_experiment
 
+pytestmark = pytest.mark.slow  # two processes under torch.distributed.run
+
 REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-4  # measured: final weights within 2.4e-6, validation losses within 4e-8 (2-core CPU, torch 2.14)
 PER_PROCESS_BATCH = 8

@@ -23,7 +23,7 @@ from orderlearn.config import config_from_dict
 from orderlearn.runs.recipe import run_experiment
 from orderlearn.runs.loaded import LoadedRun
 
-from test_training_pipeline import tiny_config
+from builders import TINY_IMAGE, small_run, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,13 +84,8 @@ def test_a_forward_only_comparator_registered_here_runs_through_orderlearn_run(s
 def dld_soft_run(synthetic_root, tmp_path_factory):
     """A tiny dual-label-distribution run scored through the bank with soft labels."""
     out = tmp_path_factory.mktemp("dld") / "run"
-    raw = {
-        "name": "dld-soft", "seed": 0, "output_dir": str(out), "task": "regressor",
-        "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
-        "model": {"name": "dual-label-distribution", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "resize": None},
-        "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none", "select_metric": "val_pc"},
-        "scorer": {"name": "bt-grid", "step": 0.001, "soft": True},
-    }
+    raw = small_run(synthetic_root, out, {"name": "dual-label-distribution", **TINY_IMAGE, "resize": None}, name="dld-soft",
+                    train={"select_metric": "val_pc"}, scorer={"name": "bt-grid", "step": 0.001, "soft": True})
     return out, run_experiment(config_from_dict(raw))
 
 
@@ -150,6 +145,7 @@ def comparators_link(results: dict):
     return Link.from_config(results["link_calibration"]["default_link"])
 
 
+@pytest.mark.slow  # four runs, ~6 s
 def test_folds_share_the_feature_cache_and_a_warm_cache_changes_no_number(synthetic_root, tmp_path, feature_cache_dir):
     def run(name: str, split: str) -> dict:
         raw = tiny_config(synthetic_root, tmp_path / name, epochs=1)
@@ -180,6 +176,7 @@ def test_a_budget_asks_only_that_many_references_in_every_scoring_path(synthetic
     assert [r["score"] for r in again] == [r["score"] for r in saved]
 
 
+@pytest.mark.slow  # a run and every scoring path, ~3 s
 def test_reference_positions_are_fitted_saved_and_used_by_every_scoring_path(synthetic_root, tmp_path, monkeypatch):
     """scorer.calibrate_references: the positions are fitted on validation x bank,
     saved in scorer.json, and `score` and `active` score against them as the run did."""

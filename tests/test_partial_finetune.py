@@ -12,7 +12,7 @@ from comparators.views import ViewAveraged
 from orderlearn.config import config_from_dict
 from orderlearn.errors import ConfigError
 
-TINY = {"backbone": "mobilenetv2_035", "weights": "random", "image_size": 48}
+from builders import TINY_IMAGE as TINY, small_run
 
 
 @pytest.fixture(autouse=True)
@@ -143,17 +143,15 @@ def test_view_and_split_options_are_checked_at_load(synthetic_root):
     assert config_from_dict({**base, "model": {**base["model"], "trainable_from": 6}}).model.args["trainable_from"] == 6
 
 
+@pytest.mark.slow  # a partial fine-tuning run, ~2 s
 def test_a_partial_run_trains_only_the_top_and_caches_each_image_and_view_once(synthetic_root, tmp_path, feature_cache_dir):
     from safetensors.torch import load_file
 
     from orderlearn.runs.recipe import run_experiment
 
-    raw = {"name": "partial", "seed": 0, "output_dir": str(tmp_path / "run"), "task": "regressor",
-           "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
-           "model": {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4", "test_flip": True},
-           "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none", "select_metric": "val_pc",
-                     "feature_views": ["identity", "hflip"]},
-           "scorer": {"name": "bt-grid", "step": 0.01}}
+    raw = small_run(synthetic_root, tmp_path / "run",
+                    {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4", "test_flip": True}, name="partial",
+                    train={"select_metric": "val_pc", "feature_views": ["identity", "hflip"]})
     results = run_experiment(config_from_dict(raw))
     assert {"direct", "order_learned"} <= set(results)
     assert len(list(feature_cache_dir.glob("*/*.npy"))) == 2 * 200  # every synthetic image, both views, once
@@ -231,6 +229,7 @@ def test_features_of_another_precision_are_not_taken_from_the_cache(synthetic_ro
     assert len(list(feature_cache_dir.glob("*/*.npy"))) == 6  # one entry per image and precision
 
 
+@pytest.mark.slow  # two runs, ~2-3 s
 def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_apart(synthetic_root, tmp_path,
                                                                                    feature_cache_dir, monkeypatch):
     """train.channels_last converts the model (its conv weights, so every conv's output follows)
@@ -250,12 +249,9 @@ def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_ap
     monkeypatch.setattr(loaded_run, "build_model", keep)
     results = {}
     for channels_last in (False, True):
-        raw = {"name": "partial", "seed": 0, "output_dir": str(tmp_path / f"run_{channels_last}"), "task": "regressor",
-               "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
-               "model": {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4"},
-               "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none",
-                         "select_metric": "val_mae", "channels_last": channels_last},
-               "scorer": {"name": "bt-grid", "step": 0.01}}
+        raw = small_run(synthetic_root, tmp_path / f"run_{channels_last}",
+                        {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4"}, name="partial",
+                        train={"select_metric": "val_mae", "channels_last": channels_last})
         results[channels_last] = run.run_experiment(config_from_dict(raw))
     loaded_run.LoadedRun.load(tmp_path / "run_True")  # scoring a saved run computes its features as the run did
     assert len(built) == 3
@@ -295,12 +291,9 @@ def test_one_view_per_epoch_halves_the_steps_of_two_cached_views(synthetic_root,
     from orderlearn.data.splits import load_training
     from orderlearn.runs.recipe import run_experiment
 
-    raw = {"name": "one-view", "seed": 0, "output_dir": str(tmp_path / "run"), "task": "regressor",
-           "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
-           "model": {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4"},
-           "train": {"epochs": 2, "batch_size": 16, "frozen_backbone": True, "tracker": "none", "select_metric": "val_mae",
-                     "feature_views": ["identity", "hflip"], "views_per_epoch": "one"},
-           "scorer": {"name": "bt-grid", "step": 0.01}}
+    raw = small_run(synthetic_root, tmp_path / "run", {"name": "plain", **TINY, "augment": [], "trainable_from": "blocks.4"},
+                    name="one-view", train={"batch_size": 16, "select_metric": "val_mae",
+                                            "feature_views": ["identity", "hflip"], "views_per_epoch": "one"})
     config = config_from_dict(raw)
     faces = len(load_training(config.data).for_the_model().train)
     run_experiment(config)

@@ -9,9 +9,9 @@ import torch
 from comparators.base import RegressorOutput
 from comparators.regressors import comboloss as cl
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+from builders import TINY_BACKBONE as TINY
 
-TINY = dict(backbone="mobilenetv2_035", weights="random")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 def test_classes_are_ceil_s_minus_half():

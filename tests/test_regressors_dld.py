@@ -10,9 +10,9 @@ from PIL import Image
 from comparators.base import RegressorOutput
 from comparators.regressors import dual_label_distribution as dld
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+from builders import TINY_BACKBONE as TINY
 
-TINY = dict(backbone="mobilenetv2_035", weights="random")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 def reference_target(mu: float, sigma: float) -> list[float]:

@@ -7,9 +7,9 @@ import torch
 from comparators.base import RegressorOutput
 from comparators.regressors import plain
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
+from builders import TINY_BACKBONE as TINY
 
-TINY = dict(backbone="mobilenetv2_035", weights="random")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 def test_score_is_a_linear_head_on_pooled_features():
@@ -75,12 +75,12 @@ def test_head_bias_starts_at_the_training_mean_when_asked():
     from orderlearn.types import ScoredImage
 
     samples = [ScoredImage(path=Path(f"{i}.jpg"), score=float(age)) for i, age in enumerate((20, 30, 55))]
-    model = comparators.create("plain", backbone="mobilenetv2_035", weights="random")
+    model = comparators.create("plain", **TINY)
     before = model.head.bias.item()
     model.setup_from_training(samples)
     assert model.head.bias.item() == before and abs(before) < 1  # default: PyTorch's init, untouched
-    model = comparators.create("plain", backbone="mobilenetv2_035", weights="random", head_bias="train-mean")
+    model = comparators.create("plain", **TINY, head_bias="train-mean")
     model.setup_from_training(samples)
     assert model.head.bias.item() == 35.0
     with pytest.raises(ValueError, match="head_bias"):
-        comparators.create("plain", backbone="mobilenetv2_035", weights="random", head_bias="mean")
+        comparators.create("plain", **TINY, head_bias="mean")

@@ -20,10 +20,10 @@ from comparators.regressors.relative_position_heads import (
 from comparators.regressors.relative_position_labels import LabelSpace
 from comparators.regressors.relative_position_references import ReferenceSelector
 
+from builders import TINY_IR50  # c = 2 pooled features
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
-
-TINY_IR50 = {"widths": (4, 4, 4, 2), "depths": (1, 1, 1, 1)}  # c = 2 pooled features
 
 
 def _sigmoid(x: float) -> float:

@@ -164,6 +164,7 @@ def bundle(scut_root, tmp_path_factory) -> Path:
     return root / "bundle"
 
 
+@pytest.mark.slow  # a headless browser and a server
 @pytest.mark.parametrize("align", ["none", "mtcnn"])
 def test_the_page_shows_the_score_predict_gives(bundle, align, tmp_path, one_thread):
     if find_chromium() is None:

@@ -242,6 +242,7 @@ def running_fit(out: Path, started: Path) -> Iterator[subprocess.Popen]:
         proc.wait()
 
 
+@pytest.mark.slow  # a subprocess
 def test_second_run_into_the_same_folder_fails_naming_the_first_and_a_dead_ones_lock_is_taken_over(tmp_path):
     out = tmp_path / "run"
     with running_fit(out, tmp_path / "started") as first:
@@ -400,10 +401,12 @@ def assert_same_final_weights(straight: Path, broken: Path) -> None:
     assert trace[0] == trace[1] and len(trace[0]) == 6
 
 
+@pytest.mark.slow  # two fine-tuning runs, ~2 s
 def test_siamese_resume_is_exact(synthetic_root, tmp_path):
     import comparators
+    from builders import TINY_BACKBONE
 
-    args = {"backbone": "mobilenetv2_035", "weights": "random", "image_size": 32, "projection": 16, "hidden": 16}
+    args = {**TINY_BACKBONE, "image_size": 32, "projection": 16, "hidden": 16}
 
     def config_of(out: Path):
         return config_from_dict({

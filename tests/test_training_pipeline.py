@@ -10,23 +10,10 @@ import torch
 from orderlearn.config import config_from_dict
 from orderlearn.runs.recipe import run_experiment
 
-TINY_MODEL = {"name": "siamese", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "projection": 32, "hidden": 32}
+from builders import TINY_IMAGE, small_run, tiny_config
 
 
-def tiny_config(root: Path, out: Path, **train) -> dict:
-    return {
-        "name": "tiny",
-        "seed": 3,
-        "output_dir": str(out),
-        "data": {"kind": "scut", "root": str(root), "split": "fold1", "val_fraction": 0.2},
-        "model": dict(TINY_MODEL),
-        "pairs": {"total": 1200, "val_total": 300},
-        "optim": {"lr": 3e-3},
-        "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 64, "frozen_backbone": True, "tracker": "none", **train},
-        "scorer": {"name": "bt-grid", "step": 0.01},
-    }
-
-
+@pytest.mark.slow  # a run, then score and evaluate, ~3-4 s
 def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the embedding cache lives under ./runs
     out = tmp_path / "run"
@@ -57,6 +44,7 @@ def test_main_job_end_to_end_writes_everything(synthetic_root, tmp_path, monkeyp
     assert "| direct |" in (out / "report.md").read_text().replace("embeddings + regression head ", "")
 
 
+@pytest.mark.slow  # two runs, ~4 s
 def test_same_config_and_seed_give_same_numbers(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = run_experiment(config_from_dict(tiny_config(synthetic_root, tmp_path / "a", epochs=1)))
@@ -71,6 +59,7 @@ def resumable(root: Path, out: Path, epochs: int) -> dict:
     return {**raw, "schedule": {"name": "constant"}, "direct_baseline": False}
 
 
+@pytest.mark.slow  # three runs, ~8 s
 def test_resume_continues_where_it_stopped(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     straight = run_experiment(config_from_dict(resumable(synthetic_root, tmp_path / "straight", 2)))
@@ -106,13 +95,8 @@ def test_embeddings_use_evaluation_mode(synthetic_root, tmp_path, monkeypatch):
 def test_regressor_frozen_backbone_trains_heads_only(synthetic_root, tmp_path, monkeypatch):
     """The reduced CPU protocol: backbone features once, only the method's heads train."""
     monkeypatch.chdir(tmp_path)
-    raw = {
-        "name": "dld-frozen", "seed": 0, "output_dir": str(tmp_path / "dld"), "task": "regressor",
-        "data": {"kind": "scut", "root": str(synthetic_root), "split": "fold1", "val_fraction": 0.2},
-        "model": {"name": "dual-label-distribution", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48, "resize": None},
-        "train": {"epochs": 2, "batch_size": 32, "frozen_backbone": True, "tracker": "none"},
-        "scorer": {"name": "bt-grid", "step": 0.01},
-    }
+    raw = small_run(synthetic_root, tmp_path / "dld", {"name": "dual-label-distribution", **TINY_IMAGE, "resize": None},
+                    name="dld-frozen")
     results = run_experiment(config_from_dict(raw))
     assert results["direct"]["n"] == results["order_learned"]["n"] == 40
     from safetensors.torch import load_file

@@ -9,6 +9,8 @@ from PIL import Image, ImageEnhance
 from comparators.views import apply_view, check_views
 from orderlearn.config import ConfigError, config_from_dict
 
+from builders import TINY_IMAGE
+
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
 
 
@@ -57,7 +59,7 @@ def test_unknown_view_names_are_refused_with_the_grammar(bad):
 
 def test_augmented_views_are_checked_when_the_config_loads(synthetic_root):
     base = {"task": "regressor", "data": {"kind": "scut", "root": str(synthetic_root)},
-            "model": {"name": "plain", "backbone": "mobilenetv2_035", "weights": "random", "image_size": 48}}
+            "model": {"name": "plain", **TINY_IMAGE}}
     with pytest.raises(ConfigError, match="train.feature_views.*rotate<degrees>"):
         config_from_dict({**base, "train": {"frozen_backbone": True, "feature_views": ["identity", "rotate200"]}})
     config = config_from_dict({**base, "train": {"frozen_backbone": True, "views_per_epoch": "one",
