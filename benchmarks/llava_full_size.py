@@ -277,7 +277,7 @@ def full_size_run(args: argparse.Namespace) -> dict[str, Any]:
         figures["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated(device)
     report(f"peak resident memory {fmt_bytes(figures['peak_rss_bytes'])}"
            + (f", peak GPU memory {fmt_bytes(figures['peak_gpu_memory_bytes'])}" if device.type == "cuda" else "")
-           + f"; seconds per step {figures["seconds_per_step"]:.3g} (gradient checkpointing on)")
+           + f"; seconds per step {figures['seconds_per_step']:.3g} (gradient checkpointing on)")
     return figures
 
 
