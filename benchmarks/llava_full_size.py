@@ -73,22 +73,25 @@ def comparator_options(config: Any, tiny: bool) -> Any:
     return LlavaComparatorConfig.from_dict({**args, "checkpoint": f"random weights ({arch})"})
 
 
-def random_model(config: Any, tiny: bool, device: str, seed: int = 0) -> tuple[Any, Any]:
-    """LLaVA-1.5-7B's architecture (or the tiny one) with random bf16 weights, and the run's comparator options."""
-    from comparators.llava_loading import llava_15_7b_config, random_llava, tiny_llava_config, torch_dtype
+def random_model(config: Any, tiny: bool, device: str, seed: int = 0) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, options): LLaVA-1.5-7B's architecture (or the tiny one) with random bf16
+    weights, the run's tokenizer (read first: a wrong ``--tokenizer`` fails before 14 GB are drawn)
+    and the run's comparator options."""
+    from comparators.llava_loading import llava_15_7b_config, load_tokenizer, random_llava, tiny_llava_config, torch_dtype
 
     options = comparator_options(config, tiny)
+    tokenizer = load_tokenizer(options.tokenizer)
     llava = random_llava(tiny_llava_config() if tiny else llava_15_7b_config(), torch_dtype(options.torch_dtype),
                          device=device, seed=seed)
-    return llava, options
+    return llava, tokenizer, options
 
 
 def build_comparator(config: Any, tiny: bool, device: str, seed: int = 0) -> Any:
     """The random model wrapped by ``LlavaComparator.from_model``, exactly as a loaded checkpoint is wrapped."""
     from comparators.llava import LlavaComparator
 
-    llava, options = random_model(config, tiny, device, seed)
-    return LlavaComparator.from_model(llava, options.tokenizer, options)
+    llava, tokenizer, options = random_model(config, tiny, device, seed)
+    return LlavaComparator.from_model(llava, tokenizer, options)
 
 
 def balanced_pairs(model: Any, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -321,17 +324,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.throughput:
-        from benchmarks.llava_throughput import throughput_run
+    if not args.throughput:
+        write_figures(args.out, FIGURES, full_size_run(args))
+        return 0
+    from benchmarks.llava_throughput import throughput_run
 
-        figures, name = throughput_run(args), "llava_throughput.json"
-    else:
-        figures, name = full_size_run(args), FIGURES
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / name).write_text(json.dumps(figures, indent=1, default=str))
-        report(f"figures: {Path(args.out) / name}")
+    figures: dict[str, Any] = {}
+    try:
+        throughput_run(args, figures)
+    except KeyboardInterrupt:  # the device slot's time ran out: keep what was measured
+        figures["interrupted"] = True
+        report("interrupted: writing the figures measured so far")
+        write_figures(args.out, "llava_throughput.json", figures)
+        return 130
+    write_figures(args.out, "llava_throughput.json", figures)
     return 0
+
+
+def write_figures(out: Optional[str], name: str, figures: dict[str, Any]) -> None:
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / name).write_text(json.dumps(figures, indent=1, default=str))
+        report(f"figures: {Path(out) / name}")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def training_rates(model: Any, config: Any, budget: Budget, steps: int = 2) -> list[dict[str, Any]]:
-    """Pairs/s of full training steps (forward, backward, AdamW) per batch size and checkpointing.
+def training_rates(model: Any, config: Any, budget: Budget, rows: list[dict[str, Any]], steps: int = 2) -> list[dict[str, Any]]:
+    """Pairs/s of full training steps (forward, backward, AdamW) per batch size and checkpointing,
+    appended to ``rows`` as they are measured (an interrupted run keeps what it has).
 
     One warm-up step, then ``steps`` timed ones; peak GPU memory over the three. Out of memory is
     an answer (``"oom": true``) and the next configuration still runs.
@@ -67,7 +68,6 @@ def training_rates(model: Any, config: Any, budget: Budget, steps: int = 2) -> l
     optimizer = make_optimizer(model.parameter_groups(), config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
     device = model.device
-    rows = []
     for checkpointing in (True, False):
         model.set_gradient_checkpointing(checkpointing)
         for batch_size in TRAIN_BATCHES:
@@ -99,9 +99,8 @@ def training_rates(model: Any, config: Any, budget: Budget, steps: int = 2) -> l
     return rows
 
 
-def inference_rates(model: Any, budget: Budget) -> dict[str, Any]:
-    """Pairs/s of the three paths for one face against the full bank and against the active budget."""
-    out: dict[str, Any] = {}
+def inference_rates(model: Any, budget: Budget, out: dict[str, Any]) -> dict[str, Any]:
+    """Pairs/s of the three paths for one face against the full bank and against the active budget (into ``out``)."""
     for name, refs in (("bank", FULL_BANK), ("active", BUDGET)):
         if budget.spent():
             out[name] = {"references": refs, "skipped": "time budget spent"}
@@ -155,15 +154,17 @@ def protocol_hours(train: list[dict[str, Any]], infer: dict[str, Any], config: A
     return hours
 
 
-def measure(model: Any, config: Any, budget: Budget, label: str) -> dict[str, Any]:
-    """Training and inference rates of one built model, and the protocol hours they imply."""
-    train = training_rates(model, config, budget)
-    infer = inference_rates(model, budget)
-    hours = protocol_hours(train, infer, config)
+def measure(model: Any, config: Any, budget: Budget, label: str, runs: list[dict[str, Any]]) -> None:
+    """Training and inference rates of one built model and the protocol hours they imply, recorded in
+    ``runs`` as they come."""
     name = device_name(model.device)
+    run: dict[str, Any] = {"precision": label, "device": name, "training": [], "inference": {}}
+    runs.append(run)
+    training_rates(model, config, budget, run["training"])
+    inference_rates(model, budget, run["inference"])
+    run["hours"] = hours = protocol_hours(run["training"], run["inference"], config)
     parts = [f"{k.replace('_', ' ')} {v:.2f} h" for k, v in hours.items() if k.endswith("hours") or "hours_" in k]
     report(f"[{name}] {label}: " + ("; ".join(parts) if parts else "no projection (rates missing)"))
-    return {"precision": label, "device": name, "training": train, "inference": infer, "hours": hours}
 
 
 def four_bit_unavailable(device: torch.device, budget: Budget) -> Optional[str]:
@@ -177,8 +178,9 @@ def four_bit_unavailable(device: torch.device, budget: Budget) -> Optional[str]:
     return "time budget spent" if budget.spent() else None
 
 
-def throughput_run(args: argparse.Namespace) -> dict[str, Any]:
-    """bf16 rates, then (cuda) 4-bit rates of the same random weights; all with the device's name.
+def throughput_run(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
+    """bf16 rates, then (cuda) 4-bit rates of the same random weights, all with the device's name,
+    recorded in ``figures`` as they come (the caller writes them even when interrupted).
 
     For 4-bit the random model is saved as a checkpoint folder *before* LoRA is injected (peft
     changes the modules in place), then loaded back through ``LlavaComparator.from_config`` with
@@ -191,9 +193,9 @@ def throughput_run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     kinds = [k.strip() for k in args.quantisation.split(",") if k.strip()]
     name = device_name(device)
-    figures: dict[str, Any] = {"device": name, "torch": torch.__version__, "tiny": args.tiny, "runs": []}
+    figures.update(device=name, torch=torch.__version__, tiny=args.tiny, runs=[])
     report(f"throughput on {name} ({'tiny LLaVA' if args.tiny else 'LLaVA-1.5-7B architecture'}, random weights)")
-    llava, options = random_model(config, args.tiny, args.device, seed=args.seed)
+    llava, tokenizer, options = random_model(config, args.tiny, args.device, seed=args.seed)
     why_not = four_bit_unavailable(device, budget) if "4bit" in kinds else "not asked for"
     work = None
     if why_not is None:
@@ -202,10 +204,10 @@ def throughput_run(args: argparse.Namespace) -> dict[str, Any]:
         llava.save_pretrained(work, max_shard_size="5GB")
         report(f"[{name}] random model saved as a checkpoint folder in {time.perf_counter() - start:.0f} s")
     try:
-        model = LlavaComparator.from_model(llava, options.tokenizer, options)
+        model = LlavaComparator.from_model(llava, tokenizer, options)
         del llava
         if "none" in kinds:
-            figures["runs"].append(measure(model, config, budget, "bf16"))
+            measure(model, config, budget, "bf16", figures["runs"])
         del model
         free_memory(device)
         if work is None:
@@ -214,9 +216,10 @@ def throughput_run(args: argparse.Namespace) -> dict[str, Any]:
                 figures["runs"].append({"precision": "4bit", "skipped": why_not})
             return figures
         start = time.perf_counter()
-        quantised = LlavaComparator.from_config(dataclasses.replace(options, checkpoint=str(work), load_in_4bit=True))
+        quantised = LlavaComparator.from_config(dataclasses.replace(options, checkpoint=str(work), load_in_4bit=True),
+                                                tokenizer)
         report(f"[{name}] 4-bit: loaded through from_config (bitsandbytes NF4) in {time.perf_counter() - start:.0f} s")
-        figures["runs"].append(measure(quantised, config, budget, "4bit"))
+        measure(quantised, config, budget, "4bit", figures["runs"])
         return figures
     finally:
         if work is not None:

@@ -18,7 +18,6 @@ the test image, so only the reference half of each sequence is recomputed.
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -29,6 +28,7 @@ from comparators.base import Comparator
 from comparators.llava_config import LlavaComparatorConfig, lora_target_regex
 from comparators.llava_loading import (CheckpointNotFoundError, cast_parameters, check_image_token, load_pretrained,
                                        load_tokenizer, require_tokenizer, tiny_llava_config, torch_dtype)
+from comparators.llava_modules import keep_projector_copy_in_float32, set_checkpointing
 from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, masked_softmax, num_image_tokens,
                                       render_prompt)
 from comparators.registry import register_model
@@ -104,7 +104,7 @@ class LlavaComparator(Comparator):
                              persistent=False)
 
         if config.gradient_checkpointing:
-            _set_checkpointing(llava, True)
+            set_checkpointing(llava, True)
         if getattr(llava, "is_quantized", False):
             llava = prepare_model_for_kbit_training(llava, use_gradient_checkpointing=config.gradient_checkpointing,
                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -115,7 +115,7 @@ class LlavaComparator(Comparator):
             torch.manual_seed(config.seed)
             self.model = get_peft_model(llava, lora)  # freezes every base weight, adds LoRA A/B
         if config.train_projector:
-            _keep_projector_copy_in_float32(self.llava.model.multi_modal_projector)
+            keep_projector_copy_in_float32(self.llava.model.multi_modal_projector)
         # what a per-epoch checkpoint holds: fixed here, so toggling requires_grad later cannot change it
         self._checkpoint_keys = tuple(n for n, p in self.named_parameters() if p.requires_grad)
 
@@ -298,7 +298,7 @@ class LlavaComparator(Comparator):
         comparator (a benchmark measures both on one model) and records the choice in the config.
         Non-reentrant checkpointing: it works with frozen inputs and LoRA dropout.
         """
-        _set_checkpointing(self.llava, enabled)
+        set_checkpointing(self.llava, enabled)
         if self.config.gradient_checkpointing != enabled:
             self.config = dataclasses.replace(self.config, gradient_checkpointing=enabled)
 
@@ -368,47 +368,6 @@ class LlavaComparator(Comparator):
         with torch.no_grad():
             for name in self._checkpoint_keys:
                 params[name].copy_(state[name])
-
-
-def _set_checkpointing(llava: Any, enabled: bool) -> None:
-    """transformers' activation checkpointing on / off (``activation_checkpointing_*`` from v5 on)."""
-    if enabled:
-        kwargs = {"use_reentrant": False}
-        if hasattr(llava, "activation_checkpointing_enable"):
-            llava.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            llava.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    elif any(getattr(m, "gradient_checkpointing", False) for m in llava.modules()):
-        if hasattr(llava, "activation_checkpointing_disable"):
-            llava.activation_checkpointing_disable()
-        else:
-            llava.gradient_checkpointing_disable()
-
-
-def _keep_projector_copy_in_float32(wrapper: nn.Module) -> None:
-    """Hold the trained projector copy in float32, casting at its boundaries.
-
-    peft upcasts LoRA weights of a bf16 model to float32 but leaves the ``modules_to_save``
-    copy of the projector in bf16, where an AdamW step of lr 2e-5 on weights of ~0.02 is
-    below half a bf16 ulp (~4e-5) and rounds away: the projector would silently not train.
-    Inputs are cast to float32 (so CPU runs without autocast work) and outputs back to the
-    base dtype (so the naive LLaVA forward still splices them into bf16 embeddings).
-    """
-    base_dtype = next(wrapper.original_module.parameters()).dtype
-    if base_dtype == torch.float32:
-        return
-    for copy in wrapper.modules_to_save.values():
-        copy.float()
-        copy.register_forward_pre_hook(_inputs_to_float32)
-        copy.register_forward_hook(partial(_output_to, dtype=base_dtype))
-
-
-def _inputs_to_float32(module: nn.Module, args: tuple) -> tuple:
-    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-
-
-def _output_to(module: nn.Module, args: tuple, output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return output.to(dtype)
 
 
 @register_model("llava", kind="comparator", options=LlavaComparatorConfig)

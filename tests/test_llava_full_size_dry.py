@@ -72,3 +72,15 @@ def test_throughput_starts_nothing_once_its_time_budget_is_spent(llama2_tokenize
     assert all(r.get("skipped") == "time budget spent" for r in run["training"])
     assert all(v.get("skipped") == "time budget spent" for v in run["inference"].values())
     assert not any(k.endswith("hours") for k in run["hours"])
+
+
+def test_gpu_llava_script_stops_at_once_without_cuda(llama2_tokenizer_dir, tmp_path):
+    """No CUDA (hidden with CUDA_VISIBLE_DEVICES=""): exit 3 with the reason, before any work."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "GPU_RUN_DIR": str(tmp_path / "runs"), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_llava.sh"), str(llama2_tokenizer_dir)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "no CUDA GPU" in done.stderr and not (tmp_path / "runs").exists()
+    no_tokenizer = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_llava.sh")], cwd=tmp_path,
+                                  env={**env, "TOKENIZER": ""}, capture_output=True, text=True, timeout=60)
+    assert no_tokenizer.returncode == 2 and "tokenizer" in no_tokenizer.stderr
