@@ -185,8 +185,9 @@ def _auto_tokenizer(auto: Any, source: str, local_only: bool) -> Any:
     except (OSError, ValueError) as err:  # not found / offline (OSError); no tokenizer class in a folder (ValueError)
         why = "HF_HUB_OFFLINE is set and it is not in the local cache" if local_only and not Path(source).exists() \
             else str(err).strip().splitlines()[0]
-        raise CheckpointNotFoundError(f"model.tokenizer: cannot load tokenizer {source!r} ({why}); give a local "
-                                      f"tokenizer folder or the hub id llava-hf/llava-1.5-7b-hf") from err
+        raise CheckpointNotFoundError(f"model.tokenizer: cannot load tokenizer {source!r} ({why}); name a local "
+                                      f"tokenizer folder (or one holding the Llama-2 tokenizer.model), or the hub id "
+                                      f"llava-hf/llava-1.5-7b-hf on a machine that reaches the hub") from err
 
 
 def check_image_token(tokenizer: Any, expected: int) -> None:
