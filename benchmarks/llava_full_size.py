@@ -151,12 +151,13 @@ def three_paths(model: Any, n_refs: int, seed: int) -> dict[str, Any]:
     cached = clock("cached", lambda: model.compare(model.embed(face).expand(n_refs, -1, -1), model.embed(refs)))
     shared = clock("shared_prefix", lambda: model.compare_grid(model.embed(face), model.embed(refs))[0])
     scale = max(float(naive.abs().max()), 1.0)
-    diffs = {"cached_vs_naive": float((cached - naive).abs().max()), "shared_prefix_vs_naive": float((shared - naive).abs().max()),
+    diffs = {"cached_vs_naive": float((cached - naive).abs().max()),
+             "shared_prefix_vs_naive": float((shared - naive).abs().max()),
              "shared_prefix_vs_cached": float((shared - cached).abs().max())}
     tolerance = AGREEMENT_ULPS * BF16_ULP * scale
     return {"references": n_refs, "max_abs_logit": float(naive.abs().max()), "max_abs_difference": diffs,
             "tolerance": tolerance, "agree": all(d <= tolerance for d in diffs.values()),
-            "same_answers": bool(torch.equal(naive.argmax(-1), cached.argmax(-1)) and torch.equal(naive.argmax(-1), shared.argmax(-1))),
+            "same_answers": all(torch.equal(naive.argmax(-1), other.argmax(-1)) for other in (cached, shared)),
             "seconds": timed}
 
 
@@ -249,7 +250,7 @@ def full_size_run(args: argparse.Namespace) -> dict[str, Any]:
            f"{'agree' if grid['agree'] else 'DISAGREE'}; same answers {grid['same_answers']}; seconds "
            + ", ".join(f"{k} {v:.3g}" for k, v in grid["seconds"].items()))
 
-    folder = Path(args.out) / "checkpoints" if args.out else Path(tempfile.mkdtemp(prefix="llava-full-size-")) / "checkpoints"
+    folder = (Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="llava-full-size-"))) / "checkpoints"
     trainer = {"epoch": 1, "global_step": 1, "best_epoch": 1, "best_metric": loss1,
                "history": [{"epoch": 1, "train_loss": loss1}], "lr_trace": [scheduler.get_last_lr()]}
     config_yaml = yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -7,7 +7,7 @@ benchmarks/gpu_llava.sh runs on the GPU; ``--tiny --device cpu`` runs the same c
   on and off (a batch that does not fit is recorded as out of memory, not a failure);
 * inference pairs/s of one face against a bank of 350 references and against 32 active
   references: naive (the full LLaVA forward per pair), cached (``embed`` once, ``compare``) and
-  cached + shared prefix (``compare_grid``), timed by ``benchmarks/llava.py``'s ``pairs_per_second``;
+  cached + shared prefix (``compare_grid``);
 * from those rates, the wall time of the seed report's protocol (90k pairs x 5 epochs, then
   1,100 test faces x ~350 references, naive) and of ours (the same training, then 32 active
   comparisons per face with the shared prefix) on this device;
@@ -27,12 +27,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
-from benchmarks.llava import BUDGET, FULL_BANK, pairs_per_second
-from benchmarks.llava_full_size import balanced_pairs, device_name, fmt_bytes, random_model, report, run_config, train_step
+from benchmarks.llava import BUDGET, FULL_BANK
+from benchmarks.llava_full_size import (balanced_pairs, device_name, fmt_bytes, random_model, report, run_config,
+                                        synchronize, train_step)
 
 TRAIN_BATCHES = (8, 16, 32)
 SEED_PROTOCOL = {"train_pairs": 90_000, "epochs": 5, "test_faces": 1_100, "references": FULL_BANK}
@@ -54,11 +55,13 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def training_rates(model: Any, config: Any, budget: Budget, rows: list[dict[str, Any]], steps: int = 2) -> list[dict[str, Any]]:
+def training_rates(model: Any, config: Any, budget: Budget, rows: list[dict[str, Any]],
+                   steps: int = 1) -> list[dict[str, Any]]:
     """Pairs/s of full training steps (forward, backward, AdamW) per batch size and checkpointing,
     appended to ``rows`` as they are measured (an interrupted run keeps what it has).
 
-    One warm-up step, then ``steps`` timed ones; peak GPU memory over the three. Out of memory is
+    One warm-up step (each shape compiles its own kernels), then ``steps`` timed ones; peak GPU
+    memory over them. Out of memory is
     an answer (``"oom": true``) and the next configuration still runs.
     """
     from orderlearn.engine.fitting import comparator_loss
@@ -94,9 +97,62 @@ def training_rates(model: Any, config: Any, budget: Budget, rows: list[dict[str,
             report(f"[{device_name(device)}] train batch {batch_size}, checkpointing {'on' if checkpointing else 'off'}: "
                    + ("out of memory" if row.get("oom") else f"{row['pairs_per_s']:.2f} pairs/s "
                       f"({row['seconds_per_step']:.2f} s/step)")
-                   + (f", peak GPU memory {fmt_bytes(row['peak_gpu_memory_bytes'])}" if "peak_gpu_memory_bytes" in row else ""))
+                   + (f", peak GPU memory {fmt_bytes(row['peak_gpu_memory_bytes'])}"
+                      if "peak_gpu_memory_bytes" in row else ""))
     model.set_gradient_checkpointing(True)
     return rows
+
+
+NAIVE_PAIRS = 64  # the naive path costs the same per pair at any bank size: 64 pairs time it well
+
+
+def seconds_of(fn: Callable[[], Any], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def path_rates(model: Any, n_refs: int, seed: int = 0) -> dict[str, float]:
+    """Pairs/s of one face against ``n_refs`` references: naive, cached, cached + shared prefix.
+
+    Chunks of ``model.pair_batch_size`` sequences as the scorer runs them; embedding time is
+    included in both cached paths (each face embedded once). The naive path is timed on at most
+    :data:`NAIVE_PAIRS` of the pairs (its cost per pair does not depend on the bank); the shared
+    prefix is timed on the whole bank, since sharing pays more the more references share it.
+    """
+    model.eval()
+    device, batch = model.device, model.pair_batch_size
+    gen = torch.Generator().manual_seed(seed)
+    face = torch.randn(1, 3, model.image_size, model.image_size, generator=gen).to(device)
+    refs = torch.randn(n_refs, 3, model.image_size, model.image_size, generator=gen).to(device)
+    chunks = [slice(j, j + batch) for j in range(0, n_refs, batch)]
+
+    def embed_all() -> torch.Tensor:
+        return torch.cat([model.embed(refs[c]) for c in chunks])
+
+    def naive(k: int) -> None:
+        for j in range(0, k, batch):
+            part = refs[j: min(j + batch, k)]
+            model.forward_naive(face.expand(len(part), -1, -1, -1), part)
+
+    def cached() -> None:
+        emb_face, emb_refs = model.embed(face), embed_all()
+        for c in chunks:
+            part = emb_refs[c]
+            model.compare(emb_face.expand(len(part), -1, -1), part)
+
+    def shared() -> None:
+        model.compare_grid(model.embed(face), embed_all())
+
+    naive(2)  # warm-up of every path on two pairs (kernels, allocator)
+    model.compare_grid(model.embed(face), model.embed(refs[:2]))
+    k = min(n_refs, NAIVE_PAIRS)
+    return {"naive_pairs_per_s": k / seconds_of(lambda: naive(k), device), "naive_pairs_timed": k,
+            "cached_pairs_per_s": n_refs / seconds_of(cached, device),
+            "shared_prefix_pairs_per_s": n_refs / seconds_of(shared, device)}
 
 
 def inference_rates(model: Any, budget: Budget, out: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +162,7 @@ def inference_rates(model: Any, budget: Budget, out: dict[str, Any]) -> dict[str
             out[name] = {"references": refs, "skipped": "time budget spent"}
             continue
         try:
-            rates = pairs_per_second(model, n_test=1, n_refs=refs, repeats=1)
+            rates = path_rates(model, refs)
         except torch.OutOfMemoryError:
             rates = {"oom": True}
         free_memory(model.device)
@@ -143,7 +199,8 @@ def protocol_hours(train: list[dict[str, Any]], infer: dict[str, Any], config: A
         hours["fastest"] = {k: fastest[k] for k in ("batch", "gradient_checkpointing")}
     if "naive_pairs_per_s" in bank:
         hours["test_hours_seed_naive"] = p["test_faces"] * p["references"] / bank["naive_pairs_per_s"] / 3600
-        hours["test_hours_full_bank_shared_prefix"] = p["test_faces"] * p["references"] / bank["shared_prefix_pairs_per_s"] / 3600
+        hours["test_hours_full_bank_shared_prefix"] = (p["test_faces"] * p["references"]
+                                                       / bank["shared_prefix_pairs_per_s"] / 3600)
     if "shared_prefix_pairs_per_s" in active:
         hours["test_hours_ours_active"] = p["test_faces"] * BUDGET / active["shared_prefix_pairs_per_s"] / 3600
     train_h = hours.get("train_hours_configured_batch", hours.get("train_hours_fastest"))
