@@ -12,9 +12,9 @@ projections, trained projector copy in float32) with the LoRA settings of
 - what a resume state holding the whole model (accelerate's ``save_state``, this project's
   format before) wrote instead: every tensor of the model's state dict.
 
-    python benchmarks/checkpoint_size.py [--config configs/lmol/balanced3_ce.yaml]
+    python benchmarks/checkpoint_size.py --tokenizer /path/to/llama2-tokenizer [--config configs/lmol/balanced3_ce.yaml]
 
-Needs transformers, peft and the Llama-2 tokenizer (../shared/models/llama2-tokenizer) for the
+Needs transformers, peft and the Llama-2 tokenizer (a folder holding its tokenizer.model) for the
 prompt the comparator builds; nothing is downloaded.
 """
 from __future__ import annotations
@@ -29,27 +29,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comparators.llava import DEFAULT_TOKENIZER, LlavaComparator  # noqa: E402
+from comparators.llava import LlavaComparator  # noqa: E402
 from comparators.llava_config import LlavaComparatorConfig  # noqa: E402
-from comparators.llava_loading import IMAGE_TOKEN_ID, LLAVA_VOCAB, PAD_TOKEN_ID, sentencepiece_tokenizer, torch_dtype  # noqa: E402
+from comparators.llava_loading import llava_15_7b_config, sentencepiece_tokenizer, torch_dtype  # noqa: E402
 from orderlearn.config import load_config  # noqa: E402
 
 ADAM_MOMENTS = 2  # exp_avg and exp_avg_sq, each shaped and typed like its parameter
 ADAM_STEP_BYTES = 4  # one float32 step count per parameter tensor
-
-
-def llava_15_7b_config():
-    """``llava-hf/llava-1.5-7b-hf``'s architecture: CLIP ViT-L/14 at 336 px, 2-layer GELU
-    projector, Vicuna-7B v1.5 (Llama, 32 layers of width 4096), vocabulary padded to 32,064."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                              image_size=336, patch_size=14, projection_dim=768)
-    text = LlamaConfig(vocab_size=LLAVA_VOCAB, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5,
-                       pad_token_id=PAD_TOKEN_ID, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN_ID, image_seq_length=576,
-                       vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu")
 
 
 def comparator_on_meta(options: LlavaComparatorConfig, tokenizer_path: Path) -> LlavaComparator:
@@ -68,10 +54,10 @@ def nbytes(tensors: Mapping[str, torch.Tensor]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "lmol" / "balanced3_ce.yaml")
-    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER)
+    parser.add_argument("--tokenizer", type=Path, required=True, help="folder with the Llama-2 tokenizer.model")
     args = parser.parse_args()
     config = load_config(args.config)
-    model_args = {k: v for k, v in config.model.args.items() if k not in ("tiny", "tokenizer_path", "image_size", "patch_size")}
+    model_args = {k: v for k, v in config.model.args.items() if k not in ("tiny", "image_size", "patch_size")}
     options = LlavaComparatorConfig.from_dict(model_args)
     model = comparator_on_meta(options, args.tokenizer)
 

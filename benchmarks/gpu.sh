@@ -54,7 +54,7 @@ grep -E "^(bf16|4-bit) tiny LLaVA" "$RUNS/pytest_gpu.log" >> "$SUMMARY" || true
 step "2/4 tiny LLaVA through the pipeline in bf16 (configs/lmol/tiny_learns.yaml)"
 [[ -f runs/data/lmol-brightness-faces/manifest.csv ]] || "$PY" benchmarks/llava.py learnable-data runs/data/lmol-brightness-faces
 if "$PY" -m orderlearn.cli run --config configs/lmol/tiny_learns.yaml -o "output_dir=$RUNS/lmol-tiny-learns-bf16" \
-     -o model.torch_dtype=bfloat16 -o train.mixed_precision=bf16; then
+     -o model.tokenizer=../shared/models/llama2-tokenizer -o model.torch_dtype=bfloat16 -o train.mixed_precision=bf16; then
   "$PY" -c "import json, sys
 r = json.load(open(sys.argv[1]))
 print(f\"[{sys.argv[2]}] tiny LLaVA bf16, lmol_tiny_learns: comparator accuracy {r['comparator_metrics']['accuracy']:.4f}, \"

@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python benchmarks/llava.py` puts benchmarks/ first, not the repo
+# `python benchmarks/x.py` puts benchmarks/ first on the path, where benchmarks/scorers.py would hide
+# the scorers package: the repository takes its place
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402

@@ -17,7 +17,7 @@ the test image, so only the reference half of each sequence is recomputed.
 """
 from __future__ import annotations
 
-from functools import partial
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -26,8 +26,9 @@ from torch import nn
 
 from comparators.base import Comparator
 from comparators.llava_config import LlavaComparatorConfig, lora_target_regex
-from comparators.llava_loading import (IMAGE_TOKEN_ID, CheckpointNotFoundError, check_image_token, load_pretrained,
-                                       sentencepiece_tokenizer, tiny_llava_config, torch_dtype)
+from comparators.llava_loading import (CheckpointNotFoundError, cast_parameters, check_image_token, load_pretrained,
+                                       load_tokenizer, require_tokenizer, tiny_llava_config, torch_dtype)
+from comparators.llava_modules import keep_projector_copy_in_float32, set_checkpointing
 from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, masked_softmax, num_image_tokens,
                                       render_prompt)
 from comparators.registry import register_model
@@ -35,7 +36,6 @@ from orderlearn.errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-DEFAULT_TOKENIZER = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "llama2-tokenizer"
 
 __all__ = ["LlavaComparator", "LlavaComparatorConfig", "CheckpointNotFoundError", "ClipPreprocess", "build",
            "masked_softmax"]
@@ -70,8 +70,9 @@ class ClipPreprocess:
 class LlavaComparator(Comparator):
     """LLaVA-1.5 + LoRA comparator; ``forward(a, b) -> logits[B, K]`` over the label tokens.
 
-    Build with :meth:`from_config` (real checkpoint) or :meth:`tiny` (random toy model
-    with the real tokenizer). Parameters: LoRA on the language model's projections, the
+    Build with :meth:`from_config` (real checkpoint), :meth:`from_model` (a model already built,
+    e.g. LLaVA-1.5-7B's architecture with random weights) or :meth:`tiny` (random toy model with
+    the real tokenizer); all three end in :meth:`from_model`. Parameters: LoRA on the language model's projections, the
     projector when ``train_projector`` (saved with the adapter via peft's
     ``modules_to_save``, kept in float32); the CLIP tower, embeddings and LM head stay frozen.
     In the shared training loop: :meth:`parameter_groups` gives the optimizer its two learning
@@ -102,11 +103,8 @@ class LlavaComparator(Comparator):
         self.register_buffer("label_index", torch.tensor(self.label_ids, dtype=torch.long, device=device),
                              persistent=False)
 
-        if config.gradient_checkpointing:  # non-reentrant: works with frozen inputs, no enable_input_require_grads
-            if hasattr(llava, "activation_checkpointing_enable"):  # transformers >= 5 name
-                llava.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                llava.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if config.gradient_checkpointing:
+            set_checkpointing(llava, True)
         if getattr(llava, "is_quantized", False):
             llava = prepare_model_for_kbit_training(llava, use_gradient_checkpointing=config.gradient_checkpointing,
                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -117,40 +115,62 @@ class LlavaComparator(Comparator):
             torch.manual_seed(config.seed)
             self.model = get_peft_model(llava, lora)  # freezes every base weight, adds LoRA A/B
         if config.train_projector:
-            _keep_projector_copy_in_float32(self.llava.model.multi_modal_projector)
+            keep_projector_copy_in_float32(self.llava.model.multi_modal_projector)
         # what a per-epoch checkpoint holds: fixed here, so toggling requires_grad later cannot change it
         self._checkpoint_keys = tuple(n for n, p in self.named_parameters() if p.requires_grad)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: LlavaComparatorConfig) -> "LlavaComparator":
-        """Load ``config.checkpoint`` (hub id or local folder); clear error when absent."""
-        llava, tokenizer = load_pretrained(config)
+    def from_config(cls, config: LlavaComparatorConfig, tokenizer: Any = None) -> "LlavaComparator":
+        """Load ``config.checkpoint`` (hub id or local folder) and ``config.tokenizer`` (or the
+        ``tokenizer`` passed in); clear error when either is absent."""
+        llava, tokenizer = load_pretrained(config, tokenizer)
+        return cls.from_model(llava, tokenizer, config)
+
+    @classmethod
+    def from_model(cls, llava: Any, tokenizer: Any, config: Optional[LlavaComparatorConfig] = None) -> "LlavaComparator":
+        """Wrap a ``LlavaForConditionalGeneration`` that is already built, as a loaded checkpoint is wrapped.
+
+        The one seam every constructor goes through, so a model built another way (LLaVA-1.5-7B's
+        architecture with random weights, :func:`~comparators.llava_loading.random_llava`) meets
+        exactly the code a real checkpoint meets: LoRA, the float32 projector copy, the prompt and
+        label ids. ``tokenizer``: a tokenizer, or a ``model.tokenizer`` source (hub id or folder).
+        Its ``<image>`` id must be the model's ``image_token_id`` (ValueError otherwise).
+        """
+        if isinstance(tokenizer, (str, Path)):
+            source = str(tokenizer)
+            tokenizer = load_tokenizer(require_tokenizer(source))
+            config = config or LlavaComparatorConfig(checkpoint="in-memory", tokenizer=source)
+        elif tokenizer is None:
+            require_tokenizer(None)
+        config = config or LlavaComparatorConfig(checkpoint="in-memory")
+        check_image_token(tokenizer, int(llava.config.image_token_id))
         return cls(llava, tokenizer, config)
 
     @classmethod
-    def tiny(cls, tokenizer_path: str | Path | Any = DEFAULT_TOKENIZER, image_size: int = 32, patch_size: int = 16,
+    def tiny(cls, tokenizer: Any, image_size: int = 32, patch_size: int = 16,
              config: Optional[LlavaComparatorConfig] = None, seed: int = 0, **sizes: int) -> "LlavaComparator":
         """A random toy LLaVA (LLaVA-1.5's structure and ids, tiny widths) with the real tokenizer.
 
         For tests and the synthetic demo only: the weights are random by construction.
-        ``tokenizer_path`` is the folder of the Llama-2 ``tokenizer.model`` or a tokenizer
-        already built by :func:`sentencepiece_tokenizer` (converting costs ~1 s).
-        ``sizes`` go to :func:`tiny_llava_config` (vision_hidden, text_hidden, text_layers, ...).
+        ``tokenizer``: a tokenizer (e.g. from :func:`~comparators.llava_loading.sentencepiece_tokenizer`;
+        converting costs ~1 s) or a ``model.tokenizer`` source: the folder of the Llama-2
+        ``tokenizer.model``, or a hub id. ``sizes`` go to :func:`tiny_llava_config`
+        (vision_hidden, text_hidden, text_layers, ...).
         """
         from transformers import LlavaForConditionalGeneration
 
-        config = config or LlavaComparatorConfig(checkpoint="tiny-random", torch_dtype="float32")
-        is_path = isinstance(tokenizer_path, (str, Path))
-        tokenizer = sentencepiece_tokenizer(tokenizer_path) if is_path else tokenizer_path
-        check_image_token(tokenizer, IMAGE_TOKEN_ID)
+        if tokenizer is None:
+            require_tokenizer(None)
+        source = str(tokenizer) if isinstance(tokenizer, (str, Path)) else None
+        config = config or LlavaComparatorConfig(checkpoint="tiny-random", torch_dtype="float32", tokenizer=source)
         lcfg = tiny_llava_config(image_size=image_size, patch_size=patch_size, **sizes)
         if config.attn_implementation:
             lcfg._attn_implementation = config.attn_implementation
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             llava = LlavaForConditionalGeneration(lcfg)
-        return cls(llava.to(torch_dtype(config.torch_dtype)), tokenizer, config)
+        return cls.from_model(cast_parameters(llava, torch_dtype(config.torch_dtype)), tokenizer, config)
 
     # ------------------------------------------------------------------ sub-modules
     @property
@@ -271,6 +291,17 @@ class LlavaComparator(Comparator):
         return torch.stack([self.compare_one_to_many(e, emb_refs, batch=batch) for e in emb_test])
 
     # ------------------------------------------------------------------ training helpers
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each decoder layer's activations in the backward pass (on) or keep them (off).
+
+        ``config.gradient_checkpointing`` sets it at construction; this switches it on a built
+        comparator (a benchmark measures both on one model) and records the choice in the config.
+        Non-reentrant checkpointing: it works with frozen inputs and LoRA dropout.
+        """
+        set_checkpointing(self.llava, enabled)
+        if self.config.gradient_checkpointing != enabled:
+            self.config = dataclasses.replace(self.config, gradient_checkpointing=enabled)
+
     def trainable_parameters(self) -> dict[str, int]:
         """Counts of trainable parameters by kind (lora / projector / other) plus totals."""
         counts = {"lora": 0, "projector": 0, "other": 0}
@@ -339,43 +370,20 @@ class LlavaComparator(Comparator):
                 params[name].copy_(state[name])
 
 
-def _keep_projector_copy_in_float32(wrapper: nn.Module) -> None:
-    """Hold the trained projector copy in float32, casting at its boundaries.
-
-    peft upcasts LoRA weights of a bf16 model to float32 but leaves the ``modules_to_save``
-    copy of the projector in bf16, where an AdamW step of lr 2e-5 on weights of ~0.02 is
-    below half a bf16 ulp (~4e-5) and rounds away: the projector would silently not train.
-    Inputs are cast to float32 (so CPU runs without autocast work) and outputs back to the
-    base dtype (so the naive LLaVA forward still splices them into bf16 embeddings).
-    """
-    base_dtype = next(wrapper.original_module.parameters()).dtype
-    if base_dtype == torch.float32:
-        return
-    for copy in wrapper.modules_to_save.values():
-        copy.float()
-        copy.register_forward_pre_hook(_inputs_to_float32)
-        copy.register_forward_hook(partial(_output_to, dtype=base_dtype))
-
-
-def _inputs_to_float32(module: nn.Module, args: tuple) -> tuple:
-    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-
-
-def _output_to(module: nn.Module, args: tuple, output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return output.to(dtype)
-
-
 @register_model("llava", kind="comparator", options=LlavaComparatorConfig)
-def build(tiny: bool = False, tokenizer_path: str | Path | Any = DEFAULT_TOKENIZER, image_size: int = 32,
-          patch_size: int = 16, **config: Any) -> LlavaComparator:
-    """Registry factory: ``comparators.create("llava", checkpoint=..., lora_r=...)``.
+def build(tiny: bool = False, image_size: int = 32, patch_size: int = 16, **config: Any) -> LlavaComparator:
+    """Registry factory: ``comparators.create("llava", checkpoint=..., tokenizer=..., lora_r=...)``.
 
     ``config`` holds :class:`LlavaComparatorConfig` fields (unknown keys are errors);
-    ``tiny=True`` builds the random toy model (float32 unless ``torch_dtype`` is given)
-    with the real tokenizer, for the synthetic demo.
+    ``tokenizer`` is required (``model.tokenizer``: a hub id or a folder; code may pass a
+    tokenizer object instead). ``tiny=True`` builds the random toy model (float32 unless
+    ``torch_dtype`` is given) with the real tokenizer, for the synthetic demo.
     """
+    tokenizer = config.pop("tokenizer", None)
+    if isinstance(tokenizer, (str, Path)):  # a config value: kept in the config the run saves
+        config["tokenizer"] = tokenizer = str(tokenizer)
     if tiny:
         config = {"checkpoint": "tiny-random", "torch_dtype": "float32", **config}
-        return LlavaComparator.tiny(tokenizer_path, image_size=image_size, patch_size=patch_size,
+        return LlavaComparator.tiny(tokenizer, image_size=image_size, patch_size=patch_size,
                                     config=LlavaComparatorConfig.from_dict(config))
-    return LlavaComparator.from_config(LlavaComparatorConfig.from_dict(config))
+    return LlavaComparator.from_config(LlavaComparatorConfig.from_dict(config), tokenizer)

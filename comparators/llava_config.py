@@ -32,7 +32,7 @@ class LlavaComparatorConfig:
     """
 
     checkpoint: str = "llava-hf/llava-1.5-7b-hf"
-    tokenizer: Optional[str] = None  # defaults to the checkpoint's own tokenizer
+    tokenizer: Optional[str] = None  # required to build: a hub id or a local folder (the project ships none)
     question: str = "Which face looks more attractive?"
     labels: tuple[str, ...] = ("First", "Second", "Similar")
     prompt_template: str = DEFAULT_TEMPLATE

@@ -102,3 +102,17 @@ def fit_fixed_batch():
         return losses
 
     return fit
+
+
+# ---------------------------------------------------------------------- the LLaVA tokenizer
+LLAMA2_TOKENIZER_DIR = SHARED / "models" / "llama2-tokenizer"
+
+
+@pytest.fixture(scope="session")
+def llama2_tokenizer_dir() -> Path:
+    """The folder of the Llama-2 SentencePiece ``tokenizer.model`` (32,000 pieces), which the
+    LLaVA comparators read as ``model.tokenizer``; the package ships no tokenizer and names no
+    path outside itself, so tests take it from here and skip where ../shared is absent."""
+    if not (LLAMA2_TOKENIZER_DIR / "tokenizer.model").is_file():
+        pytest.skip(f"Llama-2 tokenizer not found at {LLAMA2_TOKENIZER_DIR}")
+    return LLAMA2_TOKENIZER_DIR

@@ -142,7 +142,7 @@ def test_a_bundle_exported_from_a_gpu_run_predicts_on_a_cpu_only_process(scut_ro
 
 
 @pytest.mark.slow  # a tiny LLaVA run, ~11 s
-def test_a_llava_bundle_holds_the_adapters_and_projector_only(synthetic_root, tmp_path):
+def test_a_llava_bundle_holds_the_adapters_and_projector_only(synthetic_root, tmp_path, llama2_tokenizer_dir):
     """LMOL: the bundle's weights are the LoRA adapters and the projector (never the base model),
     the config names the base; the bundle scores as the run did."""
     pytest.importorskip("peft")
@@ -152,7 +152,7 @@ def test_a_llava_bundle_holds_the_adapters_and_projector_only(synthetic_root, tm
     from orderlearn.runs.recipe import run_experiment
 
     run = tmp_path / "lmol"
-    run_experiment(config_from_dict(lmol_config(synthetic_root, run, data={"limit_test": 4}, train={"epochs": 1})))
+    run_experiment(config_from_dict(lmol_config(synthetic_root, run, llama2_tokenizer_dir, data={"limit_test": 4}, train={"epochs": 1})))
     bundle = export(run, tmp_path / "bundle")
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["method"] == "llava" and not manifest["full_weights"]

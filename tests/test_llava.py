@@ -14,16 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "llama2-tokenizer"
-if not (TOKENIZER_DIR / "tokenizer.model").is_file():
-    pytest.skip(f"Llama-2 tokenizer not found at {TOKENIZER_DIR}", allow_module_level=True)
-
-import scorers  # noqa: E402
-from comparators.base import Comparator  # noqa: E402
-from comparators.llava import (CheckpointNotFoundError, ClipPreprocess, LlavaComparator,  # noqa: E402
+import scorers
+from comparators.base import Comparator
+from comparators.llava import (CheckpointNotFoundError, ClipPreprocess, LlavaComparator,
                                LlavaComparatorConfig, build, masked_softmax)
-from comparators.llava_loading import IMAGE_TOKEN_ID, PAD_TOKEN_ID, sentencepiece_tokenizer  # noqa: E402
-from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, num_image_tokens,  # noqa: E402
+from comparators.llava_loading import IMAGE_TOKEN_ID, PAD_TOKEN_ID, sentencepiece_tokenizer
+from comparators.llava_prompt import (answer_token_ids, build_prompt_ids, num_image_tokens,
                                       render_prompt)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
@@ -33,25 +29,16 @@ PROMPT = ("USER: <image>\n<image>\nWhich face looks more attractive? Answer with
           "ASSISTANT:")
 
 
-_TOKENIZER = []
-
-
-def _tok():
-    """The converted tokenizer, built once per session (conversion from SentencePiece costs ~1 s)."""
-    if not _TOKENIZER:
-        _TOKENIZER.append(sentencepiece_tokenizer(TOKENIZER_DIR))
-    return _TOKENIZER[0]
+@pytest.fixture(scope="module")
+def tokenizer(llama2_tokenizer_dir):
+    """The converted tokenizer (converting from SentencePiece costs ~1 s; cached per file)."""
+    return sentencepiece_tokenizer(llama2_tokenizer_dir)
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return _tok()
-
-
-@pytest.fixture(scope="module")
-def tiny() -> LlavaComparator:
+def tiny(tokenizer) -> LlavaComparator:
     torch.manual_seed(0)
-    return LlavaComparator.tiny(_tok()).eval()
+    return LlavaComparator.tiny(tokenizer).eval()
 
 
 def _images(n: int, seed: int) -> torch.Tensor:
@@ -69,10 +56,10 @@ def test_label_ids_are_the_answer_pieces(tokenizer):
     assert tokenizer.convert_ids_to_tokens([3824, 6440, 13999]) == ["▁First", "▁Second", "▁Similar"]
 
 
-def test_leading_space_trap_is_real_and_avoided(tokenizer):
+def test_leading_space_trap_is_real_and_avoided(tokenizer, llama2_tokenizer_dir):
     import sentencepiece as spm
 
-    sp = spm.SentencePieceProcessor(model_file=str(TOKENIZER_DIR / "tokenizer.model"))
+    sp = spm.SentencePieceProcessor(model_file=str(llama2_tokenizer_dir / "tokenizer.model"))
     naive = [sp.encode(" " + w)[0] for w in ("First", "Second", "Similar")]
     assert naive == [29871, 29871, 29871]  # the public re-implementation's bug
     assert len(set(answer_token_ids(tokenizer, PROMPT, ["First", "Second", "Similar"]))) == 3
@@ -201,14 +188,14 @@ def test_pair_batch_size_and_compare_grid_default_batch(tiny):
         tiny.compare_grid(ea, eb, batch=0)
 
 
-def test_feature_modules_are_what_embed_reads(tiny):
+def test_feature_modules_are_what_embed_reads(tiny, tokenizer):
     """The vision tower and the projector decide embed(); the language model (with LoRA) does not."""
     modules = tiny.feature_modules()
     assert modules == [tiny.llava.model.vision_tower, tiny.llava.model.multi_modal_projector]
     feature_ids = {id(p) for m in modules for p in m.parameters()}
     lm_ids = {id(p) for p in tiny.llava.model.language_model.parameters()}
     assert feature_ids and not feature_ids & lm_ids
-    model = LlavaComparator.tiny(_tok(), seed=2).eval()
+    model = LlavaComparator.tiny(tokenizer, seed=2).eval()
     x = _images(2, 32)
     with torch.no_grad():
         before = model.embed(x)
@@ -227,7 +214,7 @@ def test_clip_preprocess_repr_states_size_and_normalisation():
     assert "336" in repr(other) and "0.48145466" in repr(one) and "0.26862954" in repr(one)
 
 
-def test_only_lora_and_projector_train(tiny):
+def test_only_lora_and_projector_train(tiny, tokenizer):
     trainable = [n for n, p in tiny.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or "multi_modal_projector.modules_to_save" in n for n in trainable)
     assert all("language_model" in n for n in trainable if "lora_" in n)  # no LoRA in the vision tower
@@ -236,17 +223,17 @@ def test_only_lora_and_projector_train(tiny):
     # projector: (32*64 + 64) + (64*64 + 64) = 6272
     assert tiny.trainable_parameters() | {"total": 0} == {"lora": 17408, "projector": 6272, "other": 0,
                                                           "trainable": 23680, "total": 0}
-    frozen_proj = LlavaComparator.tiny(_tok(), config=LlavaComparatorConfig(
+    frozen_proj = LlavaComparator.tiny(tokenizer, config=LlavaComparatorConfig(
         checkpoint="tiny-random", torch_dtype="float32", train_projector=False, lora_target_modules=("q_proj",)))
     assert frozen_proj.trainable_parameters()["projector"] == 0
     assert frozen_proj.trainable_parameters()["lora"] == 2 * 8 * (64 + 64)
 
 
-def _fast(seed: int, **options) -> LlavaComparator:
+def _fast(tokenizer, seed: int, **options) -> LlavaComparator:
     """A tiny comparator whose parameter groups carry lr 1e-2 (a few steps must move the loss)."""
     config = LlavaComparatorConfig(checkpoint="tiny-random", torch_dtype="float32", lora_lr=1e-2, projector_lr=1e-2,
                                    **options)
-    return LlavaComparator.tiny(_tok(), seed=seed, config=config)
+    return LlavaComparator.tiny(tokenizer, seed=seed, config=config)
 
 
 def _train_steps(model: LlavaComparator, steps: int, seed: int = 8) -> list[float]:
@@ -265,20 +252,20 @@ def _train_steps(model: LlavaComparator, steps: int, seed: int = 8) -> list[floa
     return losses
 
 
-def test_a_few_steps_lower_the_ce_loss():
-    model = _fast(seed=1)
+def test_a_few_steps_lower_the_ce_loss(tokenizer):
+    model = _fast(tokenizer, seed=1)
     losses = _train_steps(model, 8)
     assert losses[0] == pytest.approx(np.log(3), abs=0.1)  # random init: near-uniform over 3 labels
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path):
+def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path, tokenizer):
     """What the shared loop saves per epoch: adapter tensors only; loading restores the logits exactly."""
     from safetensors.torch import save_file
 
     from orderlearn.engine.training import checkpoint_state, load_weights
 
-    trained = _fast(seed=5)
+    trained = _fast(tokenizer, seed=5)
     _train_steps(trained, 3)
     state = checkpoint_state(trained)
     assert len(state) == 2 * 7 * 2 + 4  # 2 layers x 7 projections x (A, B) + projector weights and biases
@@ -289,7 +276,7 @@ def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path):
     a, b = _images(3, 20), _images(3, 21)
     with torch.no_grad():
         want = trained(a, b)
-    fresh = _fast(seed=5).eval()
+    fresh = _fast(tokenizer, seed=5).eval()
     with torch.no_grad():
         assert not torch.allclose(fresh(a, b), want, atol=1e-4)
         load_weights(fresh, file)
@@ -299,23 +286,23 @@ def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path):
     partial.pop(next(iter(partial)))
     with pytest.raises(ValueError, match="missing 1 tensor"):
         fresh.load_checkpoint_state_dict(partial)
-    rank4 = LlavaComparator.tiny(_tok(), config=LlavaComparatorConfig(checkpoint="tiny-random", torch_dtype="float32",
+    rank4 = LlavaComparator.tiny(tokenizer, config=LlavaComparatorConfig(checkpoint="tiny-random", torch_dtype="float32",
                                                                       lora_r=4))
     with pytest.raises(ValueError, match="shape mismatch"):
         rank4.load_checkpoint_state_dict(state)
 
 
-def test_checkpoint_without_projector_holds_lora_only():
-    model = LlavaComparator.tiny(_tok(), config=LlavaComparatorConfig(
+def test_checkpoint_without_projector_holds_lora_only(tokenizer):
+    model = LlavaComparator.tiny(tokenizer, config=LlavaComparatorConfig(
         checkpoint="tiny-random", torch_dtype="float32", train_projector=False))
     state = model.checkpoint_state_dict()
     assert len(state) == 28 and all("lora_" in k for k in state)
 
 
-def test_parameter_groups_follow_the_config():
-    default = build(tiny=True, tokenizer_path=_tok())
+def test_parameter_groups_follow_the_config(tokenizer):
+    default = build(tiny=True, tokenizer=tokenizer)
     assert [(g["name"], g["lr"]) for g in default.parameter_groups()] == [("lora", 2e-4), ("projector", 2e-5)]
-    model = build(tiny=True, tokenizer_path=_tok(), lora_lr="5e-4", projector_lr=1e-5)  # YAML gives "5e-4" as text
+    model = build(tiny=True, tokenizer=tokenizer, lora_lr="5e-4", projector_lr=1e-5)  # YAML gives "5e-4" as text
     groups = model.parameter_groups()
     assert [(g["name"], g["lr"]) for g in groups] == [("lora", 5e-4), ("projector", 1e-5)]
     assert sum(p.numel() for g in groups for p in g["params"]) == 23680
@@ -325,9 +312,9 @@ def test_parameter_groups_follow_the_config():
         LlavaComparatorConfig(projector_lr="fast")
 
 
-def test_bf16_model_still_trains_its_projector():
+def test_bf16_model_still_trains_its_projector(tokenizer):
     """A bf16 projector copy would drop AdamW steps of 2e-5 (below half a bf16 ulp at |w| ~ 0.02)."""
-    model = build(tiny=True, tokenizer_path=_tok(), torch_dtype="bfloat16")
+    model = build(tiny=True, tokenizer=tokenizer, torch_dtype="bfloat16")
     proj = {k: v.clone() for k, v in model.checkpoint_state_dict().items() if "multi_modal_projector" in k}
     assert proj and all(v.dtype == torch.float32 for v in proj.values())
     a, b = _images(2, 22), _images(2, 23)
@@ -348,8 +335,8 @@ def test_frozen_backbone_mode_is_refused_clearly(tiny):
         tiny.head_parameters()
 
 
-def test_two_class_variant_through_the_registry_factory():
-    model = build(tiny=True, tokenizer_path=_tok(), two_class=True).eval()
+def test_two_class_variant_through_the_registry_factory(tokenizer):
+    model = build(tiny=True, tokenizer=tokenizer, two_class=True).eval()
     assert model.num_classes == 2 and model.label_ids == [3824, 6440]
     assert model.prompt.endswith("Answer with First or Second. ASSISTANT:")
     with torch.no_grad():
@@ -357,11 +344,11 @@ def test_two_class_variant_through_the_registry_factory():
     assert out.shape == (3, 2)
 
 
-def test_gradient_checkpointing_gives_same_gradients():
+def test_gradient_checkpointing_gives_same_gradients(tokenizer):
     a, b, y = _images(2, 14), _images(2, 15), torch.tensor([0, 2])
     grads = []
     for gc in (False, True):
-        model = LlavaComparator.tiny(_tok(), seed=4, config=LlavaComparatorConfig(
+        model = LlavaComparator.tiny(tokenizer, seed=4, config=LlavaComparatorConfig(
             checkpoint="tiny-random", torch_dtype="float32", gradient_checkpointing=gc, lora_dropout=0.0)).train()
         torch.nn.functional.cross_entropy(model(a, b), y).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))
@@ -383,8 +370,8 @@ def test_benchmark_figures_are_measured_on_the_model(tiny):
 
 
 # ---------------------------------------------------------------------- config / loading errors
-def test_missing_local_checkpoint_message():
-    cfg = LlavaComparatorConfig(checkpoint="/nonexistent/llava-1.5-7b-hf")
+def test_missing_local_checkpoint_message(llama2_tokenizer_dir):
+    cfg = LlavaComparatorConfig(checkpoint="/nonexistent/llava-1.5-7b-hf", tokenizer=str(llama2_tokenizer_dir))
     with pytest.raises(CheckpointNotFoundError) as err:
         LlavaComparator.from_config(cfg)
     msg = str(err.value)
@@ -392,19 +379,21 @@ def test_missing_local_checkpoint_message():
     assert "model.checkpoint: /path/to/llava-1.5-7b-hf" in msg and "huggingface-cli download" in msg
 
 
-def test_offline_hub_id_message(monkeypatch, tmp_path):
+def test_offline_hub_id_message(monkeypatch, tmp_path, llama2_tokenizer_dir):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointNotFoundError) as err:
-        LlavaComparator.from_config(LlavaComparatorConfig(checkpoint="llava-hf/llava-1.5-7b-hf-not-cached"))
+        LlavaComparator.from_config(LlavaComparatorConfig(checkpoint="llava-hf/llava-1.5-7b-hf-not-cached",
+                                                          tokenizer=str(llama2_tokenizer_dir)))
     msg = str(err.value)
     assert "HF_HUB_OFFLINE" in msg and "model.checkpoint: /path/to/llava-1.5-7b-hf" in msg and "HF_HOME" in msg
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None and torch.cuda.is_available(),
                     reason="bitsandbytes and CUDA present: quantised loading would be attempted")
-def test_quantisation_without_bitsandbytes_or_cuda_is_a_clear_error():
+def test_quantisation_without_bitsandbytes_or_cuda_is_a_clear_error(llama2_tokenizer_dir):
     with pytest.raises(ValueError, match="load_in_4bit"):
-        LlavaComparator.from_config(LlavaComparatorConfig(checkpoint="/nonexistent", load_in_4bit=True))
+        LlavaComparator.from_config(LlavaComparatorConfig(checkpoint="/nonexistent", load_in_4bit=True,
+                                                          tokenizer=str(llama2_tokenizer_dir)))
 
 
 @pytest.mark.parametrize("bad, key", [

@@ -21,26 +21,22 @@ from pathlib import Path
 
 import pytest
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "llama2-tokenizer"
-if not (TOKENIZER_DIR / "tokenizer.model").is_file():
-    pytest.skip(f"Llama-2 tokenizer not found at {TOKENIZER_DIR}", allow_module_level=True)
-
-from benchmarks.llava import write_brightness_coded_faces  # noqa: E402
-from orderlearn.config import config_from_dict  # noqa: E402
-from orderlearn.runs.recipe import run_experiment  # noqa: E402
+from benchmarks.llava import write_brightness_coded_faces
+from orderlearn.config import config_from_dict
+from orderlearn.runs.recipe import run_experiment
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # tiny tensors: threads only add contention
               pytest.mark.slow]  # a learning run of ~15 s
 
 
-def learns_config(manifest: Path, out: Path) -> dict:
+def learns_config(manifest: Path, out: Path, tokenizer: Path) -> dict:
     """configs/lmol/tiny_learns.yaml at CI size: 200 faces at 16 px (16 image tokens each), 2 epochs."""
     return {
         "name": "lmol-tiny-learns-ci",
         "seed": 0,
         "output_dir": str(out),
         "data": {"kind": "manifest", "root": str(manifest), "split": "split", "val_fraction": 0.1},
-        "model": {"name": "llava", "tiny": True, "tokenizer_path": str(TOKENIZER_DIR), "image_size": 16,
+        "model": {"name": "llava", "tiny": True, "tokenizer": str(tokenizer), "image_size": 16,
                   "patch_size": 4, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
                   "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                   "train_projector": True, "torch_dtype": "float32", "lora_lr": 3e-3, "projector_lr": 3e-3},
@@ -55,10 +51,10 @@ def learns_config(manifest: Path, out: Path) -> dict:
     }
 
 
-def test_tiny_llava_learns_a_visible_ordering(tmp_path, monkeypatch):
+def test_tiny_llava_learns_a_visible_ordering(tmp_path, monkeypatch, llama2_tokenizer_dir):
     monkeypatch.chdir(tmp_path)
     manifest = write_brightness_coded_faces(tmp_path / "data", n_images=200, image_size=32, seed=0)
-    results = run_experiment(config_from_dict(learns_config(manifest, tmp_path / "run")))
+    results = run_experiment(config_from_dict(learns_config(manifest, tmp_path / "run", llama2_tokenizer_dir)))
 
     cm = results["comparator_metrics"]
     class_counts = [sum(row) for row in cm["confusion"]["matrix"]]

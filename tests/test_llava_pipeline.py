@@ -15,15 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "llama2-tokenizer"
-if not (TOKENIZER_DIR / "tokenizer.model").is_file():
-    pytest.skip(f"Llama-2 tokenizer not found at {TOKENIZER_DIR}", allow_module_level=True)
+from safetensors.torch import load_file
 
-from safetensors.torch import load_file  # noqa: E402
-
-from comparators.llava import LlavaComparator  # noqa: E402
-from orderlearn.config import config_from_dict  # noqa: E402
-from orderlearn.runs.recipe import run_experiment  # noqa: E402
+from comparators.llava import LlavaComparator
+from orderlearn.config import config_from_dict
+from orderlearn.runs.recipe import run_experiment
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # tiny tensors: threads only add contention
               pytest.mark.slow]  # tiny LLaVA runs end to end, ~2 s each
@@ -32,15 +28,16 @@ N_TEST = 20  # a seeded 20 of fold 1's 40 test images (data.limit_test)
 N_ADAPTER_TENSORS = 2 * 7 * 2 + 4  # 2 layers x 7 projections x (A, B) + projector (2 weights, 2 biases)
 
 
-def lmol_config(root: Path, out: Path, **sections) -> dict:
-    """A CPU-sized LMOL run: 240 pairs, batch 12, 2 epochs, ~30 references, 20 test images."""
+def lmol_config(root: Path, out: Path, tokenizer: Path, **sections) -> dict:
+    """A CPU-sized LMOL run: 240 pairs, batch 12, 2 epochs, ~30 references, 20 test images;
+    ``tokenizer`` is the ``llama2_tokenizer_dir`` fixture."""
     raw = {
         "name": "lmol-tiny",
         "seed": 0,
         "output_dir": str(out),
         "data": {"kind": "scut", "root": str(root), "split": "fold1", "val_fraction": 0.2,
                  "limit_test": N_TEST},
-        "model": {"name": "llava", "tiny": True, "tokenizer_path": str(TOKENIZER_DIR), "torch_dtype": "float32",
+        "model": {"name": "llava", "tiny": True, "tokenizer": str(tokenizer), "torch_dtype": "float32",
                   "lora_lr": 1e-3, "projector_lr": 1e-3},
         "pairs": {"recipe": "balanced-3", "total": 240, "val_total": 48},
         "loss": {"name": "ce"},
@@ -56,14 +53,14 @@ def lmol_config(root: Path, out: Path, **sections) -> dict:
     return raw
 
 
-def test_ce_run_trains_checkpoints_adapters_only_and_scores(synthetic_root, tmp_path, monkeypatch):
+def test_ce_run_trains_checkpoints_adapters_only_and_scores(synthetic_root, tmp_path, monkeypatch, llama2_tokenizer_dir):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "ce"
     # 4:4:2 pairs: random 32 px features barely see the synthetic beauty cues, so what the
     # tiny model can learn in 40 steps is the label marginal (best constant CE 1.055 vs
     # ln 3 = 1.099); on balanced pairs its loss only wanders around ln 3. Measured here:
     # 1.0785 -> 1.0612 (seed 0), 1.0772 -> 1.0531 (seed 1)
-    results = run_experiment(config_from_dict(lmol_config(synthetic_root, out, pairs={"recipe": "imbalanced-4-4-2"})))
+    results = run_experiment(config_from_dict(lmol_config(synthetic_root, out, llama2_tokenizer_dir, pairs={"recipe": "imbalanced-4-4-2"})))
 
     history = results["train"]["history"]
     assert [h["epoch"] for h in history] == [1, 2]
@@ -87,7 +84,7 @@ def test_ce_run_trains_checkpoints_adapters_only_and_scores(synthetic_root, tmp_
     assert any(not torch.equal(ckpts[0][k], ckpts[1][k]) for k in ckpts[0])
 
 
-def test_ce_kl_puts_forward_and_reversed_pairs_in_one_batch(synthetic_root, tmp_path, monkeypatch):
+def test_ce_kl_puts_forward_and_reversed_pairs_in_one_batch(synthetic_root, tmp_path, monkeypatch, llama2_tokenizer_dir):
     monkeypatch.chdir(tmp_path)
     calls: list[tuple[int, bool]] = []
     forward = LlavaComparator.forward
@@ -99,7 +96,7 @@ def test_ce_kl_puts_forward_and_reversed_pairs_in_one_batch(synthetic_root, tmp_
         return forward(self, a, b)
 
     monkeypatch.setattr(LlavaComparator, "forward", spy)
-    cfg = lmol_config(synthetic_root, tmp_path / "kl", loss={"name": "ce+kl", "kl_weight": 1.0},
+    cfg = lmol_config(synthetic_root, tmp_path / "kl", llama2_tokenizer_dir, loss={"name": "ce+kl", "kl_weight": 1.0},
                       pairs={"total": 120})
     results = run_experiment(config_from_dict(cfg))
     assert calls and all(size == 24 and mirrored for size, mirrored in calls), calls[:3]
@@ -109,9 +106,9 @@ def test_ce_kl_puts_forward_and_reversed_pairs_in_one_batch(synthetic_root, tmp_
     assert results["order_learned"]["n"] == N_TEST
 
 
-def test_two_class_checkpoint_ensemble(synthetic_root, tmp_path, monkeypatch):
+def test_two_class_checkpoint_ensemble(synthetic_root, tmp_path, monkeypatch, llama2_tokenizer_dir):
     monkeypatch.chdir(tmp_path)
-    cfg = lmol_config(synthetic_root, tmp_path / "ens", model={"two_class": True},
+    cfg = lmol_config(synthetic_root, tmp_path / "ens", llama2_tokenizer_dir, model={"two_class": True},
                       pairs={"recipe": "balanced-2", "total": 120}, ensemble_last=2)
     results = run_experiment(config_from_dict(cfg))
     assert len(results["scorer"]["checkpoints"]) == 2 and results["order_learned"]["n"] == N_TEST

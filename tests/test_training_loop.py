@@ -433,7 +433,7 @@ TOKENIZER_DIR = REPO.parent / "shared" / "models" / "llama2-tokenizer"
 def test_llava_resume_state_holds_no_base_weights_and_resume_is_exact(synthetic_root, tmp_path):
     import comparators
 
-    args = {"tiny": True, "tokenizer_path": str(TOKENIZER_DIR), "torch_dtype": "float32", "lora_lr": 1e-3, "projector_lr": 1e-3}
+    args = {"tiny": True, "tokenizer": str(TOKENIZER_DIR), "torch_dtype": "float32", "lora_lr": 1e-3, "projector_lr": 1e-3}
 
     def config_of(out: Path):
         return config_from_dict({
