@@ -37,7 +37,7 @@ from orderlearn.config import ExperimentConfig
 from orderlearn.errors import DataError
 from orderlearn.engine.features import FeatureExtractor
 from orderlearn.files import atomic_write_json
-from orderlearn.engine.training import load_weights
+from orderlearn.engine.checkpoints import load_weights
 from orderlearn.types import ScoredImage
 
 EVALUATOR_FILE = "scorer.json"

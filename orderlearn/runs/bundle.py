@@ -55,7 +55,7 @@ from orderlearn.data.images import load_image
 from orderlearn.runs.model_card import model_card
 from orderlearn.runs.recipe import build_model, feature_extractor
 from orderlearn.runs.saved import SavedRun, load_run
-from orderlearn.engine.training import make_accelerator
+from orderlearn.engine.runtime import make_accelerator
 from orderlearn.types import ScoredImage
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from orderlearn.bank.evaluator import EVALUATOR_FILE, BankEvaluator, BankRoute
 from orderlearn.config import ExperimentConfig, load_config
 from orderlearn.errors import DataError
 from orderlearn.runs.recipe import build_model, feature_extractor, place_model
-from orderlearn.engine.training import make_accelerator
+from orderlearn.engine.runtime import make_accelerator
 
 
 @dataclass
