@@ -14,6 +14,7 @@ a frozen trunk's maps and the "head" includes the backbone's top stages
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -21,6 +22,7 @@ from accelerate import Accelerator
 from torch.utils.data import Dataset
 
 from comparators.base import Comparator, Model
+from comparators.losses import ComparatorLoss
 
 from orderlearn.config import ExperimentConfig
 from orderlearn.data.pairs import sample_pairs
@@ -30,11 +32,22 @@ from orderlearn.engine.datasets import (EmbeddingPairDataset, FeatureImageDatase
                                         SourcedImageDataset, ViewPairDataset)
 from orderlearn.engine.features import FeatureExtractor
 from orderlearn.engine.heads import HeadOnly, InBatchComparator
-from orderlearn.engine.objectives import (ComparatorObjective, InBatchObjective, RegressorObjective, comparator_loss,
-                                          mix_of_validation)
+from orderlearn.engine.objectives import ComparatorObjective, InBatchObjective, Objective, RegressorObjective, mix_of_validation
 from orderlearn.engine.training import TrainResult, fit
 from orderlearn.errors import ConfigError
 from orderlearn.types import ScoredImage
+
+
+@dataclass
+class FitInputs:
+    """What the loop trains on: the module (the model, its head, or its in-batch wrapper), the
+    objective, the two datasets, and how many cached views of a face an epoch draws one from."""
+
+    module: torch.nn.Module
+    objective: Objective
+    train_data: Dataset
+    val_data: Dataset
+    views_per_face: int = 1
 
 
 def fit_model(model: Model, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator,
@@ -48,33 +61,18 @@ def fit_model(model: Model, splits: TrainingSplits, config: ExperimentConfig, ac
     if frozen:
         train_x = features(model, splits.train, "features train", views=views)
         val_x = features(model, splits.val, "features validation", views=("identity",))
-    if isinstance(model, Comparator) and config.pairs.recipe == "in-batch":
-        return fit_in_batch(model, splits, config, accelerator, train_x, val_x, store, resume_state)
-    module = HeadOnly(model) if frozen else model
-    draw = 1  # fixed pairs draw their views once per pair (ViewPairDataset)
-    if isinstance(model, Comparator):
-        p = config.pairs
-        train_pairs = sample_pairs([s.score for s in splits.train], p.recipe, p.total, p.margin, p.seed)
-        val_pairs = sample_pairs([s.score for s in splits.val], p.recipe, p.val_total, p.margin, p.seed + 1)
-        accelerator.print(f"pairs: train {train_pairs.class_counts()}, validation {val_pairs.class_counts()}")
-        if frozen:
-            train_data = ViewPairDataset(train_x, train_pairs, p.seed) if len(views) > 1 else EmbeddingPairDataset(train_x, train_pairs)
-            val_data = EmbeddingPairDataset(val_x, val_pairs)
-        else:
-            train_data = PairDataset(splits.train, train_pairs, model.train_preprocess())
-            val_data = PairDataset(splits.val, val_pairs, model.preprocess())
-        objective = ComparatorObjective(comparator_loss(config))
+    loss = None
+    if isinstance(model, Comparator):  # the model owns its loss; a comparator's is the config's
+        loss = ComparatorLoss(config.loss.name, config.loss.class_weights, config.loss.kl_weight)
+    if loss is None:
+        inputs = image_inputs(model, splits, config, train_x, val_x)
+    elif config.pairs.recipe == "in-batch":
+        inputs = in_batch_inputs(model, splits, config, accelerator, loss, train_x, val_x)
     else:
-        if frozen:
-            train_data, val_data = FeatureImageDataset(train_x, splits.train, len(views)), FeatureImageDataset(val_x, splits.val)
-            draw = views_drawn_per_epoch(config)
-        else:
-            train_data = ImageDataset(splits.train, model.train_preprocess())
-            val_data = ImageDataset(splits.val, model.preprocess())
-        objective = RegressorObjective()
+        inputs = pair_inputs(model, splits, config, accelerator, loss, train_x, val_x)
     groups = None if frozen else model.parameter_groups()
-    return fit(module, objective, train_data, val_data, config, store, accelerator, resume_state,
-               param_groups=groups, desc=config.model.name, views_per_face=draw)
+    return fit(inputs.module, inputs.objective, inputs.train_data, inputs.val_data, config, store, accelerator, resume_state,
+               param_groups=groups, desc=config.model.name, views_per_face=inputs.views_per_face)
 
 
 def fit_on_features(head: Model, train_x: torch.Tensor, train: list[ScoredImage], val_x: torch.Tensor,
@@ -86,15 +84,37 @@ def fit_on_features(head: Model, train_x: torch.Tensor, train: list[ScoredImage]
                config, store, accelerator, desc=desc)
 
 
-def views_drawn_per_epoch(config: ExperimentConfig) -> int:
-    """How many cached views of each face an epoch draws one from: ``train.views_per_epoch: one``
-    shows each face once per epoch in a random view (1 = every view of every face)."""
-    return len(config.train.feature_views) if config.train.views_per_epoch == "one" else 1
+def image_inputs(model: Model, splits: TrainingSplits, config: ExperimentConfig, train_x: Optional[torch.Tensor],
+                 val_x: Optional[torch.Tensor]) -> FitInputs:
+    """A regressor: images (or their cached features, ``train_x`` / ``val_x``) and its own loss."""
+    if train_x is not None:
+        return FitInputs(HeadOnly(model), RegressorObjective(), FeatureImageDataset(train_x, splits.train, len(config.train.feature_views)),
+                         FeatureImageDataset(val_x, splits.val), views_drawn_per_epoch(config))
+    return FitInputs(model, RegressorObjective(), ImageDataset(splits.train, model.train_preprocess()),
+                     ImageDataset(splits.val, model.preprocess()))
 
 
-def fit_in_batch(model: Comparator, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator,
-                 train_x: Optional[torch.Tensor], val_x: Optional[torch.Tensor], store: CheckpointStore,
-                 resume_state: Optional[ResumeState]) -> TrainResult:
+def pair_inputs(model: Comparator, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator,
+                loss: ComparatorLoss, train_x: Optional[torch.Tensor], val_x: Optional[torch.Tensor]) -> FitInputs:
+    """A comparator on a fixed pair list (``pairs.recipe``); with cached features each pair shows
+    one view of each face, drawn once per pair (:class:`~orderlearn.engine.datasets.ViewPairDataset`)."""
+    p = config.pairs
+    module = HeadOnly(model) if train_x is not None else model
+    train_pairs = sample_pairs([s.score for s in splits.train], p.recipe, p.total, p.margin, p.seed)
+    val_pairs = sample_pairs([s.score for s in splits.val], p.recipe, p.val_total, p.margin, p.seed + 1)
+    accelerator.print(f"pairs: train {train_pairs.class_counts()}, validation {val_pairs.class_counts()}")
+    if train_x is not None:
+        several = len(config.train.feature_views) > 1
+        train_data = ViewPairDataset(train_x, train_pairs, p.seed) if several else EmbeddingPairDataset(train_x, train_pairs)
+        val_data: Dataset = EmbeddingPairDataset(val_x, val_pairs)
+    else:
+        train_data = PairDataset(splits.train, train_pairs, model.train_preprocess())
+        val_data = PairDataset(splits.val, val_pairs, model.preprocess())
+    return FitInputs(module, ComparatorObjective(loss), train_data, val_data)
+
+
+def in_batch_inputs(model: Comparator, splits: TrainingSplits, config: ExperimentConfig, accelerator: Accelerator,
+                    loss: ComparatorLoss, train_x: Optional[torch.Tensor], val_x: Optional[torch.Tensor]) -> FitInputs:
     """``pairs.recipe: in-batch``: image (or cached-feature) batches, pairs drawn inside each."""
     p = config.pairs
     if model.num_classes == 2 and p.in_batch_mix != "balanced-2":
@@ -112,8 +132,11 @@ def fit_in_batch(model: Comparator, splits: TrainingSplits, config: ExperimentCo
     else:
         train_data = SourcedImageDataset(splits.train, model.train_preprocess())
         val_data = ImageDataset(splits.val, model.preprocess())
-    objective = InBatchObjective(comparator_loss(config), p.margin, p.in_batch_mix, val_pairs, seed=p.seed)
-    module = InBatchComparator(model, from_features=frozen)
-    groups = None if frozen else model.parameter_groups()
-    return fit(module, objective, train_data, val_data, config, store, accelerator, resume_state,
-               param_groups=groups, desc=config.model.name, views_per_face=draw)
+    objective = InBatchObjective(loss, p.margin, p.in_batch_mix, val_pairs, seed=p.seed)
+    return FitInputs(InBatchComparator(model, from_features=frozen), objective, train_data, val_data, draw)
+
+
+def views_drawn_per_epoch(config: ExperimentConfig) -> int:
+    """How many cached views of each face an epoch draws one from: ``train.views_per_epoch: one``
+    shows each face once per epoch in a random view (1 = every view of every face)."""
+    return len(config.train.feature_views) if config.train.views_per_epoch == "one" else 1

@@ -30,7 +30,6 @@ from torch.utils.data import DataLoader
 
 from comparators.losses import ComparatorLoss
 
-from orderlearn.config import ExperimentConfig
 from orderlearn.data.pairs import RECIPES, PairSet
 from orderlearn.engine.heads import InBatchComparator, unwrap
 from orderlearn.types import PairLabel, labels_from_delta
@@ -96,11 +95,6 @@ class RegressorObjective:
         p, t = torch.cat(predicted).double(), torch.cat(target).double()
         pc = float(np.corrcoef(p.numpy(), t.numpy())[0, 1]) if len(p) > 1 and p.std() > 0 else 0.0
         return {"val_loss": sum(losses) / len(p), "val_mae": float((p - t).abs().mean()), "val_pc": pc}
-
-
-def comparator_loss(config: ExperimentConfig) -> ComparatorLoss:
-    """The comparator loss the config's ``loss`` section names (CE, WCE or CE+KL)."""
-    return ComparatorLoss(config.loss.name, config.loss.class_weights, config.loss.kl_weight)
 
 
 def batch_pairs(scores: torch.Tensor, sources: torch.Tensor, margin: float, mix: str,

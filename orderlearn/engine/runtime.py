@@ -1,6 +1,6 @@
 """The processes a run trains on: the accelerator (precision, trackers, the CPU's number
 formats), the launches it refuses, and putting a resume state back into the prepared model,
-optimizer, scheduler and random generators.
+optimizer and scheduler.
 
 Why a module apart from the loop: the run builds its accelerator before it reads any data or
 builds a model (the lock, the resume lookup and the config save need it), and scoring a saved
@@ -8,8 +8,6 @@ run builds one without ever training.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,13 +15,12 @@ from typing import Any, Mapping, Optional
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedType
 from torch import nn
 
 from orderlearn.config import ExperimentConfig
 from orderlearn.engine.checkpoints import CheckpointMismatchError, ResumeState
 from orderlearn.engine.heads import unwrap
-from orderlearn.engine.samplers import GlobalBatchSampler, Schedule
 from orderlearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -91,35 +88,30 @@ def cpu_has_native_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def model_section(config: ExperimentConfig) -> dict[str, Any]:
-    """The config's ``model`` section: the model's name and options, the base model's id among
-    them (a LLaVA comparator's ``checkpoint``): what the base weights are rebuilt from on resume."""
-    return json.loads(json.dumps(dataclasses.asdict(config.model), default=str))
-
-
 def restore(state: ResumeState, model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,
-            config: ExperimentConfig, sampler: GlobalBatchSampler, schedule: Schedule) -> dict[str, Any]:
-    """Load a resume state into the prepared model, optimizer and scheduler and restore this
-    process's random generators; returns the loop's bookkeeping (epoch, history, lr trace)."""
+            facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Load a resume state into the prepared model, optimizer and scheduler; returns the loop's
+    bookkeeping (epoch, history, lr trace). ``facts`` are this run's entries of the state's
+    record (``model``: the config's model section; ``global_batch`` and ``steps_per_epoch``):
+    tensors of another shape are a :class:`CheckpointMismatchError` naming the model options
+    that changed, another global batch or epoch length a ConfigError (the learning-rate schedule
+    and the data order would not continue). The random generators are the caller's
+    (:meth:`ResumeState.restore_rng`)."""
     trainer = dict(state.trainer)
     target = unwrap(model)
     problem = state.mismatch(target.checkpoint_state_dict())
-    changed = state.model_changes(model_section(config))
+    changed = state.model_changes(facts["model"])
     if problem:
         what = f" ({'; '.join(changed[:4])})" if changed else ""
         raise CheckpointMismatchError(f"--resume: the checkpoint in {state.folder} does not match the config{what}: {problem}")
     if changed:
         accelerator.print(f"--resume: model options changed since the checkpoint: {'; '.join(changed)}")
     written = (trainer["global_batch"], trainer["steps_per_epoch"])
-    if written != (sampler.global_batch_size * config.train.grad_accum, schedule.steps_per_epoch):
+    if written != (facts["global_batch"], facts["steps_per_epoch"]):
         raise ConfigError(f"--resume: the checkpoint in {state.folder} was written with a global batch of {written[0]} "
                           f"examples and {written[1]} optimizer steps per epoch ({trainer['world_size']} processes); this run "
-                          f"has {sampler.global_batch_size * config.train.grad_accum} and {schedule.steps_per_epoch} "
+                          f"has {facts['global_batch']} and {facts['steps_per_epoch']} "
                           f"({accelerator.num_processes} processes): the learning-rate schedule and the data order would not continue")
     target.load_checkpoint_state_dict({k: v.to(accelerator.device) for k, v in state.trained().items()})
     state.load_training_state(optimizer, scheduler, accelerator.scaler)
-    if not state.restore_rng(accelerator.process_index):
-        set_seed(config.seed + 1_000 * state.epoch + accelerator.process_index)
-        accelerator.print(f"--resume: no random-generator state for process {accelerator.process_index} "
-                          f"(written by {trainer['world_size']} processes): reseeded; dropout and augmentation differ from an unbroken run")
     return {k: trainer[k] for k in ("epoch", "global_step", "best_epoch", "best_metric", "history", "lr_trace")}

@@ -16,6 +16,8 @@ and saved the config (:mod:`orderlearn.runs.recipe`).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from orderlearn.config import ExperimentConfig
 from orderlearn.engine.checkpoints import CheckpointStore, ResumeState
 from orderlearn.engine.heads import unwrap
 from orderlearn.engine.objectives import ComparatorObjective, Objective
-from orderlearn.engine.runtime import model_section, restore
+from orderlearn.engine.runtime import restore
 from orderlearn.engine.samplers import GlobalBatchSampler, Schedule
 from orderlearn.errors import ConfigError
 
@@ -101,9 +103,15 @@ def fit(
         raise RuntimeError(f"accelerate sharded {sampler.global_batches} global batches into {len(train_loader)} per process; "
                            "the training loop relies on one per-process batch per global batch")
 
+    facts = {"model": model_section(config), "world_size": accelerator.num_processes, "per_process_batch": sampler.batch_size,
+             "global_batch": sampler.global_batch_size * train_cfg.grad_accum, "steps_per_epoch": steps_per_epoch}
     trainer = {"epoch": 0, "global_step": 0, "best_epoch": 0, "best_metric": None, "history": [], "lr_trace": []}
     if resume_state is not None:
-        trainer = restore(resume_state, model, optimizer, scheduler, accelerator, config, sampler, schedule)
+        trainer = restore(resume_state, model, optimizer, scheduler, accelerator, facts)
+        if not resume_state.restore_rng(accelerator.process_index):
+            set_seed(config.seed + 1_000 * resume_state.epoch + accelerator.process_index)
+            accelerator.print(f"--resume: no random-generator state for process {accelerator.process_index} (written by "
+                              f"{resume_state.trainer['world_size']} processes): reseeded; dropout and augmentation differ from an unbroken run")
         accelerator.print(f"{desc}: resuming after epoch {resume_state.epoch} from {resume_state.folder}")
     if accelerator.trackers == [] and accelerator.log_with:
         accelerator.init_trackers(config.name.replace("/", "_"), config={"seed": config.seed, "lr": config.optim.lr})
@@ -150,16 +158,16 @@ def fit(
         trainer["epoch"] = epoch
         trainer["history"].append(metrics)
         accelerator.print(f"{desc} epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-        save_epoch(accelerator, model, optimizer, scheduler, config, store, epoch, metrics, trainer, sampler, schedule)
+        save_epoch(accelerator, model, optimizer, scheduler, config, store, epoch, metrics, {**trainer, **facts})
     accelerator.wait_for_everyone()
     return TrainResult(store, trainer["best_epoch"], trainer["best_metric"], trainer["history"])
 
 
 def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any, config: ExperimentConfig,
-               store: CheckpointStore, epoch: int, metrics: dict, trainer: dict, sampler: GlobalBatchSampler,
-               schedule: Schedule) -> None:
+               store: CheckpointStore, epoch: int, metrics: dict, record: dict) -> None:
     """Epoch ``epoch``'s weights and resume state through ``store``: the main process opens the
-    state, every process adds its random generators, the main process writes the rest."""
+    state, every process adds its random generators, the main process writes the rest
+    (``record``: the loop's bookkeeping and the run's facts, as the state records them)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         store.begin_epoch(epoch)
@@ -168,9 +176,6 @@ def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, sched
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    record = {**trainer, "model": model_section(config), "world_size": accelerator.num_processes,
-              "per_process_batch": sampler.batch_size, "global_batch": sampler.global_batch_size * config.train.grad_accum,
-              "steps_per_epoch": schedule.steps_per_epoch}
     store.save_epoch(epoch, unwrap(accelerator.unwrap_model(model)).checkpoint_state_dict(),
                      yaml.safe_dump(config.to_dict(), sort_keys=False), metrics, optimizer, scheduler, accelerator.scaler, record)
 
@@ -201,3 +206,9 @@ def lr_lambda(config: ExperimentConfig, steps_per_epoch: int):
         return 1.0
 
     return factor
+
+
+def model_section(config: ExperimentConfig) -> dict[str, Any]:
+    """The config's ``model`` section: the model's name and options, the base model's id among
+    them (a LLaVA comparator's ``checkpoint``): what the base weights are rebuilt from on resume."""
+    return json.loads(json.dumps(dataclasses.asdict(config.model), default=str))

@@ -43,15 +43,13 @@ def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, t
         return None
     load_weights(model, best_checkpoint)
     model.to(accelerator.device).eval()
-    if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
-        view = model.comparator_view().to(accelerator.device)
-        scores = view_embeddings(view, features(view, test, "features test"), accelerator, config.train.eval_batch_size)
-        return scores.reshape(-1).double()
     view = model.comparator_view().to(accelerator.device)  # the embeddings the bank route compares
 
     def embeddings(samples: list[ScoredImage], name: str) -> torch.Tensor:
         return view_embeddings(view, features(view, samples, f"features {name}"), accelerator, config.train.eval_batch_size)
 
+    if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
+        return embeddings(test, "test").reshape(-1).double()
     train_x, val_x, test_x = embeddings(splits.train, "train"), embeddings(splits.val, "validation"), embeddings(test, "test")
     return fit_embedding_head(train_x, val_x, test_x, splits, config, accelerator, store)
 
