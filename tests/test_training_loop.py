@@ -42,7 +42,7 @@ from orderlearn.errors import ConfigError
 from orderlearn.engine.checkpoints import load_weights
 from orderlearn.engine.objectives import ComparatorObjective
 from orderlearn.engine.training import fit
-from orderlearn.runs.recipe import setup
+from orderlearn.runs.recipe import setup as run_setup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def tiny_fit(out: Path, hidden: int = 16, epochs: int = 3, resume: bool = False,
     torch.manual_seed(0)
     model = TinyComparator(TinyConfig(hidden=hidden))
     config = loop_config(out, hidden, epochs)
-    with setup(config, resume) as run:
+    with run_setup(config, resume) as run:
         result = fit(model, objective or CountingObjective(), train or VectorPairs(96), VectorPairs(32, seed=1), config,
                      run.store, run.accelerator, run.resume_state)
     return model, result
@@ -281,7 +281,7 @@ def test_a_sharded_launch_fails_at_once_naming_the_accelerate_setting(tmp_path, 
     assert "multi_gpu.yaml" in message
     assert not out.exists()  # no lock, no config, no data read
     monkeypatch.setenv(variable, "false")
-    with setup(config_from_dict({"output_dir": str(out), "train": {"tracker": "none"}})) as run:
+    with run_setup(config_from_dict({"output_dir": str(out), "train": {"tracker": "none"}})) as run:
         assert run.resume_state is None and (out / "config.yaml").is_file()
 
 
@@ -386,15 +386,15 @@ def stop_and_resume(build: Callable[[], nn.Module], data: Callable[[nn.Module], 
         train, val = data(model)
         objective = CountingObjective(kill_at_step=kill)
         if kill is None:
-            with setup(config) as run:
+            with run_setup(config) as run:
                 fit(model, objective, train, val, config, run.store, run.accelerator, param_groups=model.parameter_groups())
         else:
-            with pytest.raises(Killed), setup(config) as run:
+            with pytest.raises(Killed), run_setup(config) as run:
                 fit(model, objective, train, val, config, run.store, run.accelerator, param_groups=model.parameter_groups())
             torch.manual_seed(123)  # the resumed process has its own history: nothing may depend on it
             model = build()
             train, val = data(model)
-            with setup(config, resume=True) as run:
+            with run_setup(config, resume=True) as run:
                 fit(model, CountingObjective(), train, val, config, run.store, run.accelerator, run.resume_state,
                     param_groups=model.parameter_groups())
         runs[name] = out
