@@ -24,7 +24,7 @@ from orderlearn.data.splits import load_training
 from orderlearn.report.metrics import score_metrics
 from orderlearn.engine.features import FeatureCache, FeatureExtractor
 from orderlearn.runs.recipe import build_model
-from orderlearn.engine.training import load_weights
+from orderlearn.engine.checkpoints import load_weights
 
 
 def main() -> None:

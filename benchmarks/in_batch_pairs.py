@@ -34,11 +34,10 @@ from comparators.losses import ComparatorLoss
 from orderlearn.config import DataConfig
 from orderlearn.data.splits import load_training
 from orderlearn.engine.features import FeatureCache, FeatureExtractor
-from orderlearn.engine.fitting import FeatureImageDataset
-from orderlearn.data.images import EmbeddingPairDataset
-from orderlearn.engine.in_batch import InBatchComparator, InBatchObjective
+from orderlearn.engine.datasets import EmbeddingPairDataset, FeatureImageDataset
+from orderlearn.engine.heads import HeadOnly, InBatchComparator
+from orderlearn.engine.objectives import ComparatorObjective, InBatchObjective
 from orderlearn.data.pairs import sample_pairs
-from orderlearn.engine.training import ComparatorObjective, HeadOnly
 
 
 def train_for(seconds: float, module: torch.nn.Module, loader: DataLoader, loss: Callable, lr: float) -> dict[str, float]:

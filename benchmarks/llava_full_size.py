@@ -179,33 +179,33 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 
 # ---------------------------------------------------------------------- the project's checkpoint code
-def checkpoint_round_trip(folder: Path, model: Any, optimizer: Any, scheduler: Any, config_yaml: str,
+def checkpoint_round_trip(root: Path, model: Any, optimizer: Any, scheduler: Any, config_yaml: str,
                           trainer: dict[str, Any]) -> tuple[Path, Path, Callable[[], Path]]:
-    """Epoch 1's weights and resume state written through :mod:`orderlearn.engine.checkpoints` (the
-    calls the training loop makes, one process); returns both folders and ``restore()``, which reads
-    the newest resume state back into the model, optimizer, scheduler and random generators and
-    loads the epoch weights through ``load_weights`` — the only place this benchmark touches the
-    checkpoint API."""
-    from orderlearn.engine import checkpoints
-    from orderlearn.engine.training import load_weights
+    """Epoch 1's weights and resume state written through the run's
+    :class:`~orderlearn.engine.checkpoints.CheckpointStore` under ``root`` (the calls the training
+    loop makes, one process); returns both folders and ``restore()``, which reads the newest resume
+    state back into the model, optimizer, scheduler and random generators and loads the epoch
+    weights through ``load_weights`` — the only place this benchmark touches the checkpoint API."""
+    from orderlearn.engine.checkpoints import CheckpointStore, load_weights
 
+    store = CheckpointStore(root)
+    store.open(fresh=True)
     tensors = model.checkpoint_state_dict()
-    epoch_dir = checkpoints.save_epoch_weights(folder, 1, tensors, config_yaml, {"train_loss": trainer["history"][-1]})
-    tmp = checkpoints.begin_state(folder, 1)
-    checkpoints.save_rng(tmp, 0)
-    state_dir = checkpoints.finish_state(tmp, folder, 1, tensors, optimizer, scheduler, None, trainer)
+    store.begin_epoch(1)
+    store.save_rng(1, 0)
+    weights = store.save_epoch(1, tensors, config_yaml, {"train_loss": trainer["history"][-1]["train_loss"]},
+                               optimizer, scheduler, None, trainer)
+    state_dir = store.latest_resume_state().folder
 
     def restore() -> Path:
-        state, skipped = checkpoints.newest_state(folder)
-        if state is None:
-            raise RuntimeError(f"no complete resume state in {folder}: {skipped}")
-        load_weights(model, epoch_dir / "model.safetensors")
-        model.load_checkpoint_state_dict({k: v.to(model.device) for k, v in checkpoints.load_trained(state).items()})
-        checkpoints.load_training_state(state, optimizer, scheduler, None)
-        checkpoints.restore_rng(state, 0)
+        state = store.latest_resume_state()
+        load_weights(model, weights)
+        model.load_checkpoint_state_dict({k: v.to(model.device) for k, v in state.trained().items()})
+        state.load_training_state(optimizer, scheduler, None)
+        state.restore_rng(0)
         return state.folder
 
-    return epoch_dir, state_dir, restore
+    return weights.parent, state_dir, restore
 
 
 # ---------------------------------------------------------------------- the run
@@ -214,7 +214,8 @@ def full_size_run(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     from orderlearn.engine.fitting import comparator_loss
-    from orderlearn.engine.training import ComparatorObjective, lr_lambda, make_optimizer
+    from orderlearn.engine.objectives import ComparatorObjective
+    from orderlearn.engine.training import lr_lambda, make_optimizer
 
     device = torch.device(args.device)
     config = run_config(args.tokenizer)
@@ -250,7 +251,7 @@ def full_size_run(args: argparse.Namespace) -> dict[str, Any]:
            f"{'agree' if grid['agree'] else 'DISAGREE'}; same answers {grid['same_answers']}; seconds "
            + ", ".join(f"{k} {v:.3g}" for k, v in grid["seconds"].items()))
 
-    folder = (Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="llava-full-size-"))) / "checkpoints"
+    folder = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="llava-full-size-"))
     trainer = {"epoch": 1, "global_step": 1, "best_epoch": 1, "best_metric": loss1,
                "history": [{"epoch": 1, "train_loss": loss1}], "lr_trace": [scheduler.get_last_lr()]}
     config_yaml = yaml.safe_dump(config.to_dict(), sort_keys=False)

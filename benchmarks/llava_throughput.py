@@ -65,7 +65,8 @@ def training_rates(model: Any, config: Any, budget: Budget, rows: list[dict[str,
     an answer (``"oom": true``) and the next configuration still runs.
     """
     from orderlearn.engine.fitting import comparator_loss
-    from orderlearn.engine.training import ComparatorObjective, make_optimizer
+    from orderlearn.engine.objectives import ComparatorObjective
+    from orderlearn.engine.training import make_optimizer
 
     objective = ComparatorObjective(comparator_loss(config))
     optimizer = make_optimizer(model.parameter_groups(), config)

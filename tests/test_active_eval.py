@@ -15,7 +15,7 @@ from orderlearn.cli import main
 from orderlearn.config import config_from_dict
 from orderlearn.bank.comparisons import compare_all
 from orderlearn.runs.recipe import run_experiment
-from orderlearn.engine.training import make_accelerator
+from orderlearn.engine.runtime import make_accelerator
 
 from builders import TINY_MODEL, tiny_config
 

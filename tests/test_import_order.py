@@ -43,10 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("orderlearn.cli",),           # the command line
 ]
 
-ALLOWED_UPWARD: set[tuple[str, str]] = {
-    # the training loop takes the run folder's lock; the run recipe is to take it once and this edge to go
-    ("orderlearn.engine.training", "orderlearn.runs.lock"),
-}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 """Known module -> module imports against ``LAYERS``, each to be removed, never added to."""
 
 

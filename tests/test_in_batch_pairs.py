@@ -9,7 +9,8 @@ import comparators
 from comparators.losses import ComparatorLoss
 from orderlearn.config import config_from_dict
 from orderlearn.errors import ConfigError
-from orderlearn.engine.in_batch import InBatchComparator, InBatchObjective, batch_pairs
+from orderlearn.engine.heads import InBatchComparator
+from orderlearn.engine.objectives import InBatchObjective, batch_pairs
 from orderlearn.data.pairs import sample_pairs
 from orderlearn.types import PairLabel, labels_from_delta
 
@@ -70,9 +71,9 @@ def test_in_batch_validation_equals_the_fixed_recipe_validation_on_the_same_pair
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
 
-    from orderlearn.engine.fitting import FeatureImageDataset
-    from orderlearn.data.images import EmbeddingPairDataset
-    from orderlearn.engine.training import ComparatorObjective, HeadOnly
+    from orderlearn.engine.datasets import EmbeddingPairDataset, FeatureImageDataset
+    from orderlearn.engine.heads import HeadOnly
+    from orderlearn.engine.objectives import ComparatorObjective
     from orderlearn.types import ScoredImage
 
     torch.manual_seed(0)
@@ -91,7 +92,7 @@ def test_in_batch_validation_equals_the_fixed_recipe_validation_on_the_same_pair
 @pytest.mark.slow  # a fine-tuning run, ~4 s
 def test_an_in_batch_run_end_to_end_and_its_checkpoint_loads_into_the_bare_comparator(synthetic_root, tmp_path):
     from orderlearn.runs.recipe import run_experiment
-    from orderlearn.engine.training import load_weights
+    from orderlearn.engine.checkpoints import load_weights
 
     raw = small_run(synthetic_root, tmp_path / "run", {"name": "siamese", **TINY, "trainable_from": "blocks.4", "test_flip": True},
                     name="in-batch", task=None, train={"feature_views": ["identity", "hflip"]},

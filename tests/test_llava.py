@@ -263,11 +263,11 @@ def test_checkpoint_state_round_trip_through_the_loop_files(tmp_path, tokenizer)
     """What the shared loop saves per epoch: adapter tensors only; loading restores the logits exactly."""
     from safetensors.torch import save_file
 
-    from orderlearn.engine.training import checkpoint_state, load_weights
+    from orderlearn.engine.checkpoints import load_weights
 
     trained = _fast(tokenizer, seed=5)
     _train_steps(trained, 3)
-    state = checkpoint_state(trained)
+    state = trained.checkpoint_state_dict()
     assert len(state) == 2 * 7 * 2 + 4  # 2 layers x 7 projections x (A, B) + projector weights and biases
     assert all("lora_" in k or "multi_modal_projector.modules_to_save" in k for k in state)
     assert sum(t.numel() for t in state.values()) == 23680  # = trainable_parameters()["trainable"]

@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a subprocess running the benchmark script
 def test_full_size_script_dry_run_trains_compares_checkpoints_and_resumes(llama2_tokenizer_dir, tmp_path):
     """``python benchmarks/llava_full_size.py --tiny``: the script as the lead runs it (its own process)."""
     out = tmp_path / "out"
@@ -75,6 +76,7 @@ def test_throughput_starts_nothing_once_its_time_budget_is_spent(llama2_tokenize
     assert not any(k.endswith("hours") for k in run["hours"])
 
 
+@pytest.mark.slow  # a subprocess running the shell script
 def test_gpu_llava_script_stops_at_once_without_cuda(llama2_tokenizer_dir, tmp_path):
     """No CUDA (hidden with CUDA_VISIBLE_DEVICES=""): exit 3 with the reason, before any work."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "GPU_RUN_DIR": str(tmp_path / "runs"), "PYTHON": sys.executable}

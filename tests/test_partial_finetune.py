@@ -269,14 +269,14 @@ def test_a_channels_last_run_gives_the_numbers_of_a_contiguous_one_and_caches_ap
 def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_that_it_is_slower(tmp_path, monkeypatch, caplog, native):
     from accelerate.state import AcceleratorState
 
-    import orderlearn.engine.training as training
+    import orderlearn.engine.runtime as runtime
 
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
     config = config_from_dict({"train": {"mixed_precision": "bf16", "tracker": "none"}})
     try:
         AcceleratorState._reset_state(True)
-        with caplog.at_level("WARNING", logger="orderlearn.engine.training"):
-            training.make_accelerator(config, tmp_path)
+        with caplog.at_level("WARNING", logger="orderlearn.engine.runtime"):
+            runtime.make_accelerator(config, tmp_path)
     finally:
         AcceleratorState._reset_state(True)
     warned = [r.getMessage() for r in caplog.records if "train.mixed_precision" in r.getMessage()]

@@ -1,5 +1,7 @@
 """The training loop's own guarantees, on models small enough to train in milliseconds (plus the
-tiny siamese and the tiny LLaVA for the resume state):
+tiny siamese and the tiny LLaVA for the resume state). Each fit runs inside the run's
+:func:`~orderlearn.runs.recipe.setup` (the lock, the resume lookup), as in ``orderlearn run``;
+its checkpoints are under ``<out>/comparator/``:
 
 - global batches and the learning-rate schedule do not depend on the number of processes
   (the 2-process run itself is in test_multiprocess_training.py);
@@ -8,7 +10,8 @@ tiny siamese and the tiny LLaVA for the resume state):
   run is taken over;
 - resuming, or loading weights, with another architecture names the differing tensors;
 - a run killed at any file operation of the checkpoint swap resumes to the same weights;
-- the resume state holds only what trains, and resuming from it is bit-exact.
+- the resume state holds only what trains, and resuming from it is bit-exact;
+- a launch under FSDP or DeepSpeed stops before anything is read or written, in one line.
 """
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ from comparators.base import Comparator
 from comparators.losses import ComparatorLoss
 from orderlearn.config import config_from_dict
 from orderlearn.errors import ConfigError
-from orderlearn.engine.training import ComparatorObjective, fit, load_weights, make_accelerator
+from orderlearn.engine.checkpoints import load_weights
+from orderlearn.engine.objectives import ComparatorObjective
+from orderlearn.engine.training import fit
+from orderlearn.runs.recipe import setup as run_setup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -130,8 +136,9 @@ def tiny_fit(out: Path, hidden: int = 16, epochs: int = 3, resume: bool = False,
     torch.manual_seed(0)
     model = TinyComparator(TinyConfig(hidden=hidden))
     config = loop_config(out, hidden, epochs)
-    result = fit(model, objective or CountingObjective(), train or VectorPairs(96), VectorPairs(32, seed=1), config, out,
-                 make_accelerator(config, out), resume=resume)
+    with run_setup(config, resume) as run:
+        result = fit(model, objective or CountingObjective(), train or VectorPairs(96), VectorPairs(32, seed=1), config,
+                     run.store, run.accelerator, run.resume_state)
     return model, result
 
 
@@ -141,7 +148,7 @@ def test_global_batches_do_not_depend_on_the_process_count():
     up, step by step, the batches of 1 process with twice the batch; no padding at the end."""
     from accelerate.data_loader import BatchSamplerShard
 
-    from orderlearn.engine.training import GlobalBatchSampler
+    from orderlearn.engine.samplers import GlobalBatchSampler
 
     for size in (100, 96, 40):
         one = GlobalBatchSampler(size, seed=4, batch_size=16, num_processes=1)
@@ -181,7 +188,7 @@ class BatchLog(CountingObjective):
 def test_each_epoch_draws_its_own_batches_even_with_a_step_cap(tmp_path):
     """With train.max_steps_per_epoch an epoch ends before the loader is exhausted; accelerate's
     count of completed passes then never advanced and every epoch drew the same batches."""
-    from orderlearn.engine.training import GlobalBatchSampler
+    from orderlearn.engine.samplers import GlobalBatchSampler
 
     objective = BatchLog()
     tiny_fit(tmp_path / "run", epochs=3, objective=objective, train=IndexedPairs(96))  # 5 steps of 8 per epoch
@@ -197,9 +204,9 @@ def test_each_epoch_draws_its_own_batches_even_with_a_step_cap(tmp_path):
 def test_resume_without_a_checkpoint_says_so(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ConfigError, match=r"--resume: no checkpoint in .*empty/checkpoints .*the folder does not exist"):
+    with pytest.raises(ConfigError, match=r"--resume: no checkpoint in .*empty/comparator/checkpoints .*the folder does not exist"):
         tiny_fit(empty, resume=True)
-    (empty / "checkpoints" / "last_state").mkdir(parents=True)  # what an older version left
+    (empty / "comparator" / "checkpoints" / "last_state").mkdir(parents=True)  # what an older version left
     with pytest.raises(ConfigError, match=r"found last_state/ \(the whole-model state of an older version"):
         tiny_fit(empty, resume=True)
 
@@ -207,7 +214,7 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 def test_resume_says_where_it_continues_from(tmp_path, capsys):
     tiny_fit(tmp_path / "run", epochs=1)
     tiny_fit(tmp_path / "run", epochs=2, resume=True)
-    assert f"train: resuming after epoch 1 from {tmp_path / 'run' / 'checkpoints' / 'state_epoch_001'}" in capsys.readouterr().out
+    assert f"train: resuming after epoch 1 from {tmp_path / 'run' / 'comparator' / 'checkpoints' / 'state_epoch_001'}" in capsys.readouterr().out
 
 
 LOCK_HOLDER = """
@@ -255,6 +262,28 @@ def test_second_run_into_the_same_folder_fails_naming_the_first_and_a_dead_ones_
         first.wait()
     _, result = tiny_fit(out, epochs=1)  # the kernel released the dead run's lock: this run takes it
     assert result.best_epoch == 1
+
+
+# ---------------------------------------------------------------------- sharded launches are refused
+@pytest.mark.parametrize("variable, kind", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")])
+def test_a_sharded_launch_fails_at_once_naming_the_accelerate_setting(tmp_path, monkeypatch, capsys, variable, kind):
+    """What `accelerate launch --config_file <a FSDP or DeepSpeed config>` sets in each process."""
+    from orderlearn.cli import main
+
+    out = tmp_path / "run"
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"name": "sharded", "output_dir": str(out), "model": {"name": "tiny-test"},
+                                  "train": {"tracker": "none"}}))
+    monkeypatch.setenv(variable, "true")
+    assert main(["run", "--config", str(config)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message
+    assert message.startswith(f"error: accelerate config: distributed_type {kind} ({variable}=true) is not supported"), message
+    assert "multi_gpu.yaml" in message
+    assert not out.exists()  # no lock, no config, no data read
+    monkeypatch.setenv(variable, "false")
+    with run_setup(config_from_dict({"output_dir": str(out), "train": {"tracker": "none"}})) as run:
+        assert run.resume_state is None and (out / "config.yaml").is_file()
 
 
 # ---------------------------------------------------------------------- case 13: another architecture
@@ -318,7 +347,7 @@ def kill_at_file_operation(monkeypatch, armed: Callable[[], bool], kill_at: Opti
 
 
 def final_weights(out: Path, epoch: int = 3) -> dict[str, torch.Tensor]:
-    return load_file(str(out / "checkpoints" / f"epoch_{epoch:03d}" / "model.safetensors"))
+    return load_file(str(out / "comparator" / "checkpoints" / f"epoch_{epoch:03d}" / "model.safetensors"))
 
 
 def test_a_run_killed_at_any_step_of_the_checkpoint_swap_resumes_to_the_same_weights(tmp_path, monkeypatch):
@@ -342,7 +371,7 @@ def test_a_run_killed_at_any_step_of_the_checkpoint_swap_resumes_to_the_same_wei
         got = final_weights(out)
         assert set(got) == set(want)
         assert all(torch.equal(got[n], want[n]) for n in want), f"killed before {point}: resumed weights differ"
-        assert [h["epoch"] for h in json.loads((out / "metrics.json").read_text())["history"]] == [1, 2, 3]
+        assert [h["epoch"] for h in json.loads((out / "comparator" / "metrics.json").read_text())["history"]] == [1, 2, 3]
 
 
 # ---------------------------------------------------------------------- small, exact resume state
@@ -357,24 +386,25 @@ def stop_and_resume(build: Callable[[], nn.Module], data: Callable[[nn.Module], 
         model = build()
         train, val = data(model)
         objective = CountingObjective(kill_at_step=kill)
-        accelerator = make_accelerator(config, out)
         if kill is None:
-            fit(model, objective, train, val, config, out, accelerator, param_groups=model.parameter_groups())
+            with run_setup(config) as run:
+                fit(model, objective, train, val, config, run.store, run.accelerator, param_groups=model.parameter_groups())
         else:
-            with pytest.raises(Killed):
-                fit(model, objective, train, val, config, out, accelerator, param_groups=model.parameter_groups())
+            with pytest.raises(Killed), run_setup(config) as run:
+                fit(model, objective, train, val, config, run.store, run.accelerator, param_groups=model.parameter_groups())
             torch.manual_seed(123)  # the resumed process has its own history: nothing may depend on it
             model = build()
             train, val = data(model)
-            fit(model, CountingObjective(), train, val, config, out, make_accelerator(config, out), resume=True,
-                param_groups=model.parameter_groups())
+            with run_setup(config, resume=True) as run:
+                fit(model, CountingObjective(), train, val, config, run.store, run.accelerator, run.resume_state,
+                    param_groups=model.parameter_groups())
         runs[name] = out
     return runs["straight"], runs["broken"]
 
 
 def pair_data(root: Path, model: nn.Module, total: int) -> tuple:
     from orderlearn.data import scut
-    from orderlearn.data.images import PairDataset
+    from orderlearn.engine.datasets import PairDataset
     from orderlearn.data.pairs import sample_pairs
 
     train, _ = scut.read_split(root, "fold1")
@@ -385,7 +415,7 @@ def pair_data(root: Path, model: nn.Module, total: int) -> tuple:
 
 
 def state_tensor_names(out: Path) -> tuple[Path, list[str]]:
-    states = sorted((out / "checkpoints").glob("state_epoch_*"))
+    states = sorted((out / "comparator" / "checkpoints").glob("state_epoch_*"))
     assert [s.name for s in states] == ["state_epoch_002"]  # older states removed
     tensors = [p for p in states[0].iterdir() if p.suffix == ".safetensors"]
     assert [p.name for p in tensors] == ["trained.safetensors"]
@@ -397,7 +427,7 @@ def assert_same_final_weights(straight: Path, broken: Path) -> None:
     want, got = final_weights(straight, 2), final_weights(broken, 2)
     assert set(want) == set(got)
     assert all(torch.equal(want[n], got[n]) for n in want)
-    trace = [json.loads((o / "lr_trace.json").read_text()) for o in (straight, broken)]
+    trace = [json.loads((o / "comparator" / "lr_trace.json").read_text()) for o in (straight, broken)]
     assert trace[0] == trace[1] and len(trace[0]) == 6
 
 
@@ -464,7 +494,7 @@ def test_one_view_per_epoch_shows_every_face_once_in_a_drawn_view():
     """train.views_per_epoch: one over a view-major dataset of N faces x V views: each epoch
     holds each face exactly once (in one of its views), the draw is seeded per epoch, and over
     epochs every view of a face is seen (a random flip, not a fixed half of the views)."""
-    from orderlearn.engine.training import EpochSampler, GlobalBatchSampler
+    from orderlearn.engine.samplers import EpochSampler, GlobalBatchSampler
 
     faces, views = 50, 2
     sampler = EpochSampler(faces * views, seed=3, views=views)

@@ -75,7 +75,7 @@ def test_embeddings_use_evaluation_mode(synthetic_root, tmp_path, monkeypatch):
     from orderlearn.data import scut
     from orderlearn.data.images import load_image
     from orderlearn.engine.features import FeatureExtractor
-    from orderlearn.engine.training import make_accelerator
+    from orderlearn.engine.runtime import make_accelerator
 
     monkeypatch.chdir(tmp_path)
     config = config_from_dict(tiny_config(synthetic_root, tmp_path / "run"))

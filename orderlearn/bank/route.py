@@ -26,7 +26,7 @@ from orderlearn.bank.comparisons import ComparatorCalls, Member, compare_members
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.bank.scoring_recipe import ScoringRecipe
 from orderlearn.engine.features import FeatureExtractor
-from orderlearn.engine.training import load_weights
+from orderlearn.engine.checkpoints import load_weights
 from orderlearn.errors import DataError
 from orderlearn.types import ScoredImage
 

@@ -1,8 +1,13 @@
 """Engine: training a model and computing its features, with nothing of run folders.
 
-The training loop and its samplers (:mod:`.training`), the in-batch pair objective
-(:mod:`.in_batch`), what each kind of model is fitted on (:mod:`.fitting`), epoch checkpoints
-and resume states (:mod:`.checkpoints`), the per-image feature cache (:mod:`.features`).
+The accelerator and resume into prepared objects (:mod:`.runtime`), the training loop
+(:mod:`.training`) with its samplers (:mod:`.samplers`), objectives and losses
+(:mod:`.objectives`) and the wrappers it trains (:mod:`.heads`), the datasets it reads
+(:mod:`.datasets`), what each kind of model is fitted on (:mod:`.fitting`), epoch checkpoints
+and resume states behind one :class:`~.checkpoints.CheckpointStore` (:mod:`.checkpoints`), the
+per-image feature cache (:mod:`.features`), work split over processes (:mod:`.parallel`).
 
-Import order: above :mod:`orderlearn.data.splits`; below :mod:`orderlearn.bank.references` and the runs.
+Import order inside: heads, samplers, datasets, parallel < checkpoints, objectives, features
+< runtime < training < fitting. Above :mod:`orderlearn.data`; below :mod:`orderlearn.bank` and
+:mod:`orderlearn.runs` (nothing here imports them).
 """

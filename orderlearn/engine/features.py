@@ -45,7 +45,7 @@ from comparators.base import Model
 from comparators.views import check_views, view_transform
 
 from orderlearn.files import atomic_write_bytes
-from orderlearn.data.images import ImageDataset
+from orderlearn.engine.datasets import ImageDataset
 from orderlearn.engine.parallel import gather_in_order
 from orderlearn.types import ScoredImage
 

@@ -23,11 +23,12 @@ from comparators.direct_head import EmbeddingRegressor
 from orderlearn.bank.comparisons import view_embeddings
 from orderlearn.config import ExperimentConfig
 from orderlearn.data.splits import TrainingSplits
+from orderlearn.data.images import sample_targets
+from orderlearn.engine.checkpoints import CheckpointStore, load_weights
+from orderlearn.engine.datasets import ImageDataset
 from orderlearn.engine.features import FeatureExtractor
-from orderlearn.engine.fitting import FeatureImageDataset
+from orderlearn.engine.fitting import fit_on_features
 from orderlearn.report.metrics import classification_metrics
-from orderlearn.data.images import ImageDataset, sample_targets
-from orderlearn.engine.training import RegressorObjective, fit, load_weights
 from orderlearn.types import ScoredImage
 
 HEAD_EPOCHS, HEAD_BATCH = 30, 64
@@ -35,27 +36,26 @@ HEAD_EPOCHS, HEAD_BATCH = 30, 64
 
 def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, test: list[ScoredImage],
                   config: ExperimentConfig, accelerator: Accelerator, features: FeatureExtractor,
-                  output_dir: Path) -> Optional[torch.Tensor]:
-    """Direct scores of ``test`` (float64 [N]), or None for a comparator without ``direct_baseline``."""
+                  store: CheckpointStore) -> Optional[torch.Tensor]:
+    """Direct scores of ``test`` (float64 [N]), or None for a comparator without ``direct_baseline``
+    (``store``: where a comparator's direct head keeps its checkpoints)."""
     if isinstance(model, Comparator) and not config.direct_baseline:
         return None
     load_weights(model, best_checkpoint)
     model.to(accelerator.device).eval()
-    if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
-        view = model.comparator_view().to(accelerator.device)
-        scores = view_embeddings(view, features(view, test, "features test"), accelerator, config.train.eval_batch_size)
-        return scores.reshape(-1).double()
     view = model.comparator_view().to(accelerator.device)  # the embeddings the bank route compares
 
     def embeddings(samples: list[ScoredImage], name: str) -> torch.Tensor:
         return view_embeddings(view, features(view, samples, f"features {name}"), accelerator, config.train.eval_batch_size)
 
+    if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
+        return embeddings(test, "test").reshape(-1).double()
     train_x, val_x, test_x = embeddings(splits.train, "train"), embeddings(splits.val, "validation"), embeddings(test, "test")
-    return fit_embedding_head(train_x, val_x, test_x, splits, config, accelerator, output_dir)
+    return fit_embedding_head(train_x, val_x, test_x, splits, config, accelerator, store)
 
 
 def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch.Tensor, splits: TrainingSplits,
-                       config: ExperimentConfig, accelerator: Accelerator, output_dir: Path) -> torch.Tensor:
+                       config: ExperimentConfig, accelerator: Accelerator, store: CheckpointStore) -> torch.Tensor:
     """A regression head on embeddings, selected on validation, applied to the test embeddings.
 
     The head is small and reads cached embeddings: many short epochs cost seconds, and a few
@@ -73,8 +73,7 @@ def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch
                                   epochs=HEAD_EPOCHS, batch_size=HEAD_BATCH, max_steps_per_epoch=None),
         schedule=dataclasses.replace(config.schedule, name="cosine", warmup_epochs=0.0),
     )
-    result = fit(head, RegressorObjective(), FeatureImageDataset(train_x, splits.train), FeatureImageDataset(val_x, splits.val),
-                 head_config, output_dir, accelerator, desc="direct head")
+    result = fit_on_features(head, train_x, splits.train, val_x, splits.val, head_config, store, accelerator, desc="direct head")
     load_weights(head, result.best_checkpoint)
     head.to(accelerator.device).eval()
     with torch.no_grad():

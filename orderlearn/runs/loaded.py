@@ -33,7 +33,7 @@ from orderlearn.bank.scoring_recipe import RECIPE_FILE, ScoringRecipe
 from orderlearn.config import ExperimentConfig, load_config
 from orderlearn.data.alignment import TEMPLATE_FILE, AlignmentTemplate, AlignmentUnavailableError, measure_template
 from orderlearn.data.images import load_image
-from orderlearn.engine.training import make_accelerator
+from orderlearn.engine.runtime import make_accelerator
 from orderlearn.errors import DataError
 from orderlearn.runs.bundle_format import (BANK_EMBEDDINGS_FILE, HUB_ID, MANIFEST_FILE, REFERENCES_FILE, THUMBNAILS_FILE,
                                            bundle_config, download_bundle, read_manifest, read_references)

@@ -10,8 +10,8 @@ lock when its process dies, SIGKILL included, so a stale lock of a dead run is t
 next run without any pid guessing (and without the pid-reuse race of "is pid N alive?"). The
 holder information in the file is only there for the message.
 
-The lock is re-entrant within one process (the run wraps itself, and the training loop it calls
-locks its own folder again): nested ``run_lock`` calls on the same folder share one lock.
+One lock per run: the run's setup (:func:`orderlearn.runs.recipe.setup`) takes it for the whole
+folder, its ``<kind>/`` and ``direct/`` sub-folders included; the training loop takes none.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from typing import Iterator
 from orderlearn.errors import ConfigError
 
 LOCK_NAME = ".run.lock"
-_held: dict[Path, tuple[int, int]] = {}  # resolved folder -> (file descriptor, nesting depth)
 
 
 class RunLockedError(ConfigError):
@@ -48,20 +47,12 @@ def run_lock(folder: Path) -> Iterator[Path]:
     """Hold ``folder``'s exclusive run lock for the ``with`` block; creates the folder.
 
     Raises :class:`RunLockedError` (one line: the folder and the other process's pid, host,
-    start time and command) when another live process holds it. Call it on the main process
-    only: the other processes of a multi-process run are the same run.
+    start time and command) when another live process holds it, this one included (a run
+    started inside a run on the same folder). Call it on the main process only: the other
+    processes of a multi-process run are the same run.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    key = folder.resolve()
-    if key in _held:
-        fd, depth = _held[key]
-        _held[key] = (fd, depth + 1)
-        try:
-            yield folder
-        finally:
-            _release(key)
-        return
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,22 +60,12 @@ def run_lock(folder: Path) -> Iterator[Path]:
         os.close(fd)
         raise RunLockedError(_locked_message(folder)) from None
     _write_holder(fd)
-    _held[key] = (fd, 1)
     try:
         yield folder
     finally:
-        _release(key)
-
-
-def _release(key: Path) -> None:
-    fd, depth = _held[key]
-    if depth > 1:
-        _held[key] = (fd, depth - 1)
-        return
-    del _held[key]
-    os.ftruncate(fd, 0)  # nobody holds it now; a reader must not name this process
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
+        os.ftruncate(fd, 0)  # nobody holds it now; a reader must not name this process
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _write_holder(fd: int) -> None:

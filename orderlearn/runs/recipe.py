@@ -1,19 +1,29 @@
-"""The main job, one path for every method: data -> model -> fit -> comparator view -> bank
-evaluation -> report.
+"""The main job as a recipe, one path for every method: setup -> fit -> bank -> direct -> report.
+
+Each phase is a function that takes the state the phases before it left (small dataclasses:
+:class:`RunSetup`, :class:`Fitted`, :class:`Banked`, :class:`Direct`) and returns its own, so a
+reader follows the run top to bottom in :func:`run_experiment` and a phase can be run or tested
+on its own. The run's folder is handled once, in :func:`setup`: the lock
+(:mod:`orderlearn.runs.lock`), the resume lookup and the saved config; the training loop
+(:mod:`orderlearn.engine`) is handed a checkpoint store and the resume state and knows nothing
+of run folders.
 
 A regressor walks the same road as a comparator from "fit" on: its comparator view
 (:class:`~comparators.regression_comparator.RegressionComparator`) is compared with the same
 bank, under the same scorer options, as any comparator; its direct route is its own score.
 ``run_experiment(config)`` writes into ``config.output_dir``: ``config.yaml``, ``<kind>/``
-(the training loop's checkpoints and metrics; kind = comparator | regressor), ``bank.json``,
-``scorer.json`` (the :class:`~orderlearn.bank.scoring_recipe.ScoringRecipe` that ``score``,
-``active``, ``predict`` and ``export`` load), ``scores.csv``, ``results.json``, ``report.md``, ``scatter.png``.
+(the training loop's checkpoints and metrics; kind = comparator | regressor), ``direct/`` (a
+comparator's direct head), ``bank.json``, ``scorer.json`` (the
+:class:`~orderlearn.bank.scoring_recipe.ScoringRecipe` that ``score``, ``active``, ``predict`` and
+``export`` load),
+``scores.csv``, ``results.json``, ``report.md``, ``scatter.png``.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -24,20 +34,23 @@ import comparators
 import scorers
 from comparators.base import Comparator, Model
 
-from orderlearn.bank.phase import bank_phase
 from orderlearn.bank.references import ReferenceBank
+from orderlearn.bank import phase as bank_route
 from orderlearn.bank.route import BankRoute, Comparisons
 from orderlearn.bank.scoring_recipe import RECIPE_FILE, ScoringRecipe, interval_coverage
 from orderlearn.config import ExperimentConfig
 from orderlearn.errors import ConfigError
-from orderlearn.data.splits import load_second_test, load_test, load_training
+from orderlearn.data.splits import TrainingSplits, load_second_test, load_test, load_training
 from orderlearn.runs.direct import direct_classifications, direct_scores
 from orderlearn.report.metrics import comparator_metrics, score_metrics
+from orderlearn.engine.checkpoints import CheckpointStore, ResumeState
 from orderlearn.engine.features import FeatureCache, FeatureExtractor
 from orderlearn.engine.fitting import fit_model
+from orderlearn.engine.runtime import make_accelerator
+from orderlearn.engine.training import TrainResult
 from orderlearn.runs.outputs import write_run_outputs
 from orderlearn.runs.lock import run_lock
-from orderlearn.engine.training import TrainResult, find_resume_state, make_accelerator
+from orderlearn.types import ScoredImage
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None,
@@ -45,36 +58,134 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     """Train, score and evaluate as configured; return the results dictionary (``command``, the
     command line that started the run, is recorded in it for the results tables)."""
     started = time.time()
-    accelerator = accelerator or make_accelerator(config, Path(config.output_dir))
-    with run_folder(config, accelerator, resume) as out:
-        return run_in_folder(config, out, accelerator, resume, started, command)
+    with setup(config, resume, accelerator) as run:
+        fitted = fit_phase(run)
+        banked = bank_phase(run, fitted)
+        direct = direct_phase(run, fitted, banked.test)
+        return report_phase(run, fitted, banked, direct, started, command)
 
 
-def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator, resume: bool, started: float,
-                  command: Optional[str] = None) -> dict[str, Any]:
-    """The run's sequence, inside its locked output folder."""
+# ---------------------------------------------------------------------- setup
+@dataclass
+class RunSetup:
+    """What every phase works in: the config, the locked output folder, the accelerator, the
+    training loop's checkpoint store (``<out>/<kind>/``) and the state to resume from (None:
+    a fresh run)."""
+
+    config: ExperimentConfig
+    out: Path
+    accelerator: Accelerator
+    store: CheckpointStore
+    resume_state: Optional[ResumeState]
+
+
+@contextlib.contextmanager
+def setup(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> Iterator[RunSetup]:
+    """The run's output folder for the ``with`` block, handled here and nowhere else: locked
+    against a second run (main process), its resume state found when resuming (before any data
+    is read; a ConfigError when there is none), the resolved config saved in it, the global
+    seed set."""
+    out = Path(config.output_dir)
+    accelerator = accelerator or make_accelerator(config, out)
+    with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext():
+        store = CheckpointStore(out / config.task)
+        state = store.latest_resume_state(accelerator.print) if resume else None
+        torch.manual_seed(config.seed)
+        if accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            config.save(out / "config.yaml")
+        yield RunSetup(config, out, accelerator, store, state)
+
+
+# ---------------------------------------------------------------------- fit
+@dataclass
+class Fitted:
+    """The trained model (its last epoch's weights in memory), the data it was fitted on and
+    the feature extractor every later phase computes features through."""
+
+    model: Model
+    splits: TrainingSplits
+    features: FeatureExtractor
+    trained: TrainResult
+
+
+def fit_phase(run: RunSetup) -> Fitted:
+    """Build the model, read the training data, and train (or resume training)."""
+    config, accelerator = run.config, run.accelerator
     model = build_model(config)
     splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
     model.setup_from_training(splits.train)
     place_model(model, config, accelerator)
     features = feature_extractor(config, accelerator)
-    trained = fit_model(model, splits, config, accelerator, features, out / config.task, resume)
+    trained = fit_model(model, splits, config, accelerator, features, run.store, run.resume_state)
+    return Fitted(model, splits, features, trained)
 
-    fitted = bank_phase(model, config, splits, out, [str(c.relative_to(out)) for c in bank_checkpoints(trained, config)],
-                        features, accelerator)
-    bank, route = fitted.bank, fitted.route
+
+# ---------------------------------------------------------------------- bank
+@dataclass
+class Banked:
+    """The bank route's state: the fitted bank phase (references, calibrated scoring recipe, the
+    recipe before calibration, the calibration's report), the test images, their comparisons
+    with the bank and their scores."""
+
+    phase: bank_route.BankPhase
+    test: list[ScoredImage]
+    comparisons: Comparisons
+    scores: "scorers.Scores"
+
+
+def bank_phase(run: RunSetup, fitted: Fitted) -> Banked:
+    """The order-learned route: the bank phase of :mod:`orderlearn.bank.phase` (bank, views and
+    calibration on validation), then the test set compared with the bank and scored."""
+    config, out = run.config, run.out
+    checkpoints = [str(c.relative_to(out)) for c in bank_checkpoints(fitted.trained, config)]
+    phase = bank_route.bank_phase(fitted.model, config, fitted.splits, out, checkpoints, fitted.features,
+                                  run.accelerator)
     test = load_test(config.data)
-    accelerator.print(f"bank: {len(bank)} references; test: {len(test)} images")
-    comparisons, scores = fitted.score(test)
-    direct = direct_scores(model, trained.best_checkpoint, splits, test, config, accelerator, features, out / "direct")
+    run.accelerator.print(f"bank: {len(phase.bank)} references; test: {len(test)} images")
+    comparisons, scores = phase.score(test)
+    return Banked(phase, test, comparisons, scores)
+
+
+def bank_checkpoints(trained: TrainResult, config: ExperimentConfig) -> list[Path]:
+    """The checkpoint(s) the bank route averages: the validation-selected one, or the last K."""
+    if config.ensemble_last == 1:
+        return [trained.best_checkpoint]
+    return trained.store.last_k(config.ensemble_last)
+
+
+# ---------------------------------------------------------------------- direct
+@dataclass
+class Direct:
+    """The direct route: a score per test image (None for a comparator without a direct head)
+    and the classification metrics of the tasks a regressor also predicts."""
+
+    scores: Optional[torch.Tensor]
+    classified: dict[str, float]
+
+
+def direct_phase(run: RunSetup, fitted: Fitted, test: list[ScoredImage]) -> Direct:
+    """Scores without the bank, from the validation-selected checkpoint (:mod:`orderlearn.runs.direct`)."""
+    config, accelerator = run.config, run.accelerator
+    model, features = fitted.model, fitted.features
+    direct = direct_scores(model, fitted.trained.best_checkpoint, fitted.splits, test, config, accelerator, features,
+                           CheckpointStore(run.out / "direct"))
     tests = [test] + ([load_second_test(config.data)] if config.data.second is not None else [])
     classified = direct_classifications(model, tests, config, accelerator, features) if direct is not None else {}
+    return Direct(direct, classified)
 
-    results = collect_results(config, trained, bank, route, fitted.uncalibrated, fitted.calibration, comparisons, scores,
-                              test, direct)
-    if classified:
-        results["direct"].update(classified)
+
+# ---------------------------------------------------------------------- report
+def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, started: float,
+                 command: Optional[str] = None) -> dict[str, Any]:
+    """results.json and the other outputs (main process); returns the results dictionary."""
+    config, out, accelerator, model = run.config, run.out, run.accelerator, fitted.model
+    phase = banked.phase
+    results = collect_results(config, fitted.trained, phase.bank, phase.route, phase.uncalibrated, phase.calibration,
+                              banked.comparisons, banked.scores, banked.test, direct.scores)
+    if direct.classified:
+        results["direct"].update(direct.classified)
     results.update(model.run_summary())
     if command is not None:
         results["command"] = command
@@ -82,29 +193,14 @@ def run_in_folder(config: ExperimentConfig, out: Path, accelerator: Accelerator,
     results["seconds"] = time.time() - started
     if accelerator.is_main_process:
         model.write_figures(out)
-        bank.save(out / "bank.json")
-        route.recipe.save(out / RECIPE_FILE)
-        print("\n" + write_run_outputs(out, config.name, config.model.name, test, scores, direct, results))
+        phase.bank.save(out / "bank.json")
+        phase.recipe.save(out / RECIPE_FILE)
+        print("\n" + write_run_outputs(out, config.name, config.model.name, banked.test, banked.scores, direct.scores, results))
     accelerator.end_training()
     return results
 
 
-@contextlib.contextmanager
-def run_folder(config: ExperimentConfig, accelerator: Accelerator, resume: bool) -> Iterator[Path]:
-    """The run's output folder for the ``with`` block: locked against a second run (main
-    process), checked for a resume state when resuming (before any data is read), with the
-    resolved config in it and the global seed set."""
-    out = Path(config.output_dir)
-    with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext():
-        if resume:
-            find_resume_state(out / config.task / "checkpoints", accelerator)
-        torch.manual_seed(config.seed)
-        if accelerator.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            config.save(out / "config.yaml")
-        yield out
-
-
+# ---------------------------------------------------------------------- the pieces the phases (and loaded runs) share
 def build_model(config: ExperimentConfig) -> Model:
     """The registered model of ``config.model`` (its kind was checked against ``config.task``
     when the config loaded)."""
@@ -131,14 +227,6 @@ def place_model(model: Model, config: ExperimentConfig, accelerator: Accelerator
     them under."""
     fmt = torch.channels_last if config.train.channels_last else torch.contiguous_format
     return model.to(accelerator.device, memory_format=fmt)
-
-
-def bank_checkpoints(trained: TrainResult, config: ExperimentConfig) -> list[Path]:
-    """The checkpoint(s) the bank route averages: the validation-selected one, or the last K."""
-    if config.ensemble_last == 1:
-        return [trained.best_checkpoint]
-    epochs = range(config.train.epochs - config.ensemble_last + 1, config.train.epochs + 1)
-    return [trained.output_dir / "checkpoints" / f"epoch_{e:03d}" / "model.safetensors" for e in epochs]
 
 
 def collect_results(config: ExperimentConfig, trained: TrainResult, bank: ReferenceBank, route: BankRoute,

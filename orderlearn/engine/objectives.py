@@ -1,37 +1,100 @@
-"""In-batch pair training (``pairs.recipe: in-batch``): a batch of B faces holds B(B−1) pairs.
+"""What a model is trained to do: one objective per kind of batch, and the loss the config chooses.
 
-A fixed pair list (90k pairs of 4400 faces) pushes each face through the trainable part of the
-network ~40 times per epoch. Here each step embeds B images (or cached trunk maps) once and
-scores ordered pairs among them with the comparator's ``compare``: the pairs of every class
-are enumerated, the class mix of a fixed recipe is drawn from them (``balanced-3`` by default:
-as many FIRST as SECOND as SIMILAR pairs, as many as the rarest class allows; ``balanced-2``,
-``imbalanced-4-4-2``, or ``all``), and the loss is the configured comparator loss (CE, WCE;
-CE+KL scores the reversed pair of every drawn pair in the same step, without another image
-pass). The label rule and margin are those of the fixed recipes
-(:func:`orderlearn.types.labels_from_delta`); two views of one face (a face and its mirror)
-never form a pair. Validation uses the fixed recipes' validation pairs, with each validation
-image embedded once.
+The training loop (:func:`orderlearn.engine.training.fit`) is the same for every method; an
+:class:`Objective` turns a batch into a loss and evaluates a validation loader. Pair batches
+train a comparator (:class:`ComparatorObjective`), image batches a regressor's own loss
+(:class:`RegressorObjective`), and with ``pairs.recipe: in-batch`` a batch of B faces gives
+B(B−1) ordered pairs (:class:`InBatchObjective`): each step embeds B images (or cached trunk
+maps) once and scores the pairs among them with the comparator's ``compare``. The pairs of every
+class are enumerated, the class mix of a fixed recipe is drawn from them (``balanced-3`` by
+default: as many FIRST as SECOND as SIMILAR pairs, as many as the rarest class allows;
+``balanced-2``, ``imbalanced-4-4-2``, or ``all``), and the loss is the configured comparator loss
+(CE, WCE; CE+KL scores the reversed pair of every drawn pair in the same step, without another
+image pass). The label rule and margin are those of the fixed recipes
+(:func:`orderlearn.types.labels_from_delta`); two views of one face (a face and its mirror) never
+form a pair. Validation uses the fixed recipes' validation pairs, with each validation image
+embedded once.
 """
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Optional
+from typing import Optional, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from torch.utils.data import DataLoader
 
-from comparators.base import Comparator, Model
 from comparators.losses import ComparatorLoss
 
 from orderlearn.data.pairs import RECIPES, PairSet
-from orderlearn.engine.training import ComparatorObjective, HeadOnly
+from orderlearn.engine.heads import InBatchComparator, unwrap
 from orderlearn.types import PairLabel, labels_from_delta
 
 log = logging.getLogger(__name__)
 MIXES: dict[str, Optional[tuple[float, float, float]]] = {**RECIPES, "all": None}
+
+
+class Objective(Protocol):
+    """The contract the loop trains through: ``loss`` of one training batch (a scalar tensor
+    the loop back-propagates), and ``evaluate`` of a validation loader (metrics named as in
+    :data:`~orderlearn.engine.training.HIGHER_IS_BETTER`, gathered over every process)."""
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, float]: ...
+
+
+class ComparatorObjective:
+    """Pair batches: loss on ``model(a, b)`` (and ``model(b, a)`` for the KL term)."""
+
+    def __init__(self, loss: ComparatorLoss):
+        self.criterion = loss
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        a, b = batch["image_a"], batch["image_b"]
+        if self.criterion.needs_reverse:  # forward and reversed pair in the same batch (eq. 8)
+            logits = model(torch.cat([a, b]), torch.cat([b, a]))
+            forward, reverse = logits.chunk(2)
+            return self.criterion(forward, batch["label"], reverse)
+        return self.criterion(model(a, b), batch["label"])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, float]:
+        losses, correct, count = [], 0, 0
+        for batch in loader:
+            logits = model(batch["image_a"], batch["image_b"])
+            nll = torch.nn.functional.cross_entropy(logits.float(), batch["label"], reduction="none")
+            hits = (logits.argmax(-1) == batch["label"]).float()
+            nll, hits = accelerator.gather_for_metrics((nll, hits))
+            losses.append(nll.sum().item())
+            correct += hits.sum().item()
+            count += len(hits)
+        return {"val_loss": sum(losses) / max(count, 1), "val_accuracy": correct / max(count, 1)}
+
+
+class RegressorObjective:
+    """Image batches: the regressor's own loss; validation also reports MAE and PC."""
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return unwrap(model).loss(model(batch["image"]), batch)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, float]:
+        losses, predicted, target = [], [], []
+        for batch in loader:
+            output = model(batch["image"])
+            loss = unwrap(model).loss(output, batch).reshape(1).repeat(len(output.score))
+            loss, score, truth = accelerator.gather_for_metrics((loss, output.score.float(), batch["score"].float()))
+            losses.append(loss.sum().item())
+            predicted.append(score.cpu())
+            target.append(truth.cpu())
+        p, t = torch.cat(predicted).double(), torch.cat(target).double()
+        pc = float(np.corrcoef(p.numpy(), t.numpy())[0, 1]) if len(p) > 1 and p.std() > 0 else 0.0
+        return {"val_loss": sum(losses) / len(p), "val_mae": float((p - t).abs().mean()), "val_pc": pc}
 
 
 def batch_pairs(scores: torch.Tensor, sources: torch.Tensor, margin: float, mix: str,
@@ -65,48 +128,6 @@ def batch_pairs(scores: torch.Tensor, sources: torch.Tensor, margin: float, mix:
     chosen = torch.cat(picked) if picked else torch.empty(0, 2, dtype=torch.long, device=device)
     a, b = chosen[:, 0], chosen[:, 1]
     return a, b, labels[a, b]
-
-
-class InBatchComparator(Model):
-    """``forward(inputs, a, b)``: logits of the pairs (inputs[a[i]], inputs[b[i]]), each input
-    embedded once. ``from_features``: inputs are cached features (the frozen part stays frozen
-    and in evaluation mode, as in :class:`~orderlearn.engine.training.HeadOnly`); otherwise images.
-
-    The training loop sees it as the model: epoch hooks and checkpoints are the comparator's
-    own, so a checkpoint loads into the bare comparator.
-    """
-
-    def __init__(self, comparator: Comparator, from_features: bool) -> None:
-        super().__init__()
-        if not comparator.splits:
-            raise ValueError(f"pairs.recipe in-batch needs a comparator that splits into embed/compare; "
-                             f"{type(comparator).__name__} does not")
-        self.from_features = from_features
-        self.inner = HeadOnly(comparator) if from_features else comparator
-
-    @property
-    def comparator(self) -> Comparator:
-        return self.inner.wrapped if isinstance(self.inner, HeadOnly) else self.inner
-
-    def embed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        c = self.comparator
-        return c.embed_from_features(inputs) if self.from_features else c.embed(inputs)
-
-    def forward(self, inputs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        emb = self.embed_inputs(inputs)
-        return self.comparator.compare(emb[a], emb[b])
-
-    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
-        self.comparator.on_epoch_start(epoch, num_epochs)
-
-    def on_epoch_end(self, epoch: int, num_epochs: int) -> None:
-        self.comparator.on_epoch_end(epoch, num_epochs)
-
-    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
-        return self.comparator.checkpoint_state_dict()
-
-    def load_checkpoint_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.comparator.load_checkpoint_state_dict(state)
 
 
 class InBatchObjective(ComparatorObjective):
@@ -165,8 +186,6 @@ class InBatchObjective(ComparatorObjective):
 
 
 def _in_batch(model: nn.Module) -> InBatchComparator:
-    from accelerate.utils import extract_model_from_parallel
-
     inner = extract_model_from_parallel(model)
     if not isinstance(inner, InBatchComparator):
         raise TypeError(f"InBatchObjective trains an InBatchComparator, got {type(inner).__name__}")
@@ -176,4 +195,3 @@ def _in_batch(model: nn.Module) -> InBatchComparator:
 def mix_of_validation(mix: str) -> str:
     """The fixed recipe whose validation pairs measure an in-batch mix."""
     return mix if mix in RECIPES else "balanced-3"
-
