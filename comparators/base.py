@@ -16,7 +16,7 @@ A regressor maps one image batch to a :class:`RegressorOutput` with a ``score`` 
 owns its loss, so one training loop serves every method of the literature. Where it splits
 into ``forward_features`` (the backbone) and ``forward_head`` (timm's names), its features can
 be computed once and only the head trained. Its comparator view
-(:meth:`Regressor.comparator_view`) is the degenerate comparator of DESIGN.md.
+(:meth:`Regressor.comparator_view`) is the degenerate comparator of docs/design.md.
 
 The per-image feature function of either kind is :meth:`Model.forward_features` and the part
 trained on cached features is :meth:`Model.forward_head`; for a comparator these are ``embed``

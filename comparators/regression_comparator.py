@@ -2,7 +2,7 @@
 
 The embedding of an image is the regressor's score ``[B, 1]``, a bank reference's embedding is
 its known score r, and ``compare`` applies the BT link to δ = ŝ − r, so P(FIRST) = σ(k(δ − τ)),
-P(SECOND) = σ(k(−δ − τ)), P(SIMILAR) = the rest. This is the degenerate comparator of DESIGN.md: the same bank, scorer and metrics then
+P(SECOND) = σ(k(−δ − τ)), P(SIMILAR) = the rest. This is the degenerate comparator of docs/design.md: the same bank, scorer and metrics then
 score every direct method "through the bank", on the same folds as its direct scores.
 
 The link is the view's own state (:meth:`fit_view` fits k and τ by maximum likelihood of the
