@@ -46,9 +46,14 @@ def test_help_imports_no_heavy_module():
     assert len(lines) == len(helps) and all(line.endswith(" []") for line in lines), lines
 
 
-def test_python_dash_m_and_the_module_entry_point_agree():
+def test_python_dash_m_and_the_console_script_reach_main():
     done = subprocess.run([sys.executable, "-m", "orderlearn.cli", "synth", "--help"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("usage: orderlearn synth")
+    import tomllib
+
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["orderlearn"]
+    module, _, function = target.partition(":")
+    assert getattr(importlib.import_module(module), function) is main
 
 
 @pytest.mark.parametrize("argv,option", [
