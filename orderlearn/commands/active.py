@@ -178,3 +178,10 @@ def run_active(run: Path, budgets: Sequence[int] = DEFAULT_BUDGETS, out: Optiona
         print("\n" + markdown_report(report))
     evidence.accelerator.wait_for_everyone()
     return report
+
+
+def main(args: "argparse.Namespace") -> int:
+    """The command: the report into ``--out`` (default RUN/active), printed as markdown."""
+    run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link,
+               references=args.references, select=args.select)
+    return 0

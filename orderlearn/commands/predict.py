@@ -143,3 +143,31 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.6f}"
     return str(value)
+
+
+def main(args: "argparse.Namespace") -> int:
+    """The command: print the table (and the pictures, CSV, JSON asked for); exit status 1 when a photo failed."""
+    import sys
+    import tempfile
+
+    from orderlearn.runs.loaded import LoadedRun
+
+    model = LoadedRun.load(args.model)
+    with tempfile.TemporaryDirectory(prefix="orderlearn-crops-") as work:
+        result = predict(model, args.photos, Path(work), args.align, args.one_face)
+        if result.items:
+            print(format_table(result.items))
+        if args.plot and result.items:
+            from orderlearn.report.decision_plots import decisions_for, plot_decisions
+
+            decisions = decisions_for([Path(p.file).name for p in result.items], [s.path for s in result.scored],
+                                      result.comparisons.for_scoring, result.scores, model.bank.scores)
+            plot_decisions(args.plot, decisions, model.recipe, model.references.get)
+            print(f"wrote {len(decisions)} pictures into {args.plot}")
+    if args.csv:
+        write_csv(args.csv, result.items)
+    if args.json:
+        write_json(args.json, result)
+    for path, why in result.failed:
+        print(f"error: not scored: {path}: {why}", file=sys.stderr)
+    return 1 if result.failed else 0

@@ -91,3 +91,14 @@ def plot_scored(loaded: LoadedRun, samples: Sequence[ScoredImage], for_scoring: 
     paths = [s.path for s in samples]
     decisions = decisions_for([p.name for p in paths], paths, for_scoring, scores, loaded.bank.scores, [s.score for s in samples])
     return plot_decisions(out_dir, decisions, loaded.recipe, loaded.references.get)
+
+
+def main(args: "argparse.Namespace") -> int:
+    """The command: write the CSV, list the images that could not be scored (exit status 1 then)."""
+    import sys
+
+    out, failed = score_run(args.run, args.images, args.out, args.scorer, args.plot, args.plot_dir)
+    print(f"wrote {out}")
+    for path, why in failed:
+        print(f"error: not scored: {path}: {why}", file=sys.stderr)
+    return 1 if failed else 0

@@ -80,3 +80,12 @@ def build_app(model: LoadedRun, align: str = "mtcnn", one_face: bool = False, wo
 def serve(model: LoadedRun, align: str, one_face: bool, host: str, port: int) -> None:
     """Start the page and block until interrupted."""
     build_app(model, align, one_face).launch(server_name=host, server_port=port, show_error=True)
+
+
+def main(args: "argparse.Namespace") -> int:
+    """The command: check the extra is installed before the model loads, then serve until interrupted."""
+    from orderlearn.runs.loaded import LoadedRun
+
+    import_gradio()  # the missing extra is a one-line error before the model loads
+    serve(LoadedRun.load(args.model), args.align, args.one_face, args.host, args.port)
+    return 0

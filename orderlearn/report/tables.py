@@ -1,4 +1,5 @@
-"""``orderlearn compare``: one direct-vs-order-learned table over trained runs.
+"""One direct-vs-order-learned table over trained runs (the work behind ``orderlearn compare``,
+whose command is :mod:`orderlearn.commands.compare`).
 
 Each run folder (the ``output_dir`` of ``orderlearn run``, comparator or regressor) holds
 ``config.yaml``, ``results.json`` and ``scores.csv``. A run has up to two routes:
@@ -254,10 +255,3 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path]
     atomic_write_json(out / "compare.json", payload, default=float)
     return {**payload, "markdown": markdown}
 
-
-def main_compare(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path] = None) -> int:
-    """The CLI's body: write everything, print the markdown table."""
-    result = compare_runs(run_dirs, out, with_table)
-    print(result["markdown"])
-    print(f"wrote compare.md, compare.csv, compare.json and {len(result['plots'])} plots into {out}")
-    return 0
