@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from .base import Scorer, Scores
 from .likelihood import class_weights, effective_tie_width, log_prob_table

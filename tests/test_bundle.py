@@ -20,7 +20,7 @@ from orderlearn.cli import main
 from orderlearn.errors import DataError
 
 from builders import TINY_IMAGE
-from test_predict import read_csv, test_faces, tiny_scut_run
+from test_predict import test_faces, tiny_scut_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]

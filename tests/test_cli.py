@@ -33,6 +33,7 @@ def test_every_command_has_its_module_named_like_it_with_main():
     assert DEMO_CONFIG == REPO / "configs" / "synthetic" / "demo.yaml"
 
 
+@pytest.mark.slow  # a subprocess
 def test_help_imports_no_heavy_module():
     """``orderlearn --help`` and every ``orderlearn NAME --help``, in one fresh interpreter: after
     each, none of torch, timm, numpy, transformers, accelerate is loaded."""
@@ -46,6 +47,7 @@ def test_help_imports_no_heavy_module():
     assert len(lines) == len(helps) and all(line.endswith(" []") for line in lines), lines
 
 
+@pytest.mark.slow  # a subprocess
 def test_python_dash_m_and_the_console_script_reach_main():
     done = subprocess.run([sys.executable, "-m", "orderlearn.cli", "synth", "--help"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("usage: orderlearn synth")

@@ -33,12 +33,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("scorers",),                  # Bradley–Terry scorers, links, intervals
     ("comparators",),              # the models, their backbones and views
     ("orderlearn.config_files",),  # YAML reading, base: inheritance
-    ("orderlearn.config",),        # the validated experiment config (checks model and scorer names)
+    ("orderlearn.config_sections",),  # the config's dataclasses and their choices
+    ("orderlearn.config_typing",),    # YAML values into typed fields
+    ("orderlearn.config_checks",),    # the value checks (model and scorer names among them)
+    ("orderlearn.config",),        # the validated experiment config: loading, and its public names
     ("orderlearn.data",),          # faces, splits, pairs, the synthetic generator
     ("orderlearn.engine",),        # the training loop, checkpoints, features
     ("orderlearn.bank",),          # references, comparisons, the scoring recipe
     ("orderlearn.report",),        # metrics, tables, plots (decision plots read the scoring recipe)
-    ("orderlearn.runs",),          # the run recipe, saved runs, bundles
+    ("orderlearn.runs",),          # the run recipe, loaded runs, bundles
     ("orderlearn.commands",),      # one module per CLI command
     ("orderlearn.cli",),           # the command line
 ]

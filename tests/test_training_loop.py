@@ -16,7 +16,6 @@ its checkpoints are under ``<out>/comparator/``:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
 
@@ -49,6 +49,9 @@ from orderlearn.commands.active_evidence import (PC_TOLERANCE, TARGET_BUDGET, Ac
 from orderlearn.commands.active_report import markdown_report, write_report
 from orderlearn.commands.active_variants import check_selection_metric, fitted_links, selected_on_validation, variant_rows
 from orderlearn.report.metrics import score_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 DEFAULT_BUDGETS = (4, 8, 16, 32, 64)
 LINK_CHOICES = ("run", "default", "calibrated")

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 
@@ -31,6 +30,9 @@ from orderlearn.errors import ConfigError, DataError
 from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.commands.score import collect_images
 from orderlearn.types import ScoredImage
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 ALIGN_CHOICES = ("mtcnn", "none")
 COLUMNS = ["file", "score", "std", "lower95", "upper95", "percentile", "faces_found"]

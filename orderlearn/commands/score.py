@@ -20,6 +20,8 @@ from orderlearn.runs.outputs import write_scores_csv
 from orderlearn.types import ScoredImage
 
 if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
     import torch
 
     import scorers

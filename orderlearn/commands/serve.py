@@ -12,12 +12,15 @@ from __future__ import annotations
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.report.decision_plots import decisions_for, plot_decision
 from orderlearn.errors import ConfigError
 from orderlearn.commands.predict import predict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 SERVE_HINT = "the web page needs gradio: `pip install orderlearn[serve]`"
 
