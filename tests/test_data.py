@@ -13,7 +13,7 @@ from orderlearn.data import manifest
 from orderlearn.data import scut
 from orderlearn.config import DataConfig
 from orderlearn.data.splits import load_test, load_training
-from orderlearn.errors import DataError
+from orderlearn.errors import ConfigError, DataError
 from orderlearn.data.images import load_image
 
 
@@ -94,7 +94,7 @@ def test_empty_split_is_an_error(synthetic_root, tmp_path):
 
 
 def test_unknown_split_name():
-    with pytest.raises(DataError, match="unknown SCUT-FBP5500 split 'fold9'"):
+    with pytest.raises(ConfigError, match="data.split: 'fold9' is not a SCUT-FBP5500 split"):
         scut.split_files("/nowhere", "fold9")
 
 

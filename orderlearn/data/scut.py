@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Union
 
-from orderlearn.errors import DataError
+from orderlearn.errors import ConfigError, DataError
 from orderlearn.data.manifest import Located, ScoreRange, check_listed_once, parse_score
 from orderlearn.types import ScoredImage
 
@@ -56,7 +56,7 @@ def split_files(root: PathLike, split: str) -> tuple[Path, Path]:
         k = split.removeprefix("fold")
         folder = files / CV_DIR / f"cross_validation_{k}"
         return folder / f"train_{k}.txt", folder / f"test_{k}.txt"
-    raise DataError(f"unknown SCUT-FBP5500 split {split!r}; choose from {list(SPLITS)}")
+    raise ConfigError(f"data.split: {split!r} is not a SCUT-FBP5500 split; choose from {list(SPLITS)}")
 
 
 def read_split(

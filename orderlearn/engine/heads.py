@@ -14,6 +14,7 @@ from accelerate.utils import extract_model_from_parallel
 from torch import nn
 
 from comparators.base import Comparator, Model
+from orderlearn.errors import ConfigError
 
 
 class HeadOnly(nn.Module):
@@ -56,7 +57,7 @@ class InBatchComparator(Model):
     def __init__(self, comparator: Comparator, from_features: bool) -> None:
         super().__init__()
         if not comparator.splits:
-            raise ValueError(f"pairs.recipe in-batch needs a comparator that splits into embed/compare; "
+            raise ConfigError(f"pairs.recipe: in-batch needs a comparator that splits into embed/compare; "
                              f"{type(comparator).__name__} does not")
         self.from_features = from_features
         self.inner = HeadOnly(comparator) if from_features else comparator

@@ -204,11 +204,21 @@ def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, 
 def build_model(config: ExperimentConfig) -> Model:
     """The registered model of ``config.model`` (its kind was checked against ``config.task``
     when the config loaded)."""
-    model = comparators.create(config.model.name, **config.model.args)
+    try:
+        model = comparators.create(config.model.name, **config.model.args)
+    except ValueError as error:  # an option only the built model can check (a backbone unit, say)
+        raise ConfigError(model_option_error(str(error))) from error
     if model.uses_second_database != (config.data.second is not None):
         needs = "learns a task from data.second; set it" if model.uses_second_database else "learns nothing from data.second; remove it"
         raise ConfigError(f"model {config.model.name!r} (as configured) {needs}")
     return model
+
+
+def model_option_error(message: str) -> str:
+    """A model's complaint about one of its options, keyed under ``model.``: the models word
+    theirs as ``option: problem``; anything else is put under ``model:`` whole."""
+    key, sep, _ = message.partition(": ")
+    return f"model.{message}" if sep and key.isidentifier() else f"model: {message}"
 
 
 def feature_extractor(config: ExperimentConfig, accelerator: Accelerator) -> FeatureExtractor:
