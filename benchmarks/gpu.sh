@@ -23,11 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
-elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
-else PY=python3
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+source benchmarks/python_env.sh
 
 if ! GPU_NAME=$("$PY" -c "import sys, torch
 if not torch.cuda.is_available(): sys.exit(3)

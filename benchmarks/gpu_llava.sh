@@ -28,11 +28,8 @@ if [[ -z "$TOKENIZER" ]]; then
   echo "benchmarks/gpu_llava.sh: give the tokenizer folder (the Llama-2 tokenizer.model) as the first argument" >&2
   exit 2
 fi
-if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
-elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
-else PY=python3
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+source benchmarks/python_env.sh
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 
 if ! GPU_NAME=$("$PY" -c "import sys, torch
 if not torch.cuda.is_available(): sys.exit(3)

@@ -19,11 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
-elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
-else PY=python3
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+source benchmarks/python_env.sh
 FOLDS=${FOLDS:-fold1}
 METHODS=${METHODS:-dld plain}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
