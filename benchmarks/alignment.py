@@ -28,7 +28,8 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from orderlearn.data.alignment import REFRAMINGS, load_photo, reframe  # noqa: E402
+from orderlearn.data.alignment import REFRAMINGS, reframe  # noqa: E402
+from orderlearn.data.images import load_image  # noqa: E402
 from orderlearn.runs.loaded import LoadedRun  # noqa: E402
 from orderlearn.data.splits import load_test  # noqa: E402
 from orderlearn.commands.predict import Predictions, predict  # noqa: E402
@@ -54,7 +55,7 @@ def main() -> None:
             copies[how] = []
             for path in faces:
                 out = folder / f"{path.stem}.png"
-                reframe(load_photo(path), how).save(out)
+                reframe(load_image(path), how).save(out)
                 copies[how].append(out)
         every = [p for group in copies.values() for p in group]
         aligned = scores_by_file(predict(model, every, work / "crops", align="mtcnn"))

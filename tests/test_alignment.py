@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orderlearn.data.alignment import (REFRAMINGS, AlignmentTemplate, Face, FaceAligner, load_photo, measure_template,
+from orderlearn.data.alignment import (REFRAMINGS, AlignmentTemplate, Face, FaceAligner, measure_template,
                                   reframe, similarity_transform, warp)
+from orderlearn.data.images import load_image
 from orderlearn.errors import DataError
 
 TEMPLATE = AlignmentTemplate(100, 120, ((35.0, 50.0), (65.0, 50.0), (50.0, 70.0), (38.0, 90.0), (62.0, 90.0)), faces=1)
@@ -121,7 +122,7 @@ def central_difference(a: Image.Image, b: Image.Image) -> float:
 def test_reframed_real_faces_align_back_onto_the_original_frame(scut_root, real_aligner):
     aligned_gaps, raw_gaps = {}, {}
     for path in scut_faces(scut_root, 3):
-        photo = load_photo(path)
+        photo = load_image(path)
         reference = real_aligner.align(photo).crop
         assert reference.size == (real_aligner.template.width, real_aligner.template.height)
         for how in REFRAMINGS:
@@ -137,11 +138,11 @@ def test_reframed_real_faces_align_back_onto_the_original_frame(scut_root, real_
 
 
 def test_a_photo_stored_sideways_with_an_exif_tag_is_aligned_upright(scut_root, real_aligner, tmp_path):
-    photo = load_photo(scut_faces(scut_root, 1)[0])
+    photo = load_image(scut_faces(scut_root, 1)[0])
     sideways = photo.transpose(Image.Transpose.ROTATE_90)
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: the viewer rotates it back (a sideways phone photo)
     sideways.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
-    assert load_photo(tmp_path / "phone.jpg").size == photo.size
+    assert load_image(tmp_path / "phone.jpg").size == photo.size
     upright = real_aligner.align_file(tmp_path / "phone.jpg").crop
     assert central_difference(upright, real_aligner.align(photo).crop) < 15

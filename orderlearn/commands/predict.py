@@ -28,7 +28,7 @@ from orderlearn.bank.route import Comparisons
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.files import atomic_write_json, atomic_write_text
-from orderlearn.commands.score import collect_images
+from orderlearn.commands.score import collect_images, refuse_outputs_over_inputs
 from orderlearn.types import ScoredImage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,6 +154,7 @@ def main(args: "argparse.Namespace") -> int:
 
     from orderlearn.runs.loaded import LoadedRun
 
+    refuse_outputs_over_inputs({"--csv": args.csv, "--json": args.json}, args.photos)
     model = LoadedRun.load(args.model)
     with tempfile.TemporaryDirectory(prefix="orderlearn-crops-") as work:
         result = predict(model, args.photos, Path(work), args.align, args.one_face)

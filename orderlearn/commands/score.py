@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from orderlearn.data.splits import load_test
-from orderlearn.errors import DataError
+from orderlearn.errors import ConfigError, DataError
 from orderlearn.data.images import load_image
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.outputs import write_scores_csv
@@ -37,13 +37,30 @@ class ImageInputs:
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
 
 
+def image_files(given: Path) -> list[Path]:
+    """The image files a named file or folder stands for (a folder: every image under it, sorted)."""
+    if given.is_dir():
+        return sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return [given]
+
+
+def refuse_outputs_over_inputs(outputs: Mapping[str, Optional[Path]], inputs: Sequence[Path]) -> None:
+    """A ConfigError naming the option when an output file (``{option: path}``, None = not asked
+    for) is one of the photos to score, checked before anything is read or written: writing the
+    table there would replace the photo."""
+    photos = {p.resolve() for given in inputs for p in image_files(Path(given))}
+    for option, path in outputs.items():
+        if path is not None and Path(path).resolve() in photos:
+            raise ConfigError(f"{option}: {path} is one of the photos to score; write the table to another file")
+
+
 def collect_images(inputs: Sequence[Path]) -> ImageInputs:
     """Every image file named or under a named folder (sorted), each decoded once to check it."""
     found = ImageInputs()
     for given in inputs:
         given = Path(given)
         if given.is_dir():
-            files = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(given)
             if not files:
                 found.failed.append((given, f"a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})"))
         elif given.is_file():
@@ -99,6 +116,7 @@ def main(args: "argparse.Namespace") -> int:
     """The command: write the CSV, list the images that could not be scored (exit status 1 then)."""
     import sys
 
+    refuse_outputs_over_inputs({"--out": args.out}, args.images or [])
     out, failed = score_run(args.run, args.images, args.out, args.scorer, args.plot, args.plot_dir)
     print(f"wrote {out}")
     for path, why in failed:

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.files import atomic_write_json
+from orderlearn.data.images import load_image
 
 TEMPLATE_FILE = "alignment.json"
 TEMPLATE_FORMAT = 1
@@ -119,18 +120,6 @@ class MtcnnDetector:
                 for box, p, pts in zip(boxes, probs, points)]
 
 
-def load_photo(path: Path) -> Image.Image:
-    """Decode ``path`` as RGB, upright as its EXIF orientation says (phone photos are often
-    stored sideways with an orientation tag), or raise DataError naming it."""
-    try:
-        with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"image {path} cannot be decoded ({exc})") from None
-
-
 def faces_in(detector: FaceDetector, image: Image.Image) -> list[Face]:
     """Confident faces, largest first."""
     faces = [f for f in detector.detect(image) if f.probability >= MIN_FACE_PROBABILITY]
@@ -185,7 +174,7 @@ class FaceAligner:
         return AlignedFace(warp(image, matrix, (self.template.width, self.template.height)), faces[0], len(faces))
 
     def align_file(self, path: Path) -> AlignedFace:
-        return self.align(load_photo(path), str(path))
+        return self.align(load_image(path), str(path))
 
 
 def measure_template(paths: Sequence[Path], detector: Optional[FaceDetector] = None, limit: int = 200) -> AlignmentTemplate:
@@ -195,7 +184,7 @@ def measure_template(paths: Sequence[Path], detector: Optional[FaceDetector] = N
     detector = detector if detector is not None else MtcnnDetector()
     relative, sizes = [], Counter()
     for path in list(paths)[:limit]:
-        image = load_photo(path)
+        image = load_image(path)
         faces = faces_in(detector, image)
         if faces:
             relative.append(faces[0].landmarks / np.array(image.size, dtype=np.float64))

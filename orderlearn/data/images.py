@@ -1,8 +1,10 @@
 """Image decoding and the per-image targets (the datasets that feed models are
 :mod:`orderlearn.engine.datasets`).
 
-Decoding errors are re-raised as :class:`DataError` naming the file, so a corrupt JPEG
-deep inside a DataLoader worker still says which file to fix.
+:func:`load_image` is the one decoder: training images, a user's photos and the alignment path
+all go through it, so a photo reads the same wherever it enters. Decoding errors are re-raised
+as :class:`DataError` naming the file, so a corrupt JPEG deep inside a DataLoader worker still
+says which file to fix.
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import math
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orderlearn.errors import DataError
 from orderlearn.types import ScoredImage
@@ -20,14 +23,26 @@ GENDER_INDEX = {"female": 0, "male": 1}
 
 
 def load_image(path: Path) -> Image.Image:
-    """Decode ``path`` fully into an RGB PIL image, or raise DataError naming it."""
+    """Decode ``path`` fully into an upright RGB PIL image, or raise DataError naming it.
+
+    Upright: as its EXIF orientation says (phones store photos sideways with a tag). Deep
+    greyscale (16-bit PNG, PIL's modes ``I;16*`` and ``I``) is scaled to 8 bits (÷257), where
+    PIL's own ``convert("RGB")`` would clip every value above 255 to white."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError as exc:
         raise DataError(f"image {path} does not exist") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"image {path} cannot be decoded ({exc}); re-export or remove it") from exc
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB; 16-bit greyscale is scaled, not clipped."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        deep = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(deep / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 def sample_targets(sample: ScoredImage) -> dict[str, torch.Tensor]:
