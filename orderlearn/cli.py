@@ -62,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def integer_at_least(low: int, high: Optional[int] = None):
+    """An argparse ``type``: an integer in ``[low, high]``, else a usage error (exit status 2)
+    saying the range, before any command module is imported."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            upper = f" and <= {high}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}{upper}, got {text!r}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
 def _command(sub: "argparse._SubParsersAction", name: str, help: str) -> argparse.ArgumentParser:
     """The sub-parser of command ``name``, dispatched to :mod:`orderlearn.commands.<name>`."""
     parser = sub.add_parser(name, help=help)
@@ -87,7 +103,7 @@ def add_score(sub: "argparse._SubParsersAction") -> None:
     score.add_argument("--images", type=Path, nargs="+", help="image files and/or folders (default: the run's test split)")
     score.add_argument("--out", type=Path, help="CSV to write (default RUN/scored.csv)")
     score.add_argument("--scorer", help="scorer name (default: the run's)")
-    score.add_argument("--plot", type=int, default=0, metavar="N", help="pictures of the decision for the first N images")
+    score.add_argument("--plot", type=integer_at_least(0), default=0, metavar="N", help="pictures of the decision for the first N images")
     score.add_argument("--plot-dir", type=Path, help="folder for the pictures (default RUN/plots)")
 
 
@@ -117,9 +133,9 @@ def add_compare(sub: "argparse._SubParsersAction") -> None:
 def add_active(sub: "argparse._SubParsersAction") -> None:
     active = _command(sub, "active", "active reference selection: PC / MAE vs comparisons per image on a trained run")
     active.add_argument("--run", required=True, type=Path, help="output_dir of `orderlearn run` (any method)")
-    active.add_argument("--budgets", nargs="+", type=int, default=[4, 8, 16, 32, 64], help="comparisons per test image")
+    active.add_argument("--budgets", nargs="+", type=integer_at_least(1), default=[4, 8, 16, 32, 64], help="comparisons per test image")
     active.add_argument("--out", type=Path, help="folder for active.md/.csv/.json/.png (default RUN/active)")
-    active.add_argument("--batch", type=int, default=4, help="comparisons asked per image and round")
+    active.add_argument("--batch", type=integer_at_least(1), default=4, help="comparisons asked per image and round")
     active.add_argument("--scorer", help="base scorer name (default: the run's)")
     active.add_argument("--link", choices=["run", "default", "calibrated"], default="run",
                         help="base scorer's link: as the run (default), the configured default, or fitted on validation x bank")
@@ -146,8 +162,8 @@ def add_export(sub: "argparse._SubParsersAction") -> None:
     export = _command(sub, "export", "write a self-contained bundle of a run (safetensors, JSON, model card)")
     export.add_argument("run", type=Path, metavar="RUN", help="output_dir of `orderlearn run`")
     export.add_argument("--out", required=True, type=Path, help="the bundle folder to create")
-    export.add_argument("--thumbnail-size", type=int, default=64, help="reference thumbnails' side in px (0: none)")
-    export.add_argument("--template-faces", type=int, default=200, help="training faces the alignment template averages")
+    export.add_argument("--thumbnail-size", type=integer_at_least(0), default=64, help="reference thumbnails' side in px (0: none)")
+    export.add_argument("--template-faces", type=integer_at_least(1), default=200, help="training faces the alignment template averages")
     export.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the bundle as a hub model repository")
 
 
@@ -157,7 +173,7 @@ def add_serve(sub: "argparse._SubParsersAction") -> None:
     serve.add_argument("--align", choices=["mtcnn", "none"], default="mtcnn")
     serve.add_argument("--one-face", action="store_true")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--port", type=integer_at_least(0, 65535), default=7860)
 
 
 if __name__ == "__main__":

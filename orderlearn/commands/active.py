@@ -185,6 +185,9 @@ def run_active(run: Path, budgets: Sequence[int] = DEFAULT_BUDGETS, out: Optiona
 
 def main(args: "argparse.Namespace") -> int:
     """The command: the report into ``--out`` (default RUN/active), printed as markdown."""
+    from orderlearn.commands.score import check_scorer_option
+
+    check_scorer_option(args.scorer)
     run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link,
                references=args.references, select=args.select)
     return 0

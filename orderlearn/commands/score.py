@@ -37,6 +37,15 @@ class ImageInputs:
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
 
 
+def check_scorer_option(name: Optional[str], option: str = "--scorer") -> None:
+    """A one-line ConfigError naming ``option`` for a scorer name that is not registered (None:
+    the run's own scorer), before any run is read."""
+    import scorers
+
+    if name is not None and name not in scorers.available():
+        raise ConfigError(f"{option}: unknown scorer {name!r}; registered: {', '.join(scorers.available())}")
+
+
 def image_files(given: Path) -> list[Path]:
     """The image files a named file or folder stands for (a folder: every image under it, sorted)."""
     if given.is_dir():
@@ -116,6 +125,7 @@ def main(args: "argparse.Namespace") -> int:
     """The command: write the CSV, list the images that could not be scored (exit status 1 then)."""
     import sys
 
+    check_scorer_option(args.scorer)
     refuse_outputs_over_inputs({"--out": args.out}, args.images or [])
     out, failed = score_run(args.run, args.images, args.out, args.scorer, args.plot, args.plot_dir)
     print(f"wrote {out}")
