@@ -1,8 +1,9 @@
 """One entry point from a :class:`DataConfig` to samples: train / validation / test.
 
 Validation is the manifest's ``val`` rows when it has them, else carved from the training
-files (seeded, ``data.val_fraction``); the test files are used only through :func:`load_test`,
-which evaluation calls once for the final numbers.
+files (seeded, ``data.val_fraction``). A run reads each database once
+(:func:`load_run_data`) and hands the test split only to the phases that score it;
+:func:`load_training` and :func:`load_test` read one part for tools and tests.
 
 Both entry points read and check the whole split, test files included, so bad input stops a
 run when the data are read, before any training: every score is finite and inside
@@ -183,27 +184,45 @@ def drop_training_copies(splits: DatasetSplits) -> DatasetSplits:
     return DatasetSplits(keep(splits.train), None if splits.val is None else keep(splits.val), splits.test, splits.source)
 
 
+@dataclass
+class RunData:
+    """Every image a run uses, each database read and checked once: what the model trains and
+    is selected on (``training``), the test images (``test``, for the final numbers only) and,
+    with ``data.second``, that database's test images (``second_test``, tagged database 1)."""
+
+    training: TrainingSplits
+    test: list[ScoredImage]
+    second_test: Optional[list[ScoredImage]] = None
+
+    @property
+    def tests(self) -> list[list[ScoredImage]]:
+        """The test sets whose tasks a model reports: the first database's, then the second's."""
+        return [self.test] + ([self.second_test] if self.second_test is not None else [])
+
+
+def load_run_data(config: DataConfig) -> RunData:
+    """A run's images: each database read once (the test files with it, so bad input stops the
+    run before training), validation carved from the training files, the test split kept apart
+    for the phases that score it."""
+    own = _read(config)
+    data = RunData(_own_training(own, config), _test_of(own, config))
+    if config.second is not None:
+        second = _read(config.second)
+        tag = lambda samples: [dataclasses.replace(s, database=1) for s in samples]  # noqa: E731
+        split = _own_training(second, config.second)
+        data.training.second = TrainingSplits(tag(split.train), tag(split.val))
+        data.second_test = tag(_test_of(second, config.second))
+        _say(f"second database: {len(split.train)} train, {len(split.val)} validation images ({config.second.kind})")
+    return data
+
+
 def load_training(config: DataConfig) -> TrainingSplits:
     """Train and validation: the manifest's ``val`` rows, else a seeded ``val_fraction`` of train;
     with ``data.second``, that database's own train and validation too (tagged database 1)."""
-    splits = _own_training(config)
-    if config.second is not None:
-        second = _own_training(config.second)
-        tag = lambda samples: [dataclasses.replace(s, database=1) for s in samples]  # noqa: E731
-        splits.second = TrainingSplits(tag(second.train), tag(second.val))
-        _say(f"second database: {len(second.train)} train, {len(second.val)} validation images ({config.second.kind})")
-    return splits
+    return load_run_data(config).training
 
 
-def load_second_test(config: DataConfig) -> list[ScoredImage]:
-    """The second database's test files (tagged database 1), read once for its task's metrics."""
-    if config.second is None:
-        raise ConfigError("data.second is not set")
-    return [dataclasses.replace(s, database=1) for s in load_test(config.second)]
-
-
-def _own_training(config: DataConfig) -> TrainingSplits:
-    splits = _read(config)
+def _own_training(splits: DatasetSplits, config: DataConfig) -> TrainingSplits:
     rng = np.random.default_rng(config.val_seed)
     train = splits.train
     if config.limit_train is not None:
@@ -239,7 +258,11 @@ def _say(line: str) -> None:
 
 def load_test(config: DataConfig) -> list[ScoredImage]:
     """The test files of the configured split (read once, for the final numbers)."""
-    test = _read(config).test
+    return _test_of(_read(config), config)
+
+
+def _test_of(splits: DatasetSplits, config: DataConfig) -> list[ScoredImage]:
+    test = splits.test
     if config.limit_test is not None:
         rng = np.random.default_rng(config.val_seed + 1)
         test = [test[i] for i in sorted(rng.choice(len(test), min(config.limit_test, len(test)), replace=False))]

@@ -88,8 +88,9 @@ def image_inputs(model: Model, splits: TrainingSplits, config: ExperimentConfig,
                  val_x: Optional[torch.Tensor]) -> FitInputs:
     """A regressor: images (or their cached features, ``train_x`` / ``val_x``) and its own loss."""
     if train_x is not None:
+        draw = views_drawn_per_epoch(config)
         return FitInputs(HeadOnly(model), RegressorObjective(), FeatureImageDataset(train_x, splits.train, len(config.train.feature_views)),
-                         FeatureImageDataset(val_x, splits.val), views_drawn_per_epoch(config))
+                         FeatureImageDataset(val_x, splits.val), draw)
     return FitInputs(model, RegressorObjective(), ImageDataset(splits.train, model.train_preprocess()),
                      ImageDataset(splits.val, model.preprocess()))
 
@@ -124,11 +125,10 @@ def in_batch_inputs(model: Comparator, splits: TrainingSplits, config: Experimen
     accelerator.print(f"pairs: in-batch ({p.in_batch_mix}) from batches of {config.train.batch_size} images; "
                       f"validation {val_pairs.class_counts()}")
     frozen = train_x is not None
-    draw = 1
+    draw = views_drawn_per_epoch(config) if frozen else 1
     if frozen:
         train_data = FeatureImageDataset(train_x, splits.train, len(config.train.feature_views))
         val_data: Dataset = FeatureImageDataset(val_x, splits.val)
-        draw = views_drawn_per_epoch(config)
     else:
         train_data = SourcedImageDataset(splits.train, model.train_preprocess())
         val_data = ImageDataset(splits.val, model.preprocess())

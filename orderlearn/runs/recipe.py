@@ -1,4 +1,4 @@
-"""The main job as a recipe, one path for every method: setup -> fit -> bank -> direct -> report.
+"""The main job as a recipe, one path for every method: setup -> data -> fit -> bank -> direct -> report.
 
 Each phase is a function that takes the state the phases before it left (small dataclasses:
 :class:`RunSetup`, :class:`Fitted`, :class:`Banked`, :class:`Direct`) and returns its own, so a
@@ -40,7 +40,7 @@ from orderlearn.bank.route import BankRoute, Comparisons
 from orderlearn.bank.scoring_recipe import RECIPE_FILE, ScoringRecipe, interval_coverage
 from orderlearn.config import ExperimentConfig
 from orderlearn.errors import ConfigError
-from orderlearn.data.splits import TrainingSplits, load_second_test, load_test, load_training
+from orderlearn.data.splits import TrainingSplits, load_run_data
 from orderlearn.runs.direct import direct_classifications, direct_scores
 from orderlearn.report.metrics import comparator_metrics, score_metrics
 from orderlearn.engine.checkpoints import CheckpointStore, ResumeState
@@ -59,9 +59,10 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     command line that started the run, is recorded in it for the results tables)."""
     started = time.time()
     with setup(config, resume, accelerator) as run:
-        fitted = fit_phase(run)
-        banked = bank_phase(run, fitted)
-        direct = direct_phase(run, fitted, banked.test)
+        data = load_run_data(config.data)  # each database read and checked once, before any training
+        fitted = fit_phase(run, data.training)
+        banked = bank_phase(run, fitted, data.test)
+        direct = direct_phase(run, fitted, data.tests)
         return report_phase(run, fitted, banked, direct, started, command)
 
 
@@ -109,11 +110,10 @@ class Fitted:
     trained: TrainResult
 
 
-def fit_phase(run: RunSetup) -> Fitted:
-    """Build the model, read the training data, and train (or resume training)."""
+def fit_phase(run: RunSetup, splits: TrainingSplits) -> Fitted:
+    """Build the model and train it on ``splits`` (or resume training)."""
     config, accelerator = run.config, run.accelerator
     model = build_model(config)
-    splits = load_training(config.data)
     accelerator.print(f"data: {len(splits.train)} train, {len(splits.val)} validation images ({config.data.kind})")
     model.setup_from_training(splits.train)
     place_model(model, config, accelerator)
@@ -135,14 +135,13 @@ class Banked:
     scores: "scorers.Scores"
 
 
-def bank_phase(run: RunSetup, fitted: Fitted) -> Banked:
+def bank_phase(run: RunSetup, fitted: Fitted, test: list[ScoredImage]) -> Banked:
     """The order-learned route: the bank phase of :mod:`orderlearn.bank.phase` (bank, views and
-    calibration on validation), then the test set compared with the bank and scored."""
+    calibration on validation), then the ``test`` images compared with the bank and scored."""
     config, out = run.config, run.out
     checkpoints = [str(c.relative_to(out)) for c in bank_checkpoints(fitted.trained, config)]
     phase = bank_route.bank_phase(fitted.model, config, fitted.splits, out, checkpoints, fitted.features,
                                   run.accelerator)
-    test = load_test(config.data)
     run.accelerator.print(f"bank: {len(phase.bank)} references; test: {len(test)} images")
     comparisons, scores = phase.score(test)
     return Banked(phase, test, comparisons, scores)
@@ -165,13 +164,13 @@ class Direct:
     classified: dict[str, float]
 
 
-def direct_phase(run: RunSetup, fitted: Fitted, test: list[ScoredImage]) -> Direct:
-    """Scores without the bank, from the validation-selected checkpoint (:mod:`orderlearn.runs.direct`)."""
+def direct_phase(run: RunSetup, fitted: Fitted, tests: list[list[ScoredImage]]) -> Direct:
+    """Scores of the first test set without the bank, from the validation-selected checkpoint, and
+    the classification metrics of every test set's tasks (:mod:`orderlearn.runs.direct`)."""
     config, accelerator = run.config, run.accelerator
     model, features = fitted.model, fitted.features
-    direct = direct_scores(model, fitted.trained.best_checkpoint, fitted.splits, test, config, accelerator, features,
+    direct = direct_scores(model, fitted.trained.best_checkpoint, fitted.splits, tests[0], config, accelerator, features,
                            CheckpointStore(run.out / "direct"))
-    tests = [test] + ([load_second_test(config.data)] if config.data.second is not None else [])
     classified = direct_classifications(model, tests, config, accelerator, features) if direct is not None else {}
     return Direct(direct, classified)
 
