@@ -9,7 +9,8 @@ Layout of ``<root>/checkpoints/`` (``root`` is ``<run folder>/<kind>`` in a run)
 ``state_epoch_NNN/``
     the resume state after epoch NNN: ``trained.safetensors`` (again only what trains: the LoRA
     adapters and projector of a LLaVA comparator, never its frozen base model), ``optimizer.pt``,
-    ``scheduler.pt``, ``scaler.pt`` (fp16 only), one ``rng_rank{R}.pt`` per process and
+    ``scheduler.pt``, ``scaler.pt`` (fp16 only), one ``rng_rank{R}.pt`` per process (its random
+    generators and its objective's own, the in-batch pair generator) and
     ``trainer_state.json`` (epoch, optimizer step, best epoch, history, learning-rate trace, the
     ``model`` section of the config that names the base model, process count and batch sizes,
     and the size of every file of the folder).
@@ -117,6 +118,14 @@ class ResumeState:
             torch.cuda.set_rng_state_all(saved["cuda"])
         return True
 
+    def objective_state(self, rank: int) -> Optional[dict[str, Any]]:
+        """The objective's own state this process saved (None: no file for ``rank``, or a state
+        written before objectives kept theirs)."""
+        path = self.folder / f"rng_rank{rank}.pt"
+        if not path.is_file():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True).get("objective")
+
 
 class CheckpointStore:
     """The checkpoints of one training run under ``root`` (see the module's layout).
@@ -181,13 +190,14 @@ class CheckpointStore:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
 
-    def save_rng(self, epoch: int, rank: int) -> None:
+    def save_rng(self, epoch: int, rank: int, objective: Optional[Mapping[str, Any]] = None) -> None:
         """Every process, after :meth:`begin_epoch`: this process's random generators (python,
-        numpy, torch CPU and CUDA), so dropout masks and augmentations of the next epoch continue
+        numpy, torch CPU and CUDA) and its objective's own (``objective``: the in-batch pair
+        generator), so dropout masks, augmentations and pairs of the next epoch continue
         exactly as in an unbroken run."""
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-                 "torch": torch.get_rng_state()}
+                 "torch": torch.get_rng_state(), "objective": dict(objective or {})}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
         path = self._state_tmp(epoch) / f"rng_rank{rank}.pt"

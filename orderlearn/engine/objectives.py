@@ -18,7 +18,7 @@ embedded once.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Protocol
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -38,17 +38,29 @@ log = logging.getLogger(__name__)
 MIXES: dict[str, Optional[tuple[float, float, float]]] = {**RECIPES, "all": None}
 
 
-class Objective(Protocol):
+class Objective:
     """The contract the loop trains through: ``loss`` of one training batch (a scalar tensor
-    the loop back-propagates), and ``evaluate`` of a validation loader (metrics named as in
-    :data:`~orderlearn.engine.training.HIGHER_IS_BETTER`, gathered over every process)."""
+    the loop back-propagates), ``evaluate`` of a validation loader (metrics named as in
+    :data:`~orderlearn.engine.training.HIGHER_IS_BETTER`, gathered over every process), and
+    the objective's own random state (``state_dict`` / ``load_state_dict``): what it draws
+    from besides the global generators, saved in every resume state so a resumed run draws
+    what an unbroken one would have (empty for an objective that draws nothing)."""
 
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, float]: ...
+    def evaluate(self, model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state; the resume state holds {sorted(state)}")
 
 
-class ComparatorObjective:
+class ComparatorObjective(Objective):
     """Pair batches: loss on ``model(a, b)`` (and ``model(b, a)`` for the KL term)."""
 
     def __init__(self, loss: ComparatorLoss):
@@ -76,7 +88,7 @@ class ComparatorObjective:
         return {"val_loss": sum(losses) / max(count, 1), "val_accuracy": correct / max(count, 1)}
 
 
-class RegressorObjective:
+class RegressorObjective(Objective):
     """Image batches: the regressor's own loss; validation also reports MAE and PC."""
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -147,6 +159,14 @@ class InBatchObjective(ComparatorObjective):
         self.generator = torch.Generator().manual_seed(seed)
         self.pairs_seen = 0
         self.empty_batches = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pair generator (the pairs every later batch draws) and the counters."""
+        return {"generator": self.generator.get_state(), "pairs_seen": self.pairs_seen, "empty_batches": self.empty_batches}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.pairs_seen, self.empty_batches = int(state["pairs_seen"]), int(state["empty_batches"])
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         a, b, labels = batch_pairs(batch["score"], batch["source"], self.margin, self.mix, self.generator)

@@ -112,6 +112,7 @@ def fit(
             set_seed(config.seed + 1_000 * resume_state.epoch + accelerator.process_index)
             accelerator.print(f"--resume: no random-generator state for process {accelerator.process_index} (written by "
                               f"{resume_state.trainer['world_size']} processes): reseeded; dropout and augmentation differ from an unbroken run")
+        restore_objective(objective, resume_state, accelerator)
         accelerator.print(f"{desc}: resuming after epoch {resume_state.epoch} from {resume_state.folder}")
     if accelerator.trackers == [] and accelerator.log_with:
         accelerator.init_trackers(config.name.replace("/", "_"), config={"seed": config.seed, "lr": config.optim.lr})
@@ -158,26 +159,38 @@ def fit(
         trainer["epoch"] = epoch
         trainer["history"].append(metrics)
         accelerator.print(f"{desc} epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-        save_epoch(accelerator, model, optimizer, scheduler, config, store, epoch, metrics, {**trainer, **facts})
+        save_epoch(accelerator, model, optimizer, scheduler, config, store, epoch, metrics, {**trainer, **facts}, objective)
     accelerator.wait_for_everyone()
     return TrainResult(store, trainer["best_epoch"], trainer["best_metric"], trainer["history"])
 
 
 def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any, config: ExperimentConfig,
-               store: CheckpointStore, epoch: int, metrics: dict, record: dict) -> None:
+               store: CheckpointStore, epoch: int, metrics: dict, record: dict, objective: Objective) -> None:
     """Epoch ``epoch``'s weights and resume state through ``store``: the main process opens the
-    state, every process adds its random generators, the main process writes the rest
-    (``record``: the loop's bookkeeping and the run's facts, as the state records them)."""
+    state, every process adds its random generators and its objective's, the main process
+    writes the rest (``record``: the loop's bookkeeping and the run's facts, as the state
+    records them)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         store.begin_epoch(epoch)
     accelerator.wait_for_everyone()
-    store.save_rng(epoch, accelerator.process_index)
+    store.save_rng(epoch, accelerator.process_index, objective.state_dict())
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
     store.save_epoch(epoch, unwrap(accelerator.unwrap_model(model)).checkpoint_state_dict(),
                      yaml.safe_dump(config.to_dict(), sort_keys=False), metrics, optimizer, scheduler, accelerator.scaler, record)
+
+
+def restore_objective(objective: Objective, state: ResumeState, accelerator: Accelerator) -> None:
+    """The objective's own generators as this process saved them; a state without them (written
+    before objectives kept theirs) resumes with fresh ones, and says that what they draw differs."""
+    saved = state.objective_state(accelerator.process_index)
+    if saved is not None:
+        objective.load_state_dict(saved)
+    elif objective.state_dict():
+        accelerator.print(f"--resume: {state.folder} holds no state of the {type(objective).__name__} (an older resume "
+                          "state): its pairs differ from an unbroken run's")
 
 
 def make_optimizer(params: Sequence[Any], config: ExperimentConfig) -> torch.optim.Optimizer:
