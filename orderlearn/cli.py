@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from orderlearn.errors import ConfigError, DataError, WeightsNotFoundError
+from orderlearn.errors import ConfigError, DataError, TrainingDivergedError, WeightsNotFoundError
 
 # The description ``orderlearn --help`` shows: one line per command.
 OVERVIEW = """The ``orderlearn`` command line.
@@ -41,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run_command(args)
-    except (ConfigError, DataError, OSError, WeightsNotFoundError) as exc:  # OSError: missing files, checkpoints
+    except (ConfigError, DataError, OSError, TrainingDivergedError, WeightsNotFoundError) as exc:  # OSError: missing files, checkpoints
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,3 +14,8 @@ class WeightsNotFoundError(RuntimeError):
     """Pretrained weights were asked for and no source could provide them (raised by
     ``comparators.backbones``; defined here so the command line catches it without importing
     torch)."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite: the run stops at that step (naming the epoch
+    and step) instead of training on, and writing checkpoints of, a broken model."""

@@ -38,7 +38,7 @@ from orderlearn.engine.heads import unwrap
 from orderlearn.engine.objectives import ComparatorObjective, Objective
 from orderlearn.engine.runtime import restore
 from orderlearn.engine.samplers import GlobalBatchSampler, Schedule
-from orderlearn.errors import ConfigError
+from orderlearn.errors import ConfigError, TrainingDivergedError
 
 HIGHER_IS_BETTER = {"val_loss": False, "val_mae": False, "val_accuracy": True, "val_pc": True}
 
@@ -127,6 +127,7 @@ def fit(
         for batch in train_loader:
             with accelerator.accumulate(model):
                 loss = objective.loss(model, batch)
+                stop_if_diverged(loss, accelerator, epoch, step + 1, trainer["global_step"] + 1, optimizer)
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad()
@@ -180,6 +181,24 @@ def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, sched
         return
     store.save_epoch(epoch, unwrap(accelerator.unwrap_model(model)).checkpoint_state_dict(),
                      yaml.safe_dump(config.to_dict(), sort_keys=False), metrics, optimizer, scheduler, accelerator.scaler, record)
+
+
+def stop_if_diverged(loss: torch.Tensor, accelerator: Accelerator, epoch: int, step: int, global_step: int,
+                     optimizer: torch.optim.Optimizer) -> None:
+    """A TrainingDivergedError, before the step is taken, when the loss of any process is NaN or
+    infinite: every later step would train on it (and the calibration after training fail on
+    NaN outputs). On several processes the verdict is gathered, so all of them stop together."""
+    finite = torch.isfinite(loss.detach()).all().reshape(1)
+    if accelerator.num_processes > 1:
+        finite = accelerator.gather(finite).all().reshape(1)
+    if bool(finite):
+        return
+    lrs = sorted({group["lr"] for group in optimizer.param_groups})
+    value = loss.detach().float().cpu().reshape(-1)[0].item()
+    where = f"is {value}" if not math.isfinite(value) else "went non-finite on another process"
+    raise TrainingDivergedError(f"train: the training loss {where} at epoch {epoch}, "
+                                f"step {step} (optimizer step {global_step}); stopped before that step. Lower optim.lr "
+                                f"(this step's rate: {', '.join(f'{lr:g}' for lr in lrs)}) or check the data's scores")
 
 
 def restore_objective(objective: Objective, state: ResumeState, accelerator: Accelerator) -> None:
