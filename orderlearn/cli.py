@@ -89,12 +89,15 @@ def add_run(sub: "argparse._SubParsersAction") -> None:
     run = _command(sub, "run", "train a comparator, build the bank, score and evaluate")
     run.add_argument("--config", required=True, type=Path)
     run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE", help="e.g. -o train.epochs=2")
-    run.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint of output_dir")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint of output_dir")
+    again.add_argument("--overwrite", action="store_true", help="empty a non-empty output_dir first (else it is refused)")
 
 
 def add_demo(sub: "argparse._SubParsersAction") -> None:
     demo = _command(sub, "demo", "the main job on the embedded synthetic dataset")
     demo.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    demo.add_argument("--overwrite", action="store_true", help="empty the demo's output_dir of an earlier demo first")
 
 
 def add_score(sub: "argparse._SubParsersAction") -> None:

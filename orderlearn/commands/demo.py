@@ -1,4 +1,4 @@
-"""``orderlearn demo [-o key=value ...]``: the main job on the embedded synthetic default.
+"""``orderlearn demo [-o key=value ...] [--overwrite]``: the main job on the embedded synthetic default.
 
 The same as ``orderlearn run --config configs/synthetic/demo.yaml`` (and recorded as that
 command): the synthetic dataset is generated on first use, so the demo needs no download.
@@ -15,4 +15,4 @@ DEMO_CONFIG = REPO_CONFIGS / "synthetic" / "demo.yaml"
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_config(DEMO_CONFIG, args.override, resume=False)
+    return run_config(DEMO_CONFIG, args.override, resume=False, overwrite=args.overwrite)

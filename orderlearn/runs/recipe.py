@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,16 +50,18 @@ from orderlearn.engine.fitting import fit_model
 from orderlearn.engine.runtime import make_accelerator
 from orderlearn.engine.training import TrainResult
 from orderlearn.runs.outputs import write_run_outputs
-from orderlearn.runs.lock import run_lock
+from orderlearn.runs.lock import LOCK_NAME, run_lock
 from orderlearn.types import ScoredImage
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None,
-                   command: Optional[str] = None) -> dict[str, Any]:
+                   command: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
     """Train, score and evaluate as configured; return the results dictionary (``command``, the
-    command line that started the run, is recorded in it for the results tables)."""
+    command line that started the run, is recorded in it for the results tables). A folder
+    that already holds something is continued (``resume``), emptied first (``overwrite``) or
+    refused."""
     started = time.time()
-    with setup(config, resume, accelerator) as run:
+    with setup(config, resume, accelerator, overwrite) as run:
         data = load_run_data(config.data)  # each database read and checked once, before any training
         fitted = fit_phase(run, data.training)
         banked = bank_phase(run, fitted, data.test)
@@ -81,14 +84,18 @@ class RunSetup:
 
 
 @contextlib.contextmanager
-def setup(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None) -> Iterator[RunSetup]:
+def setup(config: ExperimentConfig, resume: bool = False, accelerator: Optional[Accelerator] = None,
+          overwrite: bool = False) -> Iterator[RunSetup]:
     """The run's output folder for the ``with`` block, handled here and nowhere else: locked
-    against a second run (main process), its resume state found when resuming (before any data
-    is read; a ConfigError when there is none), the resolved config saved in it, the global
-    seed set."""
+    against a second run (main process); when it already holds something, its resume state found
+    (``resume``; a ConfigError when there is none), or emptied (``overwrite``), or a ConfigError
+    (a fresh run would mix its files with the old run's); the resolved config saved in it, the
+    global seed set. All before any data is read."""
     out = Path(config.output_dir)
     accelerator = accelerator or make_accelerator(config, out)
     with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext():
+        if not resume:
+            claim_output_dir(out, overwrite, accelerator.is_main_process)
         store = CheckpointStore(out / config.task)
         state = store.latest_resume_state(accelerator.print) if resume else None
         torch.manual_seed(config.seed)
@@ -96,6 +103,25 @@ def setup(config: ExperimentConfig, resume: bool = False, accelerator: Optional[
             out.mkdir(parents=True, exist_ok=True)
             config.save(out / "config.yaml")
         yield RunSetup(config, out, accelerator, store, state)
+
+
+def claim_output_dir(out: Path, overwrite: bool, main_process: bool) -> None:
+    """A fresh run's folder: empty (but for the lock, and the config.yaml of a run that stopped
+    before it trained anything, which this run rewrites), or emptied when ``overwrite`` (main
+    process); otherwise a ConfigError naming what is there, since a new run would overwrite
+    results.json, report.md and scores.csv and leave the old run's later epochs and direct/
+    head beside its own."""
+    held = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if set(held) <= {"config.yaml"}:
+        return
+    if not overwrite:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ConfigError(f"output_dir: {out} already holds a run ({shown}); pass --resume to continue it, --overwrite "
+                          "to empty it first, or choose another output_dir")
+    if main_process:
+        for name in held:
+            path = out / name.rstrip("/")
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 # ---------------------------------------------------------------------- fit
