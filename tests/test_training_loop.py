@@ -131,11 +131,11 @@ def loop_config(out: Path, hidden: int = 16, epochs: int = 3, **train) -> "objec
 
 
 def tiny_fit(out: Path, hidden: int = 16, epochs: int = 3, resume: bool = False, objective: Optional[ComparatorObjective] = None,
-             train: Optional[torch.utils.data.Dataset] = None) -> tuple[TinyComparator, object]:
+             train: Optional[torch.utils.data.Dataset] = None, overwrite: bool = False) -> tuple[TinyComparator, object]:
     torch.manual_seed(0)
     model = TinyComparator(TinyConfig(hidden=hidden))
     config = loop_config(out, hidden, epochs)
-    with run_setup(config, resume) as run:
+    with run_setup(config, resume, overwrite=overwrite) as run:
         result = fit(model, objective or CountingObjective(), train or VectorPairs(96), VectorPairs(32, seed=1), config,
                      run.store, run.accelerator, run.resume_state)
     return model, result
@@ -259,7 +259,7 @@ def test_second_run_into_the_same_folder_fails_naming_the_first_and_a_dead_ones_
         assert message.startswith(f"{out} is in use by pid {first.pid} on "), message
         os.kill(first.pid, signal.SIGKILL)  # dies holding the lock
         first.wait()
-    _, result = tiny_fit(out, epochs=1)  # the kernel released the dead run's lock: this run takes it
+    _, result = tiny_fit(out, epochs=1, overwrite=True)  # the kernel released the dead run's lock: this run takes it
     assert result.best_epoch == 1
 
 

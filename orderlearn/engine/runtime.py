@@ -1,6 +1,6 @@
 """The processes a run trains on: the accelerator (precision, trackers, the CPU's number
 formats), the launches it refuses, and putting a resume state back into the prepared model,
-optimizer and scheduler.
+optimizer, scheduler, random generators and objective.
 
 Why a module apart from the loop: the run builds its accelerator before it reads any data or
 builds a model (the lock, the resume lookup and the config save need it), and scoring a saved
@@ -15,12 +15,13 @@ from typing import Any, Mapping, Optional
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
-from torch import nn
+from accelerate.utils import DistributedType, set_seed
+
+from comparators.base import Model
 
 from orderlearn.config import ExperimentConfig
 from orderlearn.engine.checkpoints import CheckpointMismatchError, ResumeState
-from orderlearn.engine.heads import unwrap
+from orderlearn.engine.objectives import Objective
 from orderlearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -88,17 +89,19 @@ def cpu_has_native_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def restore(state: ResumeState, model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,
-            facts: Mapping[str, Any]) -> dict[str, Any]:
-    """Load a resume state into the prepared model, optimizer and scheduler; returns the loop's
-    bookkeeping (epoch, history, lr trace). ``facts`` are this run's entries of the state's
-    record (``model``: the config's model section; ``global_batch`` and ``steps_per_epoch``):
-    tensors of another shape are a :class:`CheckpointMismatchError` naming the model options
-    that changed, another global batch or epoch length a ConfigError (the learning-rate schedule
-    and the data order would not continue). The random generators are the caller's
-    (:meth:`ResumeState.restore_rng`)."""
+def restore(state: ResumeState, target: Model, optimizer: Any, scheduler: Any, objective: Objective,
+            accelerator: Accelerator, facts: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Put a resume state back: the trained tensors into ``target`` (the model the loop trains,
+    unwrapped), the optimizer, scheduler, this process's random generators and the objective's
+    own (the in-batch pair generator); returns the loop's bookkeeping (epoch, history, lr trace).
+
+    ``facts`` are this run's entries of the state's record (``model``: the config's model
+    section; ``global_batch`` and ``steps_per_epoch``): tensors of another shape are a
+    :class:`CheckpointMismatchError` naming the model options that changed, another global batch
+    or epoch length a ConfigError (the learning-rate schedule and the data order would not
+    continue). A process the state has no generators for (resumed on more processes) is
+    reseeded from ``seed``, and says so."""
     trainer = dict(state.trainer)
-    target = unwrap(model)
     problem = state.mismatch(target.checkpoint_state_dict())
     changed = state.model_changes(facts["model"])
     if problem:
@@ -114,4 +117,15 @@ def restore(state: ResumeState, model: nn.Module, optimizer: Any, scheduler: Any
                           f"({accelerator.num_processes} processes): the learning-rate schedule and the data order would not continue")
     target.load_checkpoint_state_dict({k: v.to(accelerator.device) for k, v in state.trained().items()})
     state.load_training_state(optimizer, scheduler, accelerator.scaler)
+    rank = accelerator.process_index
+    if not state.restore_rng(rank):
+        set_seed(seed + 1_000 * state.epoch + rank)
+        accelerator.print(f"--resume: no random-generator state for process {rank} (written by {trainer['world_size']} "
+                          "processes): reseeded; dropout and augmentation differ from an unbroken run")
+    saved = state.objective_state(rank)
+    if saved is not None:
+        objective.load_state_dict(saved)
+    elif objective.state_dict():
+        accelerator.print(f"--resume: {state.folder} holds no state of the {type(objective).__name__} (an older resume "
+                          "state): its pairs differ from an unbroken run's")
     return {k: trainer[k] for k in ("epoch", "global_step", "best_epoch", "best_metric", "history", "lr_trace")}

@@ -32,6 +32,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from comparators.base import Model
+
 from orderlearn.config import ExperimentConfig
 from orderlearn.engine.checkpoints import CheckpointStore, ResumeState
 from orderlearn.engine.heads import unwrap
@@ -82,6 +84,7 @@ def fit(
     (:class:`~orderlearn.engine.samplers.EpochSampler`).
     """
     train_cfg = config.train
+    trainee = unwrap(model)  # the Model inside: its epoch hooks run, its checkpoint state is saved and restored
     select, higher = train_cfg.select_metric, HIGHER_IS_BETTER[train_cfg.select_metric]
     if isinstance(objective, ComparatorObjective) and select in ("val_mae", "val_pc"):
         raise ConfigError(f"train.select_metric: {select} is for regressors; a comparator reports val_loss and val_accuracy")
@@ -107,19 +110,14 @@ def fit(
              "global_batch": sampler.global_batch_size * train_cfg.grad_accum, "steps_per_epoch": steps_per_epoch}
     trainer = {"epoch": 0, "global_step": 0, "best_epoch": 0, "best_metric": None, "history": [], "lr_trace": []}
     if resume_state is not None:
-        trainer = restore(resume_state, model, optimizer, scheduler, accelerator, facts)
-        if not resume_state.restore_rng(accelerator.process_index):
-            set_seed(config.seed + 1_000 * resume_state.epoch + accelerator.process_index)
-            accelerator.print(f"--resume: no random-generator state for process {accelerator.process_index} (written by "
-                              f"{resume_state.trainer['world_size']} processes): reseeded; dropout and augmentation differ from an unbroken run")
-        restore_objective(objective, resume_state, accelerator)
+        trainer = restore(resume_state, trainee, optimizer, scheduler, objective, accelerator, facts, config.seed)
         accelerator.print(f"{desc}: resuming after epoch {resume_state.epoch} from {resume_state.folder}")
     if accelerator.trackers == [] and accelerator.log_with:
         accelerator.init_trackers(config.name.replace("/", "_"), config={"seed": config.seed, "lr": config.optim.lr})
 
     for epoch in range(trainer["epoch"] + 1, train_cfg.epochs + 1):
         sampler.start_epoch(epoch)
-        unwrap(model).on_epoch_start(epoch, train_cfg.epochs)
+        trainee.on_epoch_start(epoch, train_cfg.epochs)
         model.train()
         started, running, seen = time.time(), 0.0, 0
         bar = tqdm(total=steps_per_epoch, desc=f"{desc} epoch {epoch}/{train_cfg.epochs}", disable=not accelerator.is_local_main_process, leave=False)
@@ -148,7 +146,7 @@ def fit(
                 if step >= steps_per_epoch:
                     break
         bar.close()
-        unwrap(model).on_epoch_end(epoch, train_cfg.epochs)
+        trainee.on_epoch_end(epoch, train_cfg.epochs)
         model.eval()
         metrics = objective.evaluate(model, val_loader, accelerator)
         train_loss = float(accelerator.reduce(torch.tensor(running / max(seen, 1), device=accelerator.device), "mean"))
@@ -160,14 +158,14 @@ def fit(
         trainer["epoch"] = epoch
         trainer["history"].append(metrics)
         accelerator.print(f"{desc} epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-        save_epoch(accelerator, model, optimizer, scheduler, config, store, epoch, metrics, {**trainer, **facts}, objective)
+        save_epoch(accelerator, trainee, optimizer, scheduler, config, store, epoch, metrics, {**trainer, **facts}, objective)
     accelerator.wait_for_everyone()
     return TrainResult(store, trainer["best_epoch"], trainer["best_metric"], trainer["history"])
 
 
-def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any, config: ExperimentConfig,
+def save_epoch(accelerator: Accelerator, trainee: Model, optimizer: Any, scheduler: Any, config: ExperimentConfig,
                store: CheckpointStore, epoch: int, metrics: dict, record: dict, objective: Objective) -> None:
-    """Epoch ``epoch``'s weights and resume state through ``store``: the main process opens the
+    """Epoch ``epoch``'s weights (``trainee``'s checkpoint state) and resume state through ``store``: the main process opens the
     state, every process adds its random generators and its objective's, the main process
     writes the rest (``record``: the loop's bookkeeping and the run's facts, as the state
     records them)."""
@@ -179,7 +177,7 @@ def save_epoch(accelerator: Accelerator, model: nn.Module, optimizer: Any, sched
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    store.save_epoch(epoch, unwrap(accelerator.unwrap_model(model)).checkpoint_state_dict(),
+    store.save_epoch(epoch, trainee.checkpoint_state_dict(),
                      yaml.safe_dump(config.to_dict(), sort_keys=False), metrics, optimizer, scheduler, accelerator.scaler, record)
 
 
@@ -199,17 +197,6 @@ def stop_if_diverged(loss: torch.Tensor, accelerator: Accelerator, epoch: int, s
     raise TrainingDivergedError(f"train: the training loss {where} at epoch {epoch}, "
                                 f"step {step} (optimizer step {global_step}); stopped before that step. Lower optim.lr "
                                 f"(this step's rate: {', '.join(f'{lr:g}' for lr in lrs)}) or check the data's scores")
-
-
-def restore_objective(objective: Objective, state: ResumeState, accelerator: Accelerator) -> None:
-    """The objective's own generators as this process saved them; a state without them (written
-    before objectives kept theirs) resumes with fresh ones, and says that what they draw differs."""
-    saved = state.objective_state(accelerator.process_index)
-    if saved is not None:
-        objective.load_state_dict(saved)
-    elif objective.state_dict():
-        accelerator.print(f"--resume: {state.folder} holds no state of the {type(objective).__name__} (an older resume "
-                          "state): its pairs differ from an unbroken run's")
 
 
 def make_optimizer(params: Sequence[Any], config: ExperimentConfig) -> torch.optim.Optimizer:
