@@ -1,9 +1,15 @@
 """Every test image against every reference, from embeddings: probabilities ``[N, R, K]``.
 
 Scoring N images against R references with a splitting comparator costs N + R feature passes
-(see :mod:`orderlearn.engine.features`) and N·R head passes, in chunks of the comparator's declared
-``pair_batch_size``, through its ``compare_grid`` (which a comparator that can share work
-across one image's references overrides); rows are spread over accelerate's processes.
+(see :mod:`orderlearn.engine.features`) and N·R head passes, through its ``compare_grid``
+(which a comparator that can share work across one image's references overrides); images are
+spread over accelerate's processes.
+
+Each image is computed on its own: its embedding, and its row of comparisons with the bank (one
+``compare_grid`` call per image, in either order). Kernels are chosen by the shape of a call, so
+a face embedded or compared together with other faces gets numbers that depend, in the sixth
+digit, on those faces, enough to flip a hard label; per image, a face scores the same alone,
+beside others, and in every export.
 
 :class:`ComparatorCalls` answers only chosen (image, reference) pairs, for active reference
 selection (``scorer.budget``, ``orderlearn active``), counting the comparator calls.
@@ -28,29 +34,32 @@ from orderlearn.engine.parallel import gather_in_order
 
 @torch.no_grad()
 def view_embeddings(view: Comparator, features: torch.Tensor, accelerator: Accelerator, batch_size: int) -> torch.Tensor:
-    """What the view's ``compare`` reads, from cached ``forward_features`` output (CPU, float32)."""
+    """What the view's ``compare`` reads, from cached ``forward_features`` output (CPU, float32),
+    each image on its own (``batch_size`` images are moved to the device at a time)."""
     view.eval()
     out = []
     for start in range(0, len(features), batch_size):
+        chunk = features[start:start + batch_size].to(accelerator.device)
         with accelerator.autocast():
-            out.append(view.embed_from_features(features[start:start + batch_size].to(accelerator.device)).float().cpu())
+            out += [view.embed_from_features(chunk[i:i + 1]).float().cpu() for i in range(len(chunk))]
     return torch.cat(out) if out else features
 
 
 @torch.no_grad()
 def compare_all(view: Comparator, test: torch.Tensor, refs: torch.Tensor, accelerator: Accelerator,
-                desc: str = "compare") -> torch.Tensor:
-    """Probabilities ``[N, R, K]`` of comparing every test embedding (first) with every reference."""
+                desc: str = "compare", reverse: bool = False) -> torch.Tensor:
+    """Probabilities ``[N, R, K]`` of comparing every test embedding with every reference: the
+    image first, or with ``reverse`` the reference first (not label-swapped). One call per
+    image, so an image's row does not depend on the other images."""
     device = accelerator.device
     view.eval()
     refs = refs.to(device)
     with accelerator.split_between_processes(list(range(len(test)))) as mine:
         out = []
-        per_chunk = max(1, view.pair_batch_size // max(len(refs), 1))
-        for start in tqdm(range(0, len(mine), per_chunk), desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-            idx = mine[start:start + per_chunk]
+        for i in tqdm(mine, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+            image = test[i:i + 1].to(device)
             with accelerator.autocast():
-                logits = view.compare_grid(test[idx].to(device), refs).float()
+                logits = (view.compare_grid(refs, image).transpose(0, 1) if reverse else view.compare_grid(image, refs)).float()
             out.append(logits.softmax(-1).cpu())
         local = torch.cat(out) if out else torch.empty(0)
     return gather_in_order(local, accelerator)
@@ -84,7 +93,7 @@ def compare_members(members: Sequence[Member], accelerator: Accelerator, name: s
         view = member.ready()
         forward.append(compare_all(view, member.images, member.bank, accelerator, desc=f"{name} x bank"))
         if reverse:
-            backward.append(compare_all(view, member.bank, member.images, accelerator, desc=f"bank x {name}").transpose(0, 1))
+            backward.append(compare_all(view, member.images, member.bank, accelerator, desc=f"bank x {name}", reverse=True))
     return torch.stack(forward).mean(0), torch.stack(backward).mean(0) if backward else None
 
 
@@ -114,14 +123,18 @@ class ComparatorCalls:
         test_idx, ref_idx = test_idx.cpu(), ref_idx.cpu()
         if test_idx.shape != ref_idx.shape or test_idx.dim() != 1:
             raise ValueError(f"test_idx {tuple(test_idx.shape)} and ref_idx {tuple(ref_idx.shape)} must be equal 1-D shapes")
+        # each image's pairs in calls of their own (see the module): what an image is asked depends
+        # only on its own answers so far, so its answers do not depend on the other images
+        rows = [(test_idx == i).nonzero().reshape(-1) for i in torch.unique(test_idx)]
         forward, reverse = [], []
         for member in self.members:
             view = member.ready()
             emb, batch = member.images, view.pair_batch_size
-            chunks = [(emb[test_idx[i:i + batch]], member.bank[ref_idx[i:i + batch]]) for i in range(0, len(test_idx), batch)]
-            forward.append(torch.cat([self._probs(view, a, b) for a, b in chunks]))
+            chunks = [(pos, emb[test_idx[pos]], member.bank[ref_idx[pos]]) for own in rows for pos in own.split(batch)]
+            order = torch.argsort(torch.cat([pos for pos, _, _ in chunks]))
+            forward.append(torch.cat([self._probs(view, a, b) for _, a, b in chunks])[order])
             if self.both_orders:
-                reverse.append(torch.cat([self._probs(view, b, a) for a, b in chunks]))
+                reverse.append(torch.cat([self._probs(view, b, a) for _, a, b in chunks])[order])
         p = torch.stack(forward).mean(0)
         if self.both_orders:
             p = scorers.combine_orders(p, torch.stack(reverse).mean(0))

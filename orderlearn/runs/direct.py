@@ -77,7 +77,9 @@ def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch
     load_weights(head, result.best_checkpoint)
     head.to(accelerator.device).eval()
     with torch.no_grad():
-        return head(test_x.to(accelerator.device)).score.double().cpu().clamp(config.data.score_low, config.data.score_high)
+        test_x = test_x.to(accelerator.device)  # each face on its own, as its embedding was (bank/comparisons.py)
+        scores = torch.cat([head(test_x[i:i + 1]).score.reshape(-1) for i in range(len(test_x))]) if len(test_x) else test_x.new_zeros(0)
+        return scores.double().cpu().clamp(config.data.score_low, config.data.score_high)
 
 
 @torch.no_grad()
