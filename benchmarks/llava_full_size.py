@@ -21,7 +21,8 @@ Printed and written to ``--out``/llava_full_size.json: trainable parameters (exa
 resident memory (and peak GPU memory on cuda), seconds per step, the measured sizes on disk of
 the epoch checkpoint and the resume state, and whether resuming reproduced the next step.
 
-    python benchmarks/llava_full_size.py --device cpu --tokenizer DIR [--out DIR]   # ~19 GB RAM, ~40 min on 2 cores
+    python benchmarks/llava_full_size.py --device cpu --tokenizer DIR --pairs 1 [--out DIR]   # 24.8 GB peak, ~10 min on 2 cores
+                                                                # (--pairs 3 needs more than 24 GB: docs/results/llava-full-size-cpu.md)
     python benchmarks/llava_full_size.py --device cpu --tiny --tokenizer DIR        # the same path in seconds (CI)
     python benchmarks/llava_full_size.py --device cuda --throughput --tokenizer DIR # rates (benchmarks/gpu_llava.sh)
 
