@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
+from orderlearn.errors import DataError
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.recipe import run_experiment
 
@@ -131,6 +132,31 @@ def test_a_link_out_of_the_bundle_is_refused(bundle, photos, tmp_path, capsys):
     reseal(bundle)
     err = predict_refused(bundle, photos, capsys)
     assert WEIGHTS in err and "outside" in err
+
+
+def hub_snapshot(bundle: Path, cache: Path) -> Path:
+    """``bundle`` laid out as the hub's cache keeps a download: each file a link into ``blobs/``."""
+    repo = cache / "models--someone--bundle"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    (repo / "blobs").mkdir(parents=True)
+    for file in (p for p in bundle.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        shutil.copy(file, blob)
+        link = snapshot / file.relative_to(bundle)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("../" * (len(file.relative_to(bundle).parts) + 1)) / "blobs" / blob.name)
+    return snapshot
+
+
+def test_a_hub_snapshot_links_into_its_own_cache_only(bundle, tmp_path):
+    snapshot = hub_snapshot(bundle, tmp_path / "hub")
+    assert LoadedRun.load(snapshot).is_bundle  # its files link to ../../blobs: inside the repository's cache
+    outside = tmp_path / "outside.safetensors"
+    shutil.copy(snapshot / WEIGHTS, outside)
+    (snapshot / WEIGHTS).unlink()
+    (snapshot / WEIGHTS).symlink_to(outside)
+    with pytest.raises(DataError, match="outside the bundle"):
+        LoadedRun.load(snapshot)
 
 
 def test_the_bank_file_is_a_file_of_the_bundle(bundle, photos, tmp_path, capsys):

@@ -8,7 +8,7 @@ outside it, nor score silently wrong when a file was damaged or edited:
   ``bundle.json``'s thumbnails and alignment template, each line of the checksum list) is a
   *relative path inside the bundle*: parts that are plain names (no ``..``, ``.``, empty part,
   backslash or colon; not absolute) and a path that, links followed, resolves inside the bundle
-  folder. Anything else is a :class:`DataError` naming the file and the key
+  folder (a hub snapshot: inside its repository's cache folder, :func:`bundle_root`). Anything else is a :class:`DataError` naming the file and the key
   (:func:`bundle_path`). The names in ``references.json`` are labels, never opened: plain file
   names with no folder (:mod:`.bundle_format`).
 - **Checksums.** ``export`` writes :data:`CHECKSUMS_FILE`, one line ``<sha256>  <path>`` per file
@@ -54,9 +54,20 @@ def bundle_path(bundle: Path, name: Any, file: str, key: str) -> Path:
         raise DataError(f"{bundle / file}: {key} {name!r} is not a file inside the bundle; a bundle names "
                         "only its own files, by relative paths without '..'")
     path = bundle / name
-    if not path.resolve().is_relative_to(Path(bundle).resolve()):
+    if not path.resolve().is_relative_to(bundle_root(bundle)):
         raise DataError(f"{path}: named by {file} ({key}), a link to {path.resolve()} outside the bundle")
     return path
+
+
+def bundle_root(bundle: Path) -> Path:
+    """The folder a bundle's files may resolve into: the bundle folder, or for a hub snapshot
+    (``.../models--OWNER--NAME/snapshots/REVISION``, whose files link to ``../../blobs/``) that
+    repository's cache folder."""
+    bundle = Path(bundle).resolve()
+    repo = bundle.parent.parent
+    if bundle.parent.name == "snapshots" and repo.name.startswith("models--") and (repo / "blobs").is_dir():
+        return repo
+    return bundle
 
 
 # ---------------------------------------------------------------------------- checksums
