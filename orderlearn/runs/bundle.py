@@ -24,7 +24,7 @@ from orderlearn.data.alignment import TEMPLATE_FILE, AlignmentUnavailableError, 
 from orderlearn.data.images import load_image
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.files import atomic_write_json, atomic_write_text
-from orderlearn.runs.bundle_checks import write_checksums
+from orderlearn.runs.bundle_checks import verify_checksums, write_checksums
 from orderlearn.runs.bundle_format import (BANK_EMBEDDINGS_FILE, BUNDLE_FORMAT, MANIFEST_FILE, REFERENCES_FILE,
                                            THUMBNAILS_FILE, bundle_files, read_manifest)
 from orderlearn.runs.loaded import LoadedRun
@@ -144,6 +144,7 @@ def push_bundle(path: Path, repo_id: str, private: bool = False) -> str:
     from comparators.backbones import hub_unavailable
 
     read_manifest(Path(path))
+    verify_checksums(Path(path))  # a bundle changed since export is not uploaded
     why = hub_unavailable()
     if why:
         raise DataError(f"cannot push {path} to {repo_id}: {why}")
