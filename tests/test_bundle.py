@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from orderlearn.runs.bundle_checks import write_checksums
 from orderlearn.runs.bundle_format import BUNDLE_SUFFIXES, bundle_files
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.cli import main
@@ -170,5 +171,8 @@ def test_stored_bank_embeddings_that_do_not_fit_the_bank_are_refused(runs, tmp_p
     bundle = export(runs["comparator"], tmp_path / "bundle")
     stored = load_file(str(bundle / "bank_embeddings.safetensors"))
     save_file({k: v[:-1].contiguous() for k, v in stored.items()}, str(bundle / "bank_embeddings.safetensors"))
+    with pytest.raises(DataError, match="bank_embeddings.safetensors: its sha256 differs"):
+        LoadedRun.load(bundle)
+    write_checksums(bundle, bundle_files(bundle))  # re-sealed: the row count is checked behind the checksums
     with pytest.raises(DataError, match="rows for"):
         LoadedRun.load(bundle)

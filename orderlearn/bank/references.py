@@ -79,11 +79,13 @@ class ReferenceBank:
             raise DataError(f"{path} is not a reference bank file ({exc})") from None
         samples = []
         for i, ref in enumerate(refs):
-            image = Path(ref["path"])
+            try:
+                image, score = Path(ref["path"]), float(ref["score"])
+            except (KeyError, TypeError, ValueError) as exc:  # a bundle's references.json has names, not paths
+                raise DataError(f"{path}: reference {i} is not {{path, score}} ({type(exc).__name__}: {exc})") from None
             if not image.is_file():
                 raise DataError(f"{path}: reference {i} image {image} does not exist")
-            std = ref.get("std")
-            samples.append(ScoredImage(path=image, score=float(ref["score"]), std=std, group=ref.get("group")))
+            samples.append(ScoredImage(path=image, score=score, std=ref.get("std"), group=ref.get("group")))
         return cls(samples, payload.get("bin_width", math.nan), payload.get("per_bin", 0), payload.get("seed", 0))
 
 

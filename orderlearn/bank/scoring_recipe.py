@@ -108,12 +108,88 @@ class ScoringRecipe:
             raise DataError(f"{path} does not exist: not a finished `orderlearn run` folder (or one made before scorer.json)")
         try:
             raw = json.loads(path.read_text())
-            recipe = cls(**raw)
+            recipe = cls(**raw)  # a JSON list or number: a TypeError too
         except (json.JSONDecodeError, TypeError) as exc:
             raise DataError(f"{path} is not a scoring recipe file ({exc})") from None
         if recipe.format != RECIPE_FORMAT:
             raise DataError(f"{path}: format {recipe.format}, this orderlearn reads {RECIPE_FORMAT}")
+        problem = recipe_problem(recipe)
+        if problem:
+            raise DataError(f"{path}: {problem}")
         return recipe
+
+
+def recipe_problem(recipe: ScoringRecipe) -> Optional[str]:
+    """``"key: what is wrong"`` for the first value of ``recipe`` no run writes, or None.
+
+    Why at load: a run writes only values in range, so anything else is a damaged or edited file
+    (a bundle's ``scorer.json`` especially), and it would otherwise score silently wrong (a
+    negative interval scale prints an upside-down interval) or fail late with a traceback (a
+    checkpoint list given as a string is read one character at a time). The scorer is built once
+    here, so its own checks (its options, the size of its grid) speak before any image is read."""
+    names = scorers.available()
+    if not isinstance(recipe.scorer, str) or recipe.scorer not in names:
+        return f"scorer: {recipe.scorer!r} is not a registered scorer ({', '.join(names)})"
+    if not isinstance(recipe.scorer_args, dict):
+        return f"scorer_args: {recipe.scorer_args!r} is not a mapping of the scorer's options"
+    for key in ("low", "high"):
+        if not _finite(getattr(recipe, key)):
+            return f"{key}: {getattr(recipe, key)!r} is not a finite number"
+    if not recipe.low < recipe.high:
+        return f"low: {recipe.low} is not below high ({recipe.high})"
+    if (not isinstance(recipe.checkpoints, list) or not recipe.checkpoints
+            or not all(isinstance(c, str) and c for c in recipe.checkpoints)):
+        return f"checkpoints: {recipe.checkpoints!r} is not a non-empty list of file names"
+    for key in ("both_orders", "reverse_pass"):
+        if not isinstance(getattr(recipe, key), bool):
+            return f"{key}: {getattr(recipe, key)!r} is not true or false"
+    for key, link in [("link", recipe.link)] + [(f"view_states[{i}].link", state.get("link"))
+                                                 for i, state in enumerate(recipe.view_states or [])
+                                                 if isinstance(state, dict)]:
+        why = _link_problem(link)
+        if why:
+            return f"{key}: {why}"
+    if not isinstance(recipe.view_states, list) or not all(isinstance(s, dict) for s in recipe.view_states):
+        return f"view_states: {recipe.view_states!r} is not a list of mappings (one per checkpoint)"
+    if len(recipe.view_states) > len(recipe.checkpoints):
+        return f"view_states: {len(recipe.view_states)} for {len(recipe.checkpoints)} checkpoints"
+    if recipe.interval_scale is not None and not (_finite(recipe.interval_scale) and recipe.interval_scale > 0):
+        return f"interval_scale: {recipe.interval_scale!r} is not a finite number > 0"
+    positions = recipe.reference_positions
+    if positions is not None and not (isinstance(positions, list) and all(_finite(p) for p in positions)):
+        return "reference_positions: not a list of finite numbers"
+    for key in ("budget", "active_batch"):
+        value = getattr(recipe, key)
+        if (value is not None or key == "active_batch") and not (_integer(value) and value >= 1):
+            return f"{key}: {value!r} is not an integer >= 1"
+    if not isinstance(recipe.bank_file, str) or not recipe.bank_file:
+        return f"bank_file: {recipe.bank_file!r} is not a file name"
+    try:
+        recipe.make_scorer()
+    except (ValueError, TypeError, OverflowError) as exc:
+        return f"scorer_args: {exc}"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _link_problem(link: Any) -> Optional[str]:
+    """Why ``link`` (a recipe's or a view state's) is not a link, or None (None: the default link)."""
+    if link is None:
+        return None
+    if not isinstance(link, dict) or not all(_finite(v) for v in link.values()):
+        return f"{link!r} is not a mapping of finite slope and tie_width"
+    try:
+        scorers.Link.from_config(link)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def link_dict(link: scorers.Link) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """``orderlearn export RUN --out BUNDLE``: a run written as a self-contained bundle, and pushed to the hub.
 
-What a bundle holds, file by file, and how it is read: :mod:`.bundle_format`; it loads into the
+What a bundle holds, file by file, and how it is read: :mod:`.bundle_format`; ``checksums.sha256``,
+written last, lists every other file's sha256 (:mod:`.bundle_checks`). It loads into the
 :class:`~orderlearn.runs.loaded.LoadedRun` its run folder loads into, and scores the same.
 """
 from __future__ import annotations
@@ -23,8 +24,9 @@ from orderlearn.data.alignment import TEMPLATE_FILE, AlignmentUnavailableError, 
 from orderlearn.data.images import load_image
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.files import atomic_write_json, atomic_write_text
+from orderlearn.runs.bundle_checks import verify_checksums, write_checksums
 from orderlearn.runs.bundle_format import (BANK_EMBEDDINGS_FILE, BUNDLE_FORMAT, MANIFEST_FILE, REFERENCES_FILE,
-                                           THUMBNAILS_FILE, read_manifest)
+                                           THUMBNAILS_FILE, bundle_files, read_manifest)
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.model_card import model_card
 
@@ -67,7 +69,9 @@ def write_bundle(loaded: LoadedRun, out: Path, thumbnail_size: int, template_fac
     write_bank_embeddings(loaded, out / BANK_EMBEDDINGS_FILE)
     write_references(loaded.bank, out / REFERENCES_FILE)
     dataclasses.replace(recipe, checkpoints=checkpoints, bank_file=REFERENCES_FILE).save(out / RECIPE_FILE)
-    loaded.config.save(out / "config.yaml")
+    # the exporter's cache folder means nothing elsewhere: a bundle caches in its user's (bundle_format)
+    cache = "none" if loaded.config.feature_cache == "none" else "auto"
+    dataclasses.replace(loaded.config, feature_cache=cache).save(out / "config.yaml")
     alignment_note = write_template(loaded.bank, out / TEMPLATE_FILE, template_faces)
     if thumbnail_size:
         write_thumbnails(loaded.bank, out / THUMBNAILS_FILE, thumbnail_size)
@@ -81,6 +85,7 @@ def write_bundle(loaded: LoadedRun, out: Path, thumbnail_size: int, template_fac
     }
     atomic_write_json(out / MANIFEST_FILE, manifest)
     atomic_write_text(out / "README.md", model_card(loaded.config, manifest, loaded.bank))
+    write_checksums(out, bundle_files(out))  # last: over every file above
 
 
 def write_weights(loaded: LoadedRun, out: Path) -> tuple[list[str], bool]:
@@ -139,6 +144,7 @@ def push_bundle(path: Path, repo_id: str, private: bool = False) -> str:
     from comparators.backbones import hub_unavailable
 
     read_manifest(Path(path))
+    verify_checksums(Path(path))  # a bundle changed since export is not uploaded
     why = hub_unavailable()
     if why:
         raise DataError(f"cannot push {path} to {repo_id}: {why}")

@@ -22,7 +22,6 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from accelerate import Accelerator
 from PIL import Image
-from safetensors.torch import load_file
 
 import scorers
 from comparators.base import Model
@@ -35,8 +34,11 @@ from orderlearn.data.alignment import TEMPLATE_FILE, AlignmentTemplate, Alignmen
 from orderlearn.data.images import load_image
 from orderlearn.engine.runtime import make_accelerator
 from orderlearn.errors import DataError
-from orderlearn.runs.bundle_format import (BANK_EMBEDDINGS_FILE, HUB_ID, MANIFEST_FILE, REFERENCES_FILE, THUMBNAILS_FILE,
-                                           bundle_config, download_bundle, read_manifest, read_references)
+from orderlearn.runs.bundle_checks import (bank_embeddings, bundle_path, check_template, check_weights, require_listed,
+                                           thumbnails as stored_thumbnails, verify_checksums)
+from orderlearn.runs.bundle_format import (BANK_EMBEDDINGS_FILE, HUB_ID, MANIFEST_FILE, bundle_config,
+                                           bundle_is_not_a_run, check_agreement, download_bundle, read_manifest,
+                                           read_references)
 from orderlearn.runs.recipe import build_model, feature_extractor, place_model
 from orderlearn.types import ScoredImage
 
@@ -44,17 +46,18 @@ log = logging.getLogger(__name__)
 
 
 class ReferenceImages:
-    """The bank's images for pictures: thumbnails stored in a bundle, or the run's files."""
+    """The bank's images for pictures: thumbnails stored in a bundle, or the run's files (a bundle
+    opens no file its references name: ``read_files`` is False there)."""
 
-    def __init__(self, bank: ReferenceBank, thumbnails: Optional[torch.Tensor] = None) -> None:
-        self.bank, self.thumbnails = bank, thumbnails
+    def __init__(self, bank: ReferenceBank, thumbnails: Optional[torch.Tensor] = None, read_files: bool = True) -> None:
+        self.bank, self.thumbnails, self.read_files = bank, thumbnails, read_files
 
     def get(self, index: int) -> Optional[Image.Image]:
         """Reference ``index`` as an image, or None when neither a thumbnail nor its file exists."""
         if self.thumbnails is not None:
             return Image.fromarray(self.thumbnails[index].numpy())
         path = self.bank.samples[index].path
-        return load_image(path) if path.is_file() else None
+        return load_image(path) if self.read_files and path.is_file() else None
 
 
 @dataclass
@@ -93,6 +96,8 @@ class LoadedRun:
         """A run folder (a DataError when its config, scoring recipe, a checkpoint or its bank is missing);
         what commands that read the run's data load (``score``, ``active``, ``export``)."""
         run = Path(run)
+        if (run / MANIFEST_FILE).is_file():
+            raise DataError(bundle_is_not_a_run(run))
         if not (run / "config.yaml").is_file():
             raise DataError(f"{run} is not an `orderlearn run` folder (no config.yaml)")
         config = load_config(run / "config.yaml")
@@ -110,18 +115,30 @@ class LoadedRun:
 
     @classmethod
     def from_bundle(cls, path: Union[str, Path], accelerator: Optional[Accelerator] = None) -> "LoadedRun":
-        """An exported bundle (everything mapped to the CPU; CUDA is used when present)."""
+        """An exported bundle (everything mapped to the CPU; CUDA is used when present), verified
+        against its checksums and range-checked file by file (:mod:`.bundle_checks`) before the
+        model is built: a damaged or edited bundle is a DataError naming the file and the key."""
         path = Path(path)
         manifest = read_manifest(path)
-        config = bundle_config(path, manifest)
+        listed = verify_checksums(path)
         recipe = ScoringRecipe.load(path / RECIPE_FILE)
-        bank = read_references(path / REFERENCES_FILE)
-        stored = load_file(str(path / BANK_EMBEDDINGS_FILE), device="cpu")
-        embeddings = [stored[f"checkpoint_{i}"] for i in range(len(recipe.checkpoints))]
-        thumbnails = load_file(str(path / THUMBNAILS_FILE))["thumbnails"] if manifest["thumbnails"] else None
-        template = AlignmentTemplate.load(path / TEMPLATE_FILE) if manifest["alignment"] else None
-        return cls._assemble(path, config, recipe, bank, accelerator, embeddings, ReferenceImages(bank, thumbnails),
-                             template, manifest.get("alignment_note", ""), manifest.get("results"), is_bundle=True)
+        checkpoints = [bundle_path(path, c, RECIPE_FILE, f"checkpoints[{i}]") for i, c in enumerate(recipe.checkpoints)]
+        bank_file = bundle_path(path, recipe.bank_file, RECIPE_FILE, "bank_file")
+        thumbnails_file = manifest["thumbnails"] and bundle_path(path, manifest["thumbnails"], MANIFEST_FILE, "thumbnails")
+        template_file = manifest["alignment"] and bundle_path(path, manifest["alignment"], MANIFEST_FILE, "alignment")
+        require_listed(path, listed, [MANIFEST_FILE, "config.yaml", RECIPE_FILE, BANK_EMBEDDINGS_FILE]
+                       + [str(f.relative_to(path)) for f in [*checkpoints, bank_file, thumbnails_file, template_file] if f])
+        config = bundle_config(path, manifest)
+        bank = read_references(bank_file, recipe.low, recipe.high)
+        check_agreement(path, manifest, config, recipe, bank)
+        for file in checkpoints:
+            check_weights(file)
+        embeddings = bank_embeddings(path / BANK_EMBEDDINGS_FILE, len(checkpoints), len(bank))
+        thumbnails = stored_thumbnails(thumbnails_file, len(bank)) if thumbnails_file else None
+        template = check_template(AlignmentTemplate.load(template_file), template_file) if template_file else None
+        return cls._assemble(path, config, recipe, bank, accelerator, embeddings,
+                             ReferenceImages(bank, thumbnails, read_files=False), template,
+                             manifest.get("alignment_note") or "", manifest.get("results"), is_bundle=True)
 
     @classmethod
     def _assemble(cls, source: Path, config: ExperimentConfig, recipe: ScoringRecipe, bank: ReferenceBank,
