@@ -61,7 +61,7 @@ def bundle_path(bundle: Path, name: Any, file: str, key: str) -> Path:
 
 def bundle_root(bundle: Path) -> Path:
     """The folder a bundle's files may resolve into: the bundle folder, or for a hub snapshot
-    (``.../models--OWNER--NAME/snapshots/REVISION``, whose files link to ``../../blobs/``) that
+    (``.../models--OWNER--NAME/snapshots/REVISION``, whose files are links into that repository's ``blobs`` folder) that
     repository's cache folder."""
     bundle = Path(bundle).resolve()
     repo = bundle.parent.parent
