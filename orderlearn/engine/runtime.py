@@ -8,10 +8,11 @@ run builds one without ever training.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 from accelerate import Accelerator
@@ -62,6 +63,25 @@ def make_accelerator(config: ExperimentConfig, output_dir: Path, log_with: Optio
         # as early ones
         torch.set_flush_denormal(True)
     return accelerator
+
+
+@contextlib.contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """PyTorch's deterministic kernels for the ``with`` block (warn-only where an op has none).
+
+    Why: the backward of indexing (``emb[a]``, as the in-batch objective pairs a batch's faces)
+    accumulates with ``index_put_``, whose multi-threaded CPU kernel adds in whatever order the
+    threads finish; two processes of one config and seed then trained apart in the sixth digit
+    from the first epoch on 2 cores (not on 1), enough to pick another best epoch. The
+    deterministic kernels cost nothing measurable here. On CUDA, cuBLAS needs a fixed workspace
+    for it (``CUBLAS_WORKSPACE_CONFIG``, set unless the user set it)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def refuse_sharded_launch(environ: Mapping[str, str]) -> None:

@@ -47,7 +47,7 @@ from orderlearn.report.metrics import comparator_metrics, score_metrics
 from orderlearn.engine.checkpoints import CheckpointStore, ResumeState
 from orderlearn.engine.features import FeatureCache, FeatureExtractor
 from orderlearn.engine.fitting import fit_model
-from orderlearn.engine.runtime import make_accelerator
+from orderlearn.engine.runtime import deterministic_algorithms, make_accelerator
 from orderlearn.engine.training import TrainResult
 from orderlearn.runs.outputs import write_run_outputs
 from orderlearn.runs.lock import LOCK_NAME, run_lock
@@ -90,10 +90,10 @@ def setup(config: ExperimentConfig, resume: bool = False, accelerator: Optional[
     against a second run (main process); when it already holds something, its resume state found
     (``resume``; a ConfigError when there is none), or emptied (``overwrite``), or a ConfigError
     (a fresh run would mix its files with the old run's); the resolved config saved in it, the
-    global seed set. All before any data is read."""
+    global seed set, PyTorch's deterministic kernels on. All before any data is read."""
     out = Path(config.output_dir)
     accelerator = accelerator or make_accelerator(config, out)
-    with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext():
+    with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext(), deterministic_algorithms():
         if not resume:
             claim_output_dir(out, overwrite, accelerator.is_main_process)
         store = CheckpointStore(out / config.task)
