@@ -27,12 +27,18 @@ def load_image(path: Path) -> Image.Image:
 
     Upright: as its EXIF orientation says (phones store photos sideways with a tag). Deep
     greyscale (16-bit PNG, PIL's modes ``I;16*`` and ``I``) is scaled to 8 bits (÷257), where
-    PIL's own ``convert("RGB")`` would clip every value above 255 to white."""
+    PIL's own ``convert("RGB")`` would clip every value above 255 to white.
+
+    A picture over PIL's decompression-bomb limit (twice ``Image.MAX_IMAGE_PIXELS``, about 179
+    million pixels; or over the limit itself where its warning is turned into an error) is one
+    unreadable file like a corrupt one, so a caller that skips unreadable photos skips it too."""
     try:
         with Image.open(path) as image:
             return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError as exc:
         raise DataError(f"image {path} does not exist") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image {path} is too large to decode safely ({exc}); downscale it") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"image {path} cannot be decoded ({exc}); re-export or remove it") from exc
 
