@@ -176,6 +176,8 @@ def add_serve(sub: "argparse._SubParsersAction") -> None:
     serve.add_argument("--one-face", action="store_true")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=integer_at_least(0, 65535), default=7860)
+    serve.add_argument("--max-upload-mb", type=integer_at_least(1), default=20, metavar="MB",
+                       help="the largest photo the page accepts, in MB (default 20)")
 
 
 if __name__ == "__main__":
