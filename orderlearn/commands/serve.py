@@ -68,8 +68,8 @@ class PhotoScorer:
         gr = import_gradio()
         try:
             return self.score(photo)
-        except (DataError, ConfigError) as exc:
-            raise gr.Error(str(exc)) from None
+        except (DataError, ConfigError) as exc:  # the user's photo, not the server: no traceback on its console
+            raise gr.Error(str(exc), print_exception=False) from None
 
     def score(self, photo: Upload) -> tuple[Image.Image, str, str, str, Image.Image]:
         """(scored crop, score, interval, percentile, decision picture), the pictures in memory;
