@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from orderlearn.config_checks import SEED_LIMIT, SYNTHETIC_MIN_IMAGES, SYNTHETIC_MIN_SIZE
 from orderlearn.errors import ConfigError, DataError, TrainingDivergedError, WeightsNotFoundError
 
 # The description ``orderlearn --help`` shows: one line per command.
@@ -119,10 +120,11 @@ def add_evaluate(sub: "argparse._SubParsersAction") -> None:
 def add_synth(sub: "argparse._SubParsersAction") -> None:
     synth = _command(sub, "synth", "write the synthetic dataset (SCUT-FBP5500 layout)")
     synth.add_argument("--out", required=True, type=Path)
-    synth.add_argument("--images", type=int, default=1000)
-    synth.add_argument("--size", type=int, default=128)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--images", type=integer_at_least(SYNTHETIC_MIN_IMAGES), default=1000)
+    synth.add_argument("--size", type=integer_at_least(SYNTHETIC_MIN_SIZE), default=128, help="image side in px")
+    synth.add_argument("--seed", type=integer_at_least(0, SEED_LIMIT - 1), default=0)
     synth.add_argument("--ages", action="store_true", help="the age-estimation variant (manifest.csv)")
+    synth.add_argument("--overwrite", action="store_true", help="replace a folder that holds another synthetic dataset")
 
 
 def add_compare(sub: "argparse._SubParsersAction") -> None:
@@ -177,6 +179,8 @@ def add_serve(sub: "argparse._SubParsersAction") -> None:
     serve.add_argument("--one-face", action="store_true")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=integer_at_least(0, 65535), default=7860)
+    serve.add_argument("--max-upload-mb", type=integer_at_least(1), default=20, metavar="MB",
+                       help="the largest photo the page accepts, in MB (default 20)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from orderlearn.config_files import one_line
 from orderlearn.config_sections import CHOICES, DataConfig, ExperimentConfig, LossConfig, ModelConfig, ScorerConfig
@@ -24,6 +24,13 @@ from orderlearn.errors import ConfigError
 # ``orderlearn synth`` and ``data.synthetic_*`` are checked against the same numbers.
 SYNTHETIC_MIN_IMAGES = 5
 SYNTHETIC_MIN_SIZE = 16
+# Seeds are 0 <= seed < 2**32: what every generator a run seeds accepts (NumPy's legacy seed,
+# which accelerate's set_seed calls, refuses a negative seed or one of 2**32 and more).
+SEED_LIMIT = 2 ** 32
+# The largest learning rate a config may ask for. No optimiser here trains at more than ~1 (SGD
+# on a head); a value above 10 is a typo (1e12 for 1e-2) that would train every epoch on a
+# non-finite loss.
+LR_MAX = 10.0
 
 
 def check_config(config: ExperimentConfig) -> None:
@@ -79,13 +86,25 @@ def validate_model_options(model: ModelConfig) -> Optional[Any]:
         raise ConfigError(str(exc)) from None
     params = inspect.signature(factory).parameters.values()
     extra = {p.name: p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    fields = {f.name for f in dataclasses.fields(options)} if options is not None else set()
+    if options is not None or not any(p.kind is p.VAR_KEYWORD for p in params):
+        check_names(model.args, fields | set(extra), "model.")
+    check_factory_keywords(factory, {k: v for k, v in model.args.items() if k in set(extra) - fields})
     if options is None:
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            check_names(model.args, set(extra), "model.")
         return None
-    fields = {f.name for f in dataclasses.fields(options)}
-    check_names(model.args, fields | set(extra), "model.")
     return build_section(options, {k: v for k, v in model.args.items() if k in fields}, "model.")
+
+
+def check_factory_keywords(factory: Any, args: dict[str, Any]) -> None:
+    """The factory's own keyword options (``image_size`` of the LLaVA comparator, say) typed by
+    its annotations like an options dataclass's fields, so a word for a number fails at load."""
+    try:
+        hints = typing.get_type_hints(factory)
+    except (NameError, TypeError):  # an annotation that does not resolve: nothing to type against
+        return
+    for key, value in args.items():
+        if key in hints:
+            coerce(hints[key], value, f"model.{key}")
 
 
 def check_task_is_model_kind(config: ExperimentConfig) -> None:
@@ -159,6 +178,8 @@ def check_views(config: ExperimentConfig) -> None:
 
 
 def check_ranges(config: ExperimentConfig) -> None:
+    """The value ranges of the sections' own fields (finiteness of every float is checked as
+    the config is typed: :func:`orderlearn.config_typing.coerce`)."""
     checks = {
         **data_ranges(config.data, "data."),
         "pairs.total": config.pairs.total > 0,
@@ -176,7 +197,12 @@ def check_ranges(config: ExperimentConfig) -> None:
         "schedule.step_size": config.schedule.step_size > 0,
         "schedule.warmup_epochs": config.schedule.warmup_epochs >= 0,
         "pairs.margin": config.pairs.margin >= 0,
-        "optim.lr": config.optim.lr > 0,
+        "optim.lr": (0 < config.optim.lr <= LR_MAX, f"expected 0 < lr <= {LR_MAX:g}"),
+        "optim.momentum": (0 <= config.optim.momentum < 1, "expected 0 <= momentum < 1"),
+        "schedule.gamma": (config.schedule.gamma > 0, "expected a decay factor > 0"),
+        **{key: (0 <= seed < SEED_LIMIT, "expected 0 <= seed < 2**32")
+           for key, seed in (("seed", config.seed), ("pairs.seed", config.pairs.seed), ("bank.seed", config.bank.seed))},
+        "output_dir": (bool(config.output_dir.strip()), "an empty name; set the folder the run writes into"),
         "train.epochs": config.train.epochs > 0,
         "train.batch_size": config.train.batch_size > 0,
         "train.grad_accum": config.train.grad_accum > 0,
@@ -186,10 +212,14 @@ def check_ranges(config: ExperimentConfig) -> None:
     raise_first_bad(config, checks)
 
 
-def data_ranges(data: DataConfig, prefix: str) -> dict[str, bool]:
+Check = Union[bool, tuple[bool, str]]  # passed, or (passed, what is expected: said when it fails)
+
+
+def data_ranges(data: DataConfig, prefix: str) -> dict[str, Check]:
     """The value checks of a dataset section (``data.`` or ``data.second.``), by full key."""
     return {
         f"{prefix}val_fraction": 0.0 <= data.val_fraction < 1.0,
+        f"{prefix}val_seed": (0 <= data.val_seed < SEED_LIMIT, "expected 0 <= seed < 2**32"),
         f"{prefix}limit_train": data.limit_train is None or data.limit_train > 0,
         f"{prefix}limit_test": data.limit_test is None or data.limit_test > 0,
         f"{prefix}synthetic_images": data.synthetic_images >= SYNTHETIC_MIN_IMAGES,
@@ -198,11 +228,13 @@ def data_ranges(data: DataConfig, prefix: str) -> dict[str, bool]:
     }
 
 
-def raise_first_bad(config: ExperimentConfig, checks: dict[str, bool]) -> None:
-    """A ConfigError naming the first failed check's key and its value."""
-    for key, ok in checks.items():
+def raise_first_bad(config: ExperimentConfig, checks: dict[str, Check]) -> None:
+    """A ConfigError naming the first failed check's key, its value and, where the check says
+    it, what is expected."""
+    for key, check in checks.items():
+        ok, expected = check if isinstance(check, tuple) else (check, "")
         if not ok:
             value = config
             for part in key.split("."):
                 value = getattr(value, part)
-            raise ConfigError(f"{key}: bad value {value!r}")
+            raise ConfigError(f"{key}: bad value {value!r}" + (f" ({expected})" if expected else ""))

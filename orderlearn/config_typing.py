@@ -6,11 +6,17 @@ error with a did-you-mean (:func:`check_names`), values are coerced by the field
 and a ``ValueError``/``TypeError`` from the dataclass's own checks becomes a
 :class:`ConfigError` keyed by the field it names (:func:`keyed`). The config's sections and
 the components' options dataclasses (a model's, a scorer's link) are built the same way.
+
+One rule for every float a config or an options dataclass holds: it is finite. YAML reads
+``.inf`` and ``.nan`` as floats, and no option means anything by them (a score range, a
+learning rate, a margin or a weight of inf trains on NaN or crashes after the data is read),
+so :func:`coerce` refuses them where they enter, whatever the field.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -74,7 +80,7 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
             return build_section(options[0], value, f"{key}.")  # e.g. a scorer's link: Link | dict | None
         scalars = [o for o in options if o in (int, str, bool, float)]
         if len(scalars) > 1 and type(value) in scalars:  # e.g. a unit name or an index: str | int
-            return value
+            return finite(value, key) if type(value) is float else value
         hint = next(o for o in options if o is not type(None))
         if dataclasses.is_dataclass(hint):  # an optional section, e.g. data.second
             return build_section(hint, value, f"{key}.")
@@ -100,12 +106,24 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected {len(items)} values, got {value!r}")
         return tuple(coerce(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(items, value)))
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return finite(float(value), key)
+        except OverflowError:  # an integer beyond any float
+            raise ConfigError(f"{key}: expected a finite number, got {value}") from None
     if hint is float and isinstance(value, str):  # YAML reads 1e-3 as a string
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
+        else:
+            return finite(number, key)
     if hint in (int, str, bool, float) and type(value) is hint:
         return value
     raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def finite(value: float, key: str) -> float:
+    """``value`` when it is a finite number, else a ConfigError naming ``key`` (the one rule for floats)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value}")
+    return value

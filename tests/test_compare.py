@@ -208,5 +208,5 @@ def test_a_table_that_compare_did_not_write_is_refused_before_any_run_is_read(ru
     bad.write_text("\n".join([lines[0], lines[1], ",".join(cells)]) + "\n")
     with pytest.raises(DataError, match=r"bad.csv:3: column pc_mean: 'high' is not a number"):
         compare_runs(runs["bare"], tmp_path / "x", with_table=bad)
-    with pytest.raises(DataError, match="no such table"):
+    with pytest.raises(DataError, match=r"table .*absent.csv does not exist \(--with-table takes a compare.csv\)"):
         compare_runs(runs["bare"], tmp_path / "x", with_table=tmp_path / "absent.csv")

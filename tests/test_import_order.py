@@ -29,7 +29,7 @@ PACKAGES = ("orderlearn", "comparators", "scorers")
 
 LAYERS: list[tuple[str, ...]] = [
     # the vocabulary, the errors, atomic file writes, and the package's own lazy front door: nothing of the project
-    ("orderlearn", "orderlearn.errors", "orderlearn.types", "orderlearn.files"),
+    ("orderlearn", "orderlearn.errors", "orderlearn.types", "orderlearn.files", "orderlearn.user_files"),
     ("scorers",),                  # Bradley–Terry scorers, links, intervals
     ("comparators",),              # the models, their backbones and views
     ("orderlearn.config_files",),  # YAML reading, base: inheritance

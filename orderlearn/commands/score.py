@@ -8,6 +8,7 @@ listed with their reasons; the command then exits non-zero, so a script notices.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
@@ -18,6 +19,7 @@ from orderlearn.data.images import load_image
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.outputs import write_scores_csv
 from orderlearn.types import ScoredImage
+from orderlearn.user_files import why_not_a_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -57,9 +59,9 @@ def refuse_outputs_over_inputs(outputs: Mapping[str, Optional[Path]], inputs: Se
     """A ConfigError naming the option when an output file (``{option: path}``, None = not asked
     for) is one of the photos to score, checked before anything is read or written: writing the
     table there would replace the photo."""
-    photos = {p.resolve() for given in inputs for p in image_files(Path(given))}
+    photos = {os.path.realpath(p) for given in inputs for p in image_files(Path(given))}  # realpath: a link loop too
     for option, path in outputs.items():
-        if path is not None and Path(path).resolve() in photos:
+        if path is not None and os.path.realpath(path) in photos:
             raise ConfigError(f"{option}: {path} is one of the photos to score; write the table to another file")
 
 
@@ -75,7 +77,8 @@ def collect_images(inputs: Sequence[Path]) -> ImageInputs:
         elif given.is_file():
             files = [given]
         else:
-            found.failed.append((given, "no such file or folder"))
+            why = why_not_a_file(given) or "not a regular file"
+            found.failed.append((given, "no such file or folder" if why == "does not exist" else why.removeprefix("is ")))
             continue
         for path in files:
             try:

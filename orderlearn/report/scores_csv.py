@@ -10,7 +10,12 @@ way and a bad cell is one error naming the file, its line and the column. Rules:
   without a known score, as ``score --images`` writes them); the second is refused when the
   truth is required;
 * ``direct_score`` is optional: absent or empty on every row means the run had no direct
-  route; filled on some rows but not on others is an error.
+  route; filled on some rows but not on others is an error;
+* an image (its ``path``) is listed once: a second row of it would count it twice in every
+  metric, so it is refused, naming the path and both lines.
+
+A name that is not a readable text file (a folder, a link loop, a photo) is one error saying
+which (:mod:`orderlearn.user_files`).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from typing import Optional, Union
 import numpy as np
 
 from orderlearn.errors import DataError
+from orderlearn.user_files import not_text, why_not_a_file
 
 TRUTH, SCORE, DIRECT = "true_score", "score", "direct_score"
 
@@ -51,21 +57,26 @@ class ScoresTable:
 def read_scores_csv(path: Union[str, Path], require_truth: bool = True) -> ScoresTable:
     """Read ``path``; any missing column, bad or missing cell is a DataError naming file, line, column."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"scores file {path} does not exist")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        needed = [c for c in (TRUTH, SCORE) if c not in columns]
-        if needed:
-            raise DataError(f"{path}: missing column(s) {', '.join(needed)} (has {', '.join(columns) or 'none'}); "
-                            "a scores CSV as written by `orderlearn run` or `orderlearn score` has true_score and score")
-        lines, rows = [], []
-        for row in reader:
-            lines.append(reader.line_num)
-            rows.append(row)
+    why = why_not_a_file(path)
+    if why is not None:
+        raise DataError(f"scores file {path} {why}")
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            needed = [c for c in (TRUTH, SCORE) if c not in columns]
+            if needed:
+                raise DataError(f"{path}: missing column(s) {', '.join(needed)} (has {', '.join(columns) or 'none'}); "
+                                "a scores CSV as written by `orderlearn run` or `orderlearn score` has true_score and score")
+            lines, rows = [], []
+            for row in reader:
+                lines.append(reader.line_num)
+                rows.append(row)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(not_text(path, exc)) from None
     if not rows:
         raise DataError(f"{path} has a header but no rows")
+    _refuse_repeated_paths(path, rows, lines)
     truth = _column(path, rows, lines, TRUTH, optional=True)
     if truth is None and require_truth:
         raise DataError(f"{path}: true_score is empty on every row (images scored without a known score, as "
@@ -77,6 +88,18 @@ def read_scores_csv(path: Union[str, Path], require_truth: bool = True) -> Score
         truth=truth,
         direct=_column(path, rows, lines, DIRECT, optional=True),
     )
+
+
+def _refuse_repeated_paths(path: Path, rows: list[dict], lines: list[int]) -> None:
+    """A DataError naming the first image listed twice (rows without a path are not compared)."""
+    first: dict[str, int] = {}
+    for row, line in zip(rows, lines):
+        name = (row.get("path") or "").strip()
+        if not name:
+            continue
+        if name in first:
+            raise DataError(f"{path}:{line}: path {name!r} is listed twice (first on line {first[name]})")
+        first[name] = line
 
 
 def _column(path: Path, rows: list[dict], lines: list[int], column: str, optional: bool) -> Optional[np.ndarray]:

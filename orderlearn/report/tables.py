@@ -54,6 +54,7 @@ import numpy as np
 
 from orderlearn.errors import DataError
 from orderlearn.files import atomic_write_json
+from orderlearn.user_files import not_text, why_not_a_file
 from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import EXTRA_METRIC, extra_metric_names
 from orderlearn.report.plots import pc_plot, scatter_plot
@@ -170,8 +171,16 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 def read_table(path: Path) -> list[dict[str, Any]]:
     """The rows of a ``compare.csv`` this module wrote, numbers as numbers (an empty metric cell: no such key)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such table (--with-table takes a compare.csv)")
+    why = why_not_a_file(path)
+    if why is not None:
+        raise DataError(f"table {path} {why} (--with-table takes a compare.csv)")
+    try:
+        return _table_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(not_text(path, exc)) from None
+
+
+def _table_rows(path: Path) -> list[dict[str, Any]]:
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []

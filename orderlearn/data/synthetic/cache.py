@@ -58,6 +58,11 @@ def describe_folder(root: Path) -> str:
         return "its meta.json is unreadable"
 
 
+# How a caller of this module replaces a folder it refuses; ``orderlearn synth`` words it as its
+# own option in place of this sentence.
+REPLACE_HINT = "Pass overwrite=True to replace it, or choose another folder."
+
+
 def materialise(root: PathLike, identity: dict[str, Any], overwrite: bool,
                  build: Callable[[Path], dict[str, Any]]) -> Path:
     """Build a dataset into a private sibling folder and rename it into place.
@@ -76,7 +81,7 @@ def materialise(root: PathLike, identity: dict[str, Any], overwrite: bool,
         if not overwrite:
             raise FileExistsError(
                 f"{root} exists with different content: {describe_folder(root)}; expected "
-                f"{identity}. Pass overwrite=True to replace it, or choose another folder.")
+                f"{identity}. {REPLACE_HINT}")
         ours = (root / "meta.json").is_file() or all(e.name in LAYOUT_NAMES for e in root.iterdir())
         if not ours:
             foreign = sorted(e.name for e in root.iterdir() if e.name not in LAYOUT_NAMES)[:5]
