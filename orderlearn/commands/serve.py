@@ -3,7 +3,7 @@
 Upload or drop a photo; the page shows the aligned crop, the score with its 95% interval and
 its percentile among the bank's references, and the picture of the decision (NLL curve,
 comparisons with the bank, nearest references). Every number comes from
-:func:`orderlearn.commands.predict.predict`, the function behind ``orderlearn predict``, on the uploaded
+:func:`orderlearn.runs.predictions.predict`, the function behind ``orderlearn predict``, on the uploaded
 file: the page and the command give the same score for the same photo. The upload is kept
 lossless (PNG of the decoded pixels), so nothing is re-compressed on the way.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.report.decision_plots import decisions_for, plot_decision
 from orderlearn.errors import ConfigError
-from orderlearn.commands.predict import predict
+from orderlearn.runs.predictions import predict
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
