@@ -20,9 +20,9 @@ from typing import Any, Callable, Optional, TypeVar
 
 from .backbone_options import BackboneOptions
 from .base import Comparator, Model, Regressor, RegressorOutput
-from .registry import MODELS, available, create, factory_of, kind_of, options_of, register_model
+from .registry import MODELS, available, create, factory_of, kind_of, options_of, paper_of, register_model
 from . import direct_head, llava, siamese  # noqa: E402,F401  (built-in models register themselves)
 from .regressors import adashare_aff, comboloss, dual_label_distribution, plain, relative_position  # noqa: E402,F401
 
 __all__ = ["BackboneOptions", "Comparator", "MODELS", "Model", "Regressor", "RegressorOutput", "available", "create",
-           "factory_of", "kind_of", "options_of", "register_model"]
+           "factory_of", "kind_of", "options_of", "paper_of", "register_model"]
