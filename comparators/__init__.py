@@ -2,13 +2,14 @@
 
 Adding a model is one module whose factory (or class) carries the decorator::
 
-    @register_model("my-comparator", kind="comparator", options=MyOptions)
+    @register_model("my-comparator", kind="comparator", options=MyOptions, paper="Author et al., Title, Venue Year")
     def build(**kwargs) -> MyComparator: ...
 
 ``kind`` is ``comparator`` or ``regressor``, declared here and nowhere else (a run config's
 ``task`` is checked against it); ``options`` is the dataclass of the model's own options, which
 a run config's ``model:`` section is validated against when the config is loaded, before any
-data is read. A model over one timm backbone inherits its shared options (backbone, weights,
+data is read; ``paper`` is the method's paper in one line, which ``orderlearn models`` lists (the
+meaning of each option is the comment on its field). A model over one timm backbone inherits its shared options (backbone, weights,
 image size, augmentation, ``trainable_from``, ``test_flip``) and their checks from
 :class:`~comparators.backbone_options.BackboneOptions`. The training loop and the pipeline
 never change. The built-in models are imported here so they register themselves; their
