@@ -12,7 +12,7 @@ import copy
 import math
 import shlex
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
