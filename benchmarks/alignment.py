@@ -32,7 +32,7 @@ from orderlearn.data.alignment import REFRAMINGS, reframe  # noqa: E402
 from orderlearn.data.images import load_image  # noqa: E402
 from orderlearn.runs.loaded import LoadedRun  # noqa: E402
 from orderlearn.data.splits import load_test  # noqa: E402
-from orderlearn.commands.predict import Predictions, predict  # noqa: E402
+from orderlearn.runs.predictions import Predictions, predict  # noqa: E402
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ class BackboneOptions:
 
     backbone: str = "mobilenetv2_100"  # a timm model name (or one registered in comparators.backbones)
     weights: str = "imagenet"  # "imagenet" | "random" | path to a checkpoint
-    image_size: int = 224
+    image_size: int = 224  # input side in px (faces are resized to it)
     augment: tuple[str, ...] = ("hflip",)  # training augmentations, comparators.transforms.AUGMENTATIONS
     trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
     test_flip: bool = False  # score or embed a face as the mean over it and its mirror image

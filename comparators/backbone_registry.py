@@ -12,7 +12,12 @@ from timm.models import register_model as timm_register_model
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+REGISTERED: list[str] = []
+"""The backbones this project registered, in order (``orderlearn models`` lists them)."""
+
 
 def register_backbone(entrypoint: F) -> F:
     """Register a timm-style model entrypoint (``fn(pretrained=False, **kwargs)``) under its name."""
+    if entrypoint.__name__ not in REGISTERED:
+        REGISTERED.append(entrypoint.__name__)
     return timm_register_model(entrypoint)

@@ -38,6 +38,6 @@ class EmbeddingRegressor(Regressor):
         return F.l1_loss(output.score, target) if self.loss_name == "l1" else F.mse_loss(output.score, target)
 
 
-@register_model("embedding-regressor", kind="regressor")
+@register_model("embedding-regressor", kind="regressor", backbone="a comparator's embeddings (the direct baseline's head)")
 def build(**kwargs: Any) -> EmbeddingRegressor:
     return EmbeddingRegressor(**kwargs)

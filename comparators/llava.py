@@ -370,7 +370,9 @@ class LlavaComparator(Comparator):
                 params[name].copy_(state[name])
 
 
-@register_model("llava", kind="comparator", options=LlavaComparatorConfig)
+@register_model("llava", kind="comparator", options=LlavaComparatorConfig,
+                paper="LMOL: LLaVA-1.5 with LoRA compares two faces (First / Second / Similar)",
+                backbone="LLaVA-1.5 (model.checkpoint)")
 def build(tiny: bool = False, image_size: int = 32, patch_size: int = 16, **config: Any) -> LlavaComparator:
     """Registry factory: ``comparators.create("llava", checkpoint=..., tokenizer=..., lora_r=...)``.
 
@@ -378,6 +380,10 @@ def build(tiny: bool = False, image_size: int = 32, patch_size: int = 16, **conf
     ``tokenizer`` is required (``model.tokenizer``: a hub id or a folder; code may pass a
     tokenizer object instead). ``tiny=True`` builds the random toy model (float32 unless
     ``torch_dtype`` is given) with the real tokenizer, for the synthetic demo.
+
+    ``tiny``: build the random toy LLaVA (CPU tests and the synthetic demo) instead of loading ``checkpoint``
+    ``image_size``: tiny only: the toy vision tower's input side in px
+    ``patch_size``: tiny only: the toy vision tower's patch side in px
     """
     tokenizer = config.pop("tokenizer", None)
     if isinstance(tokenizer, (str, Path)):  # a config value: kept in the config the run saves

@@ -31,22 +31,22 @@ class LlavaComparatorConfig:
     (FIRST, SECOND, SIMILAR); ``two_class`` keeps the first two.
     """
 
-    checkpoint: str = "llava-hf/llava-1.5-7b-hf"
+    checkpoint: str = "llava-hf/llava-1.5-7b-hf"  # LLaVA-1.5 weights: a hub id or a local folder
     tokenizer: Optional[str] = None  # required to build: a hub id or a local folder (the project ships none)
-    question: str = "Which face looks more attractive?"
-    labels: tuple[str, ...] = ("First", "Second", "Similar")
-    prompt_template: str = DEFAULT_TEMPLATE
+    question: str = "Which face looks more attractive?"  # the question of the prompt (eq. 4)
+    labels: tuple[str, ...] = ("First", "Second", "Similar")  # the answer words, in FIRST, SECOND, SIMILAR order
+    prompt_template: str = DEFAULT_TEMPLATE  # the prompt with two <image> slots, {question} and {choices}
     answer_separator: str = " "  # "ASSISTANT:" + " " + "First", as in LLaVA's conversation format
-    two_class: bool = False
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.05
-    lora_target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS
-    train_projector: bool = True
-    load_in_4bit: bool = False
-    load_in_8bit: bool = False
-    gradient_checkpointing: bool = False
-    torch_dtype: str = "bfloat16"
+    two_class: bool = False  # keep only the first two labels (no SIMILAR)
+    lora_r: int = 8  # LoRA rank
+    lora_alpha: float = 16.0  # LoRA scaling alpha
+    lora_dropout: float = 0.05  # dropout on the LoRA branch
+    lora_target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS  # the language model's linear layers that get LoRA adapters
+    train_projector: bool = True  # also train the image projector W (eq. 2)
+    load_in_4bit: bool = False  # load the language model in 4 bits (bitsandbytes)
+    load_in_8bit: bool = False  # load the language model in 8 bits (bitsandbytes)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, more time)
+    torch_dtype: str = "bfloat16"  # dtype of the loaded weights: bfloat16 | float16 | float32
     attn_implementation: Optional[str] = None  # None: transformers' default (sdpa)
     seed: int = 0  # LoRA initialisation
     lora_lr: float = 2e-4  # LLaVA-1.5 finetune_lora.sh learning_rate (the paper gives none)

@@ -12,12 +12,17 @@ KINDS = {"comparator": Comparator, "regressor": Regressor}  # a model's kind: th
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def register_model(name: str, kind: str, options: Optional[type] = None) -> Callable[[F], F]:
+def register_model(name: str, kind: str, options: Optional[type] = None, paper: Optional[str] = None,
+                   backbone: Optional[str] = None) -> Callable[[F], F]:
     """Decorator registering a model factory (or class) under ``name``; ``kind`` is declared
-    here once, and a run config's ``task`` is checked against it when the config loads."""
+    here once, and a run config's ``task`` is checked against it when the config loads.
+
+    ``paper``: the method's paper in one line (None: a model of this project); ``backbone``:
+    what the network is built on, for a model whose ``options`` have no ``backbone`` field (the
+    model table of ``orderlearn models`` shows them)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {tuple(KINDS)}, got {kind!r}")
-    return MODELS.register(name, kind=kind, options=options)
+    return MODELS.register(name, kind=kind, options=options, paper=paper, backbone=backbone)
 
 
 def available(kind: Optional[str] = None) -> list[str]:
@@ -32,6 +37,11 @@ def kind_of(name: str) -> str:
 def options_of(name: str) -> Optional[type]:
     """The options dataclass of model ``name`` (None when it declares none)."""
     return MODELS.metadata(name, "model.name")["options"]
+
+
+def paper_of(name: str) -> Optional[str]:
+    """The paper model ``name`` implements, in one line (None: a model of this project)."""
+    return MODELS.metadata(name, "model.name").get("paper")
 
 
 def factory_of(name: str) -> Callable[..., Model]:

@@ -28,11 +28,11 @@ class SiameseConfig(BackboneOptions):
     """The shared backbone options (defaults: MobileNetV2, ImageNet weights, 224 px, horizontal
     flips), then the comparison head's."""
 
-    projection: int = 256
-    hidden: int = 256
-    dropout: float = 0.1
+    projection: int = 256  # width of the projection of each embedding
+    hidden: int = 256  # hidden width of the comparison MLP
+    dropout: float = 0.1  # dropout in the comparison MLP
     num_classes: int = 3  # 3: FIRST/SECOND/SIMILAR; 2: FIRST/SECOND
-    symmetric: bool = True
+    symmetric: bool = True  # average the logits with those of the swapped pair (forward/reverse consistent)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -4,11 +4,17 @@ Predict an ordinal score (facial beauty, age) by comparing an image with a bank 
 references and turning the comparisons into a score by Bradley–Terry likelihood; every direct
 method is also a (degenerate) comparator, so "direct vs order-learned" is one table.
 
-The public API is imported lazily (``orderlearn.run_experiment`` loads the pipeline on first
-use), so the vocabulary in :mod:`orderlearn.types` stays importable without the rest::
+The public API is imported lazily (``orderlearn.load`` loads the pipeline on first use), so
+``import orderlearn`` and the vocabulary in :mod:`orderlearn.types` stay light. The calls that
+mirror the command line (:mod:`orderlearn.api`)::
 
-    from orderlearn import load_config, run_experiment, LoadedRun
-    results = run_experiment(load_config("configs/synthetic/demo.yaml"))
+    import orderlearn
+
+    rows = orderlearn.load("runs/demo").predict(["me.jpg"])              # orderlearn predict
+    results = orderlearn.run("configs/synthetic/demo.yaml", **{"train.epochs": 1})  # orderlearn run
+    table = orderlearn.compare(["runs/a", "runs/b"])                     # orderlearn compare
+    entries = orderlearn.models()                                        # orderlearn models
+    keys = orderlearn.config_reference()                                 # every config key
 """
 from __future__ import annotations
 
@@ -18,6 +24,13 @@ from typing import Any
 __version__ = "0.2.0"
 
 _PUBLIC = {
+    "load": "orderlearn.api",
+    "run": "orderlearn.api",
+    "compare": "orderlearn.api",
+    "Predictor": "orderlearn.api",
+    "Prediction": "orderlearn.runs.predictions",
+    "models": "orderlearn.api",
+    "config_reference": "orderlearn.report.config_reference",
     "run_experiment": "orderlearn.runs.recipe",
     "load_config": "orderlearn.config",
     "config_from_dict": "orderlearn.config",

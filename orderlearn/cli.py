@@ -31,6 +31,7 @@ OVERVIEW = """The ``orderlearn`` command line.
   orderlearn predict PHOTO|DIR --model M   score your own photos (M: a run folder, a bundle, a hub id)
   orderlearn export RUN --out BUNDLE       a self-contained model folder (safetensors, JSON, model card)
   orderlearn serve --model M               a web page to score a photo (needs the `serve` extra)
+  orderlearn models [--json]               the registered models, scorers and backbones
 """
 
 COMMAND_KEY = "command"  # the parsed line's attribute naming the command (its module's name)
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(required=True, metavar="command")
     for add in (add_run, add_demo, add_score, add_evaluate, add_synth, add_compare, add_active, add_predict, add_export,
-                add_serve):
+                add_serve, add_models):
         add(sub)
     return parser
 
@@ -181,6 +182,12 @@ def add_serve(sub: "argparse._SubParsersAction") -> None:
     serve.add_argument("--port", type=integer_at_least(0, 65535), default=7860)
     serve.add_argument("--max-upload-mb", type=integer_at_least(1), default=20, metavar="MB",
                        help="the largest photo the page accepts, in MB (default 20)")
+
+
+
+def add_models(sub: "argparse._SubParsersAction") -> None:
+    models = _command(sub, "models", "the registered models (kind, paper, backbone, options, example config), scorers, backbones")
+    models.add_argument("--json", action="store_true", help="print the same entries as JSON")
 
 
 if __name__ == "__main__":

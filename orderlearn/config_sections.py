@@ -25,16 +25,16 @@ class DataConfig:
     root: Optional[str] = None  # dataset folder, manifest file, or where to write synthetic data
     split: str = "fold1"  # scut: 60-40 | fold1..fold5; manifest: foldK (fold column) or "split"
     ratings: Optional[str] = "auto"  # scut: auto | path to All_Ratings.xlsx / rating_distribution.csv
-    val_fraction: float = 0.1
-    val_seed: int = 0
+    val_fraction: float = 0.1  # share of the training files held out for validation (seeded by val_seed)
+    val_seed: int = 0  # seed of the validation split
     limit_train: Optional[int] = None  # use a seeded subset of the training files (small real-data runs)
-    limit_test: Optional[int] = None
+    limit_test: Optional[int] = None  # use a seeded subset of the test files
     train_groups: Optional[list[str]] = None  # keep only these groups' training files (SCUT: AF, AM, CF, CM; from the file name)
     test_groups: Optional[list[str]] = None  # keep only these groups' test files (the cross-group protocol)
-    synthetic_images: int = 1000
-    synthetic_image_size: int = 128
-    score_low: float = 1.0
-    score_high: float = 5.0
+    synthetic_images: int = 1000  # synthetic: images generated on first use
+    synthetic_image_size: int = 128  # synthetic: side of a generated face, in px
+    score_low: float = 1.0  # lowest score of the scale (the scorer's range; ages: the youngest)
+    score_high: float = 5.0  # highest score of the scale (> score_low)
     # images with the same bytes under two names: "error" (stop), or "drop-training-copies": drop
     # every training/validation copy of a test image and all but the first of repeated training
     # copies (the test split stays the dataset's own; the run prints what it dropped)
@@ -50,7 +50,7 @@ class DataConfig:
 class ModelConfig:
     """A registered comparator or regressor by ``name``; its own options go to ``args``."""
 
-    name: str = "siamese"
+    name: str = "siamese"  # a registered model (orderlearn models); its kind must be the config's task
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,12 +62,12 @@ class PairsConfig:
     class mix ``in_batch_mix`` (a fixed recipe's proportions, or ``all`` pairs). Validation
     pairs are always a fixed recipe's ``val_total`` (``in_batch_mix``'s, ``balanced-3`` for ``all``)."""
 
-    recipe: str = "balanced-3"
+    recipe: str = "balanced-3"  # balanced-3 | balanced-2 | imbalanced-4-4-2 (a fixed list of pairs) | in-batch
     in_batch_mix: str = "balanced-3"  # in-batch only: balanced-3 | balanced-2 | imbalanced-4-4-2 | all
-    total: int = 90_000
-    val_total: int = 6_000
-    margin: float = 0.2
-    seed: int = 0
+    total: int = 90_000  # fixed recipes: training pairs drawn
+    val_total: int = 6_000  # validation pairs drawn (a fixed recipe's)
+    margin: float = 0.2  # θ: |score_a - score_b| <= margin is SIMILAR
+    seed: int = 0  # seed of the pair draws
 
 
 @dataclass
@@ -80,8 +80,8 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     name: str = "adamw"  # adamw | adam | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.01
+    lr: float = 1e-3  # learning rate (the model's own groups may set theirs)
+    weight_decay: float = 0.01  # decoupled (adamw) or L2 (adam, sgd) weight decay
     momentum: float = 0.9  # sgd only
     amsgrad: bool = False  # adam/adamw (the DLD authors' code uses it)
 
@@ -90,40 +90,40 @@ class OptimConfig:
 class ScheduleConfig:
     name: str = "cosine"  # constant | step | cosine
     step_size: int = 30  # step: epochs between decays
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
+    gamma: float = 0.1  # step: factor of each decay
+    warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs (fractions allowed)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 64
-    eval_batch_size: int = 128
-    grad_accum: int = 1
+    epochs: int = 5  # training epochs
+    batch_size: int = 64  # pairs (or images) per optimizer step and process, before grad_accum
+    eval_batch_size: int = 128  # images per batch when embedding and scoring
+    grad_accum: int = 1  # batches accumulated per optimizer step
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
     channels_last: bool = False  # conv weights and activations in channels-last memory format (timm's --channels-last)
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes (0: load in the main process)
     frozen_backbone: bool = False  # embed once, train only the head (with model.trainable_from: the top stages too)
     feature_views: list[str] = field(default_factory=lambda: ["identity"])  # frozen_backbone: cached views of each training image (comparators/views.py: identity, hflip, rotate10, hflip+zoom115, ...)
     views_per_epoch: str = "all"  # all: every cached view of every face per epoch | one: each face once, in a view drawn per epoch
-    max_steps_per_epoch: Optional[int] = None
+    max_steps_per_epoch: Optional[int] = None  # cap on the steps of an epoch (None: the whole epoch)
     select_metric: str = "val_loss"  # val_loss, val_mae (lower) | val_accuracy, val_pc (higher; val_mae/val_pc: regressors)
-    log_every: int = 50
+    log_every: int = 50  # steps between logged training losses
     tracker: str = "tensorboard"  # tensorboard | none
 
 
 @dataclass
 class BankConfig:
-    bin_width: float = 0.1
-    per_bin: int = 10
-    seed: int = 0
+    bin_width: float = 0.1  # width of a score bin the references are drawn from
+    per_bin: int = 10  # references drawn per bin (fewer where a bin has fewer)
+    seed: int = 0  # seed of the reference draw
 
 
 @dataclass
 class ScorerConfig:
     """The scorer by name (its own options in ``args``) and how comparisons reach it."""
 
-    name: str = "bt-grid"
+    name: str = "bt-grid"  # a registered scorer (orderlearn models): bt-grid | bt-exact
     both_orders: bool = False  # also compare (ref, test) and combine (geometric mean) with (test, ref)
     calibrate_link: bool = False  # fit the link's slope and tie width on validation x bank comparisons
     calibrate_references: bool = False  # fit where the comparator places each reference (scorers.references)
@@ -138,9 +138,9 @@ class ScorerConfig:
 class ExperimentConfig:
     """Everything one run needs; ``task`` says whether ``model`` is a comparator or a regressor."""
 
-    name: str = "experiment"
-    seed: int = 0
-    output_dir: str = "runs/experiment"
+    name: str = "experiment"  # the run's name (its method in orderlearn compare)
+    seed: int = 0  # seed of the model's initialisation and the training order
+    output_dir: str = "runs/experiment"  # the run folder (a fresh run refuses a non-empty one)
     task: str = "comparator"  # comparator | regressor
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

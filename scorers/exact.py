@@ -56,6 +56,15 @@ class ExactBTScorer(Scorer):
     ``prior_mean`` defaults to the mean reference score: the bank is drawn from the training
     distribution, so its mean is the natural centre on the task's own scale, whatever loose
     [low, high] was configured (with per-image reference sets: the mean of all of them).
+
+    Options (a config's ``scorer:`` keys; the range is ``data.score_low``/``score_high``):
+
+    ``link``: the link's ``slope`` and ``tie_width`` (None: the link's defaults below)
+    ``soft``: weight each label by its probability (expected log-likelihood) instead of the most likely label
+    ``prior_std``: std of a Gaussian prior on the score (MAP); None: no prior (maximum likelihood)
+    ``prior_mean``: mean of that prior (None: the mean reference score)
+    ``tol``: Newton's stopping tolerance on the score
+    ``max_iter``: most Newton steps per image
     """
 
     per_image_refs = True  # score() accepts ref_scores [N, R]

@@ -38,7 +38,16 @@ MAX_GRID_POINTS = 250_001
 
 @register("bt-grid")
 class GridBTScorer(Scorer):
-    """Grid-search BT scorer (LMOL protocol); ``soft=True`` uses the expected log-likelihood."""
+    """Grid-search BT scorer (LMOL protocol); ``soft=True`` uses the expected log-likelihood.
+
+    Options (a config's ``scorer:`` keys; the range is ``data.score_low``/``score_high``):
+
+    ``link``: the link's ``slope`` and ``tie_width`` (None: the link's defaults below)
+    ``step``: spacing of the grid of candidate scores
+    ``soft``: weight each label by its probability (expected log-likelihood) instead of the most likely label
+    ``chunk_elements``: the most grid x comparison elements held in memory at once (speed, not numbers)
+    ``mass``: posterior mass of the interval around each score (0.95: the 95% interval)
+    """
 
     def __init__(self, link: Link | dict | None = None, low: float = 1.0, high: float = 5.0,
                  step: float = 1e-3, soft: bool = False, chunk_elements: int = 1 << 24,

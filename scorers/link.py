@@ -52,8 +52,8 @@ class Link:
     usable with two-class data.
     """
 
-    slope: float = DEFAULT_SLOPE
-    tie_width: float = DEFAULT_TIE_WIDTH
+    slope: float = DEFAULT_SLOPE  # k > 0: how sharply the label switches as δ crosses ±τ
+    tie_width: float = DEFAULT_TIE_WIDTH  # τ >= 0: half-width of the SIMILAR band
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.slope) and self.slope > 0):

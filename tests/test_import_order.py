@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("orderlearn.bank",),          # references, comparisons, the scoring recipe
     ("orderlearn.report",),        # metrics, tables, plots (decision plots read the scoring recipe)
     ("orderlearn.runs",),          # the run recipe, loaded runs, bundles
-    ("orderlearn.commands",),      # one module per CLI command
+    ("orderlearn.commands", "orderlearn.api"),  # one module per CLI command; their Python twins (neither imports the other)
     ("orderlearn.cli",),           # the command line
 ]
 

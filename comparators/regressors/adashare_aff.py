@@ -92,27 +92,27 @@ class AdaShareAFFConfig:
     """
 
     layers: tuple[int, ...] = (2, 2, 2, 2)
-    width: int = 64
-    num_levels: int = 5
-    num_genders: int = 2
+    width: int = 64  # base channels of the first stage (ResNet-18: 64)
+    num_levels: int = 5  # beauty levels of task 1 (classes)
+    num_genders: int = 2  # classes of task 2 (gender)
     task_weights: tuple[float, float] = (1.0, 0.6)  # λ1 : λ2, Eq. 7 / Tables 9-10
-    use_aff: bool = True
+    use_aff: bool = True  # fuse each block's identity and residual with AFF (False: plain addition)
     aff_ratio: int = 4  # r of Eqs. 3-4; AFF's default (not stated by the paper)
     dropout: float = 0.5  # rate not stated by the paper
     weights: str = "random"  # "random", "imagenet" or a timm/torchvision resnet18 checkpoint path
-    image_size: int = 224
-    augment: tuple[str, ...] = ()
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    policy_lr: float = 0.01
-    policy_weight_decay: float = 5e-4
+    image_size: int = 224  # input side in px
+    augment: tuple[str, ...] = ()  # training augmentations, comparators.transforms.AUGMENTATIONS
+    lr: float = 1e-3  # learning rate of the network's weights
+    weight_decay: float = 0.01  # weight decay of the network's weights
+    policy_lr: float = 0.01  # learning rate of the policy logits (AdaShare)
+    policy_weight_decay: float = 5e-4  # weight decay of the policy logits (AdaShare)
     policy_init: float = 0.5  # AdaShare "equal" init: both logits 0.5
     init_temperature: float = 5.0  # AdaShare: τ0 = 5
     temperature_decay: float = 0.965  # AdaShare: ×0.965 ...
     temperature_every: int = 100  # ... every 100 policy-learning steps
     hard_sampling: bool = True  # straight-through Gumbel-softmax (one-hot forward)
     sparsity_weight: float = 0.0  # AdaShare regularisers; the paper's Eq. 7 has none
-    sharing_weight: float = 0.0
+    sharing_weight: float = 0.0  # AdaShare's sharing regulariser; the paper's Eq. 7 has none
     level_from: str = "mode"  # "mode" of rating_counts (Sec. 3.1.2) or "round" of the score
     # where each task's labels come from: "same" (one database gives both, the paper's SCUT-FBP5500
     # experiment) or "second" (multi-database, the paper's LSAFBD + SCUT-FBP5500 setting: beauty
@@ -346,7 +346,10 @@ def _optional(batch: Batch, key: str, device: torch.device) -> Optional[torch.Te
     return None if value is None else value.to(device)
 
 
-@register_model("adashare-aff", kind="regressor", options=AdaShareAFFConfig)
+@register_model("adashare-aff", kind="regressor", options=AdaShareAFFConfig,
+                paper="Facial Beauty Prediction Combined with Multi-Task Learning of Adaptive Sharing Policy and "
+                      "Attentional Feature Fusion, Electronics 2024, 13, 179",
+                backbone="ResNet-18 with task-specific BatchNorm and AFF (its own; model.weights: ImageNet)")
 def build(**kwargs: Any) -> AdaShareAFFRegressor:
     """Factory for the registry: validates ``kwargs`` through :class:`AdaShareAFFConfig`."""
     return AdaShareAFFRegressor(config_from_kwargs(AdaShareAFFConfig, kwargs))

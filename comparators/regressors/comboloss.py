@@ -196,7 +196,8 @@ class ComboLossRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
 
 
 
-@register_model("comboloss", kind="regressor", options=ComboLossConfig)
+@register_model("comboloss", kind="regressor", options=ComboLossConfig,
+                paper="Xu & Xiang, ComboLoss for Facial Attractiveness Analysis with Squeeze-and-Excitation Networks")
 def build(**kwargs: Any) -> ComboLossRegressor:
     """Factory for the registry: ``build(backbone=..., class_weights=[...], ...)``."""
     return ComboLossRegressor(config_from_kwargs(ComboLossConfig, kwargs))

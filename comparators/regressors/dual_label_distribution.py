@@ -261,7 +261,8 @@ class DualLabelDistributionRegressor(SplitBackboneRegressor, Regressor):
         return self._transform(train=True)
 
 
-@register_model("dual-label-distribution", kind="regressor", options=DualLabelDistributionConfig)
+@register_model("dual-label-distribution", kind="regressor", options=DualLabelDistributionConfig,
+                paper="Liu et al., Lightweight Facial Attractiveness Prediction Using Dual Label Distribution")
 def build(**kwargs: Any) -> DualLabelDistributionRegressor:
     """Factory for the registry: ``build(backbone=..., weights=..., ...)``."""
     return DualLabelDistributionRegressor(config_from_kwargs(DualLabelDistributionConfig, kwargs))

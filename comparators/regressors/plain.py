@@ -93,7 +93,8 @@ class PlainRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
         return F.mse_loss(output.score, target)
 
 
-@register_model("plain", kind="regressor", options=PlainConfig)
+@register_model("plain", kind="regressor", options=PlainConfig,
+                paper="the L1 / MSE regression baselines of ComboLoss (Xu & Xiang, Table 4)")
 def build(**kwargs: Any) -> PlainRegressor:
     """Factory for the registry: ``build(backbone=..., loss="mse", ...)``."""
     return PlainRegressor(config_from_kwargs(PlainConfig, kwargs))

@@ -93,8 +93,8 @@ class RelativePositionConfig(BackboneOptions):
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. reduced widths/depths
     label_values: Optional[tuple[float, ...]] = None  # explicit labels l_1 < ... < l_n
     label_min: Optional[float] = None  # or a range; all three None = beauty 1.0..5.0 step 0.1
-    label_max: Optional[float] = None
-    label_step: Optional[float] = None
+    label_max: Optional[float] = None  # largest label of the range (with label_min, label_step)
+    label_step: Optional[float] = None  # spacing of the labels in the range
     lambda_gender: float = 1.0  # λ of Eq. 8
     mu_position: float = 1.0  # μ of Eq. 8
     use_gender: bool = True  # GP head (off for data without gender, e.g. CACD)
@@ -238,7 +238,8 @@ class RelativePositionRegressor(SplitBackboneRegressor, BackboneTransforms, Regr
 
 
 
-@register_model("relative-position", kind="regressor", options=RelativePositionConfig)
+@register_model("relative-position", kind="regressor", options=RelativePositionConfig,
+                paper="Amirullaeva & Han, Relative Age Position Learning for Face-Based Age Estimation, IEEE Access 2024")
 def build(**kwargs: Any) -> RelativePositionRegressor:
     """Factory for the registry: ``build(weights="random", label_min=1, label_max=101, label_step=1)``."""
     return RelativePositionRegressor(config_from_kwargs(RelativePositionConfig, kwargs))

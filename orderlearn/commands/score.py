@@ -9,17 +9,15 @@ listed with their reasons; the command then exits non-zero, so a script notices.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from orderlearn.data.splits import load_test
 from orderlearn.errors import ConfigError, DataError
-from orderlearn.data.images import load_image
+from orderlearn.data.photos import collect_images, image_files
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.outputs import write_scores_csv
 from orderlearn.types import ScoredImage
-from orderlearn.user_files import why_not_a_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -27,16 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     import scorers
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
-
-@dataclass
-class ImageInputs:
-    """User images found under the given files and folders, and those that cannot be scored."""
-
-    samples: list[ScoredImage] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
 
 
 def check_scorer_option(name: Optional[str], option: str = "--scorer") -> None:
@@ -48,13 +36,6 @@ def check_scorer_option(name: Optional[str], option: str = "--scorer") -> None:
         raise ConfigError(f"{option}: unknown scorer {name!r}; registered: {', '.join(scorers.available())}")
 
 
-def image_files(given: Path) -> list[Path]:
-    """The image files a named file or folder stands for (a folder: every image under it, sorted)."""
-    if given.is_dir():
-        return sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return [given]
-
-
 def refuse_outputs_over_inputs(outputs: Mapping[str, Optional[Path]], inputs: Sequence[Path]) -> None:
     """A ConfigError naming the option when an output file (``{option: path}``, None = not asked
     for) is one of the photos to score, checked before anything is read or written: writing the
@@ -63,31 +44,6 @@ def refuse_outputs_over_inputs(outputs: Mapping[str, Optional[Path]], inputs: Se
     for option, path in outputs.items():
         if path is not None and os.path.realpath(path) in photos:
             raise ConfigError(f"{option}: {path} is one of the photos to score; write the table to another file")
-
-
-def collect_images(inputs: Sequence[Path]) -> ImageInputs:
-    """Every image file named or under a named folder (sorted), each decoded once to check it."""
-    found = ImageInputs()
-    for given in inputs:
-        given = Path(given)
-        if given.is_dir():
-            files = image_files(given)
-            if not files:
-                found.failed.append((given, f"a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})"))
-        elif given.is_file():
-            files = [given]
-        else:
-            why = why_not_a_file(given) or "not a regular file"
-            found.failed.append((given, "no such file or folder" if why == "does not exist" else why.removeprefix("is ")))
-            continue
-        for path in files:
-            try:
-                load_image(path)
-            except DataError as exc:
-                found.failed.append((path, str(exc)))
-                continue
-            found.samples.append(ScoredImage(path=path, score=float("nan")))
-    return found
 
 
 def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[Path] = None,

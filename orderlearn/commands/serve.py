@@ -3,7 +3,7 @@
 Upload or drop a photo; the page shows the aligned crop, the score with its 95% interval and
 its percentile among the bank's references, and the picture of the decision (NLL curve,
 comparisons with the bank, nearest references). Every number comes from
-:func:`orderlearn.commands.predict.predict`, the function behind ``orderlearn predict``, on the
+:func:`orderlearn.runs.predictions.predict`, the function behind ``orderlearn predict``, on the
 uploaded file itself: the page and the command give the same score for the same photo.
 
 What one upload may cost is bounded:
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from PIL import Image
 
-from orderlearn.commands.predict import predict
 from orderlearn.data.images import load_image, within_side
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.report.decision_plots import decisions_for, plot_decision
 from orderlearn.runs.loaded import LoadedRun
+from orderlearn.runs.predictions import predict
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse

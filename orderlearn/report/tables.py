@@ -47,6 +47,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -228,9 +229,20 @@ def merge_rows(earlier: Sequence[dict[str, Any]], fresh: Sequence[dict[str, Any]
     return merged, kept
 
 
-def compare_runs(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path] = None) -> dict[str, Any]:
-    """Read the runs, aggregate by method, write the table (md/csv/json) and plots into ``out``;
-    ``with_table``: an earlier ``compare.csv`` whose other methods' rows are kept."""
+@dataclass
+class Comparison:
+    """The table over runs before anything is written: its rows, the per-method details, the
+    runs grouped by method, and the methods kept from an earlier table."""
+
+    rows: list[dict[str, Any]]
+    details: list[dict[str, Any]]
+    groups: dict[str, list[Run]]
+    kept: list[str]
+
+
+def compare_table(run_dirs: Sequence[Path], with_table: Optional[Path] = None) -> Comparison:
+    """Read the runs and aggregate them by method (nothing is written); ``with_table``: an
+    earlier ``compare.csv`` whose other methods' rows are kept."""
     if not run_dirs:
         raise DataError("compare needs at least one run folder")
     earlier = read_table(with_table) if with_table is not None else None  # a bad table fails before any run is read
@@ -239,6 +251,13 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path]
     kept: list[str] = []
     if earlier is not None:
         rows, kept = merge_rows(earlier, rows)
+    return Comparison(rows, details, groups, kept)
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path, with_table: Optional[Path] = None) -> dict[str, Any]:
+    """The table of :func:`compare_table`, written (md/csv/json) with its plots into ``out``."""
+    table = compare_table(run_dirs, with_table)
+    rows, details, groups, kept = table.rows, table.details, table.groups, table.kept
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(rows)
