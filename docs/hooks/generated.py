@@ -1,0 +1,111 @@
+"""The generated parts of the docs, rendered at build time from the code that owns their data.
+
+A page asks for a part with a marker line, ``<!-- generated: NAME -->``; :func:`on_page_markdown`
+(an mkdocs hook, ``hooks:`` in ``mkdocs.yml``) replaces it with the rendering. The data is never
+copied into the docs: the model table comes from :func:`orderlearn.report.catalog.catalog` (the
+registries, what ``orderlearn models`` prints) and the configuration reference from
+:mod:`orderlearn.config_reference` (the config dataclasses and each registered model's options).
+Where the function a part needs is missing, the build stops with one line saying which, instead
+of rendering a page that says nothing.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
+
+
+class MissingGenerator(RuntimeError):
+    """The function that renders a generated part is not in this checkout."""
+
+
+def _on_path() -> None:
+    """Import the project from this checkout (``mkdocs build`` may run without it installed)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+def _find(module: str, name: str, part: str) -> Callable[..., Any]:
+    _on_path()
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise MissingGenerator(f"docs part '{part}' needs {module}.{name}(), which this checkout lacks ({exc})") from None
+    return found
+
+
+def _cell(text: Any) -> str:
+    return str(text if text not in (None, "") else "-").replace("|", "\\|").replace("\n", " ")
+
+
+def models_table(data: dict[str, list[dict[str, Any]]]) -> str:
+    """The registered models as one Markdown table (README and docs): name, kind, paper,
+    backbone, example config."""
+    rows = ["| model | kind | paper | backbone | example config |", "| --- | --- | --- | --- | --- |"]
+    for m in data["models"]:
+        example = f"`{m['example']}`" if m.get("example") else "-"
+        rows.append(f"| `{m['name']}` | {m['kind']} | {_cell(m.get('paper') or 'this project')} | {_cell(m['backbone'])} | {example} |")
+    return "\n".join(rows)
+
+
+def scorers_and_backbones(data: dict[str, list[dict[str, Any]]]) -> str:
+    """The registered scorers and the backbones this project adds, as two tables."""
+    rows = ["| scorer | options | what it does |", "| --- | --- | --- |"]
+    rows += [f"| `{s['name']}` | {_cell(', '.join(s['options']))} | {_cell(s['summary'])} |" for s in data["scorers"]]
+    rows += ["", "| backbone | source | what it is |", "| --- | --- | --- |"]
+    rows += [f"| `{b['name']}` | {_cell(b['source'])} | {_cell(b['summary'])} |" for b in data["backbones"]]
+    return "\n".join(rows)
+
+
+def catalog() -> dict[str, list[dict[str, Any]]]:
+    return _find("orderlearn.report.catalog", "catalog", "models")()
+
+
+def config_reference() -> str:
+    """The configuration reference as Markdown, from ``orderlearn.config_reference``: its
+    ``markdown()`` function when it is a module, or the function itself."""
+    _on_path()
+    try:
+        generator = importlib.import_module("orderlearn.config_reference")
+    except ImportError as exc:
+        raise MissingGenerator("docs part 'config-reference' needs orderlearn.config_reference (the configuration "
+                               f"reference generator), which this checkout lacks ({exc})") from None
+    render = getattr(generator, "markdown", None)
+    if not callable(render):
+        raise MissingGenerator("docs part 'config-reference': orderlearn.config_reference has no markdown() function")
+    text = render()
+    if not isinstance(text, str) or not text.strip():
+        raise MissingGenerator("docs part 'config-reference': orderlearn.config_reference.markdown() returned no text")
+    return text
+
+
+PARTS: dict[str, Callable[[], str]] = {
+    "models": lambda: models_table(catalog()),
+    "scorers-and-backbones": lambda: scorers_and_backbones(catalog()),
+    "config-reference": config_reference,
+}
+
+
+def render(markdown: str) -> str:
+    """``markdown`` with every marker replaced by its part; an unknown part is an error."""
+    def part(match: "re.Match[str]") -> str:
+        name = match.group(1)
+        if name not in PARTS:
+            raise MissingGenerator(f"unknown docs part {name!r} (known: {', '.join(PARTS)})")
+        return PARTS[name]()
+    return MARKER.sub(part, markdown)
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """mkdocs hook: render the generated parts of a page (a missing generator stops the build)."""
+    from mkdocs.exceptions import PluginError
+
+    try:
+        return render(markdown)
+    except MissingGenerator as exc:
+        raise PluginError(f"{page.file.src_uri}: {exc}") from None
