@@ -109,3 +109,25 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         return render(markdown)
     except MissingGenerator as exc:
         raise PluginError(f"{page.file.src_uri}: {exc}") from None
+
+
+README_BLOCK = re.compile(r"(<!-- generated: models -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
+
+
+def readme_with_models(readme: str, table: str) -> str:
+    """``readme`` with the model table between its markers replaced by ``table``."""
+    if not README_BLOCK.search(readme):
+        raise MissingGenerator("README.md has no '<!-- generated: models -->' ... '<!-- end generated -->' block")
+    return README_BLOCK.sub(lambda m: m.group(1) + table + "\n" + m.group(3), readme, count=1)
+
+
+def readme_models_block(readme: str) -> str:
+    """The model table the README holds now (between its markers)."""
+    match = README_BLOCK.search(readme)
+    return match.group(2).strip() if match else ""
+
+
+if __name__ == "__main__":  # python docs/hooks/generated.py: rewrite the README's model table from the registries
+    path = REPO / "README.md"
+    path.write_text(readme_with_models(path.read_text(encoding="utf-8"), models_table(catalog())), encoding="utf-8")
+    print(f"{path}: model table rewritten")
