@@ -51,7 +51,7 @@ def test_a_missing_generator_stops_the_build_with_one_line(monkeypatch):
         raise ImportError(f"No module named {name!r}")
 
     monkeypatch.setattr(generated.importlib, "import_module", absent)
-    with pytest.raises(generated.MissingGenerator, match="orderlearn.config_reference"):
+    with pytest.raises(generated.MissingGenerator, match=r"orderlearn.config_reference\(\)"):
         generated.render("<!-- generated: config-reference -->")
     with pytest.raises(generated.MissingGenerator, match="orderlearn.report.catalog.catalog"):
         generated.render("<!-- generated: models -->")
@@ -67,3 +67,17 @@ def test_the_model_table_renders_each_entry_of_the_catalog():
     readme = "top\n<!-- generated: models -->\nold\n<!-- end generated -->\nbottom\n"
     assert generated.readme_with_models(readme, "NEW") == "top\n<!-- generated: models -->\nNEW\n<!-- end generated -->\nbottom\n"
     assert generated.readme_models_block(readme) == "old"
+
+
+def test_the_configuration_reference_renders_a_table_per_section_and_component():
+    from types import SimpleNamespace as Row
+
+    generated = _generated()
+    rows = [Row(key="seed", type="int", default=0, help="the run's seed", component=""),
+            Row(key="data.kind", type="str", default="scut", help="which reader", component=""),
+            Row(key="data.limit_train", type="int | None", default=None, help="", component=""),
+            Row(key="model.hidden", type="int", default=64, help="head width", component="model: siamese")]
+    text = generated.config_reference_markdown(rows)
+    assert "## Top level" in text and "## `data`" in text and "## `model: siamese`" in text
+    assert "| `data.kind` | str | `scut` | which reader |" in text
+    assert "| `data.limit_train` | int \\| None | - | - |" in text

@@ -4,7 +4,7 @@ A page asks for a part with a marker line, ``<!-- generated: NAME -->``; :func:`
 (an mkdocs hook, ``hooks:`` in ``mkdocs.yml``) replaces it with the rendering. The data is never
 copied into the docs: the model table comes from :func:`orderlearn.report.catalog.catalog` (the
 registries, what ``orderlearn models`` prints) and the configuration reference from
-:mod:`orderlearn.config_reference` (the config dataclasses and each registered model's options).
+``orderlearn.config_reference()`` (the config dataclasses and each registered model's and scorer's options).
 Where the function a part needs is missing, the build stops with one line saying which, instead
 of rendering a page that says nothing.
 """
@@ -66,28 +66,41 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
     return _find("orderlearn.report.catalog", "catalog", "models")()
 
 
-def config_reference() -> str:
-    """The configuration reference as Markdown, from ``orderlearn.config_reference``: its
-    ``markdown()`` function when it is a module, or the function itself."""
-    _on_path()
-    try:
-        generator = importlib.import_module("orderlearn.config_reference")
-    except ImportError as exc:
-        raise MissingGenerator("docs part 'config-reference' needs orderlearn.config_reference (the configuration "
-                               f"reference generator), which this checkout lacks ({exc})") from None
-    render = getattr(generator, "markdown", None)
-    if not callable(render):
-        raise MissingGenerator("docs part 'config-reference': orderlearn.config_reference has no markdown() function")
-    text = render()
-    if not isinstance(text, str) or not text.strip():
-        raise MissingGenerator("docs part 'config-reference': orderlearn.config_reference.markdown() returned no text")
-    return text
+def config_keys() -> list[Any]:
+    """Every key the loader accepts, from ``orderlearn.config_reference()`` (rows with ``key``,
+    ``type``, ``default``, ``help`` and ``component``: '' for the config's own keys, else the model
+    or scorer whose option it is)."""
+    generator = _find("orderlearn", "config_reference", "config-reference")
+    rows = list(generator())
+    if not rows:
+        raise MissingGenerator("docs part 'config-reference': orderlearn.config_reference() returned no keys")
+    return rows
+
+
+def _default(value: Any) -> str:
+    return "-" if value is None else f"`{value}`" if value != "" else "`''`"
+
+
+def config_reference_markdown(rows: list[Any]) -> str:
+    """One table per section of the config (``data``, ``model``, ...), then one per model and
+    per scorer for their own options: key, type, default, meaning."""
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        title = row.component or (row.key.split(".", 1)[0] if "." in row.key else "top level")
+        groups.setdefault(title, []).append(row)
+    out = []
+    for title, keys in groups.items():
+        out += [f"## `{title}`" if title != "top level" else "## Top level", "",
+                "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        out += [f"| `{r.key}` | {_cell(r.type)} | {_cell(_default(r.default))} | {_cell(r.help)} |" for r in keys]
+        out.append("")
+    return "\n".join(out)
 
 
 PARTS: dict[str, Callable[[], str]] = {
     "models": lambda: models_table(catalog()),
     "scorers-and-backbones": lambda: scorers_and_backbones(catalog()),
-    "config-reference": config_reference,
+    "config-reference": lambda: config_reference_markdown(config_keys()),
 }
 
 
