@@ -67,3 +67,15 @@ def small_run(root: Path, out: Path, model: dict[str, Any], *, name: str, task: 
     raw.update({"data": synthetic_data(root), "model": dict(model), **sections,
                 "train": {**SMALL_TRAIN, **(train or {})}, "scorer": dict(scorer or GRID_SCORER)})
     return raw
+
+
+def tiny_comparator_run(root: Path, out: Path) -> Path:
+    """``tiny_config`` trained one epoch into ``out``, without the direct head: a finished run for
+    tests of what reads a run folder (predict, serve, score)."""
+    from orderlearn.config import config_from_dict
+    from orderlearn.runs.recipe import run_experiment
+
+    raw = tiny_config(root, out, epochs=1)
+    raw["direct_baseline"] = False
+    run_experiment(config_from_dict(raw))
+    return out

@@ -14,12 +14,10 @@ import pytest
 from PIL import Image
 
 from orderlearn.cli import main
-from orderlearn.config import config_from_dict
 from orderlearn.data.images import load_image
 from orderlearn.errors import DataError
-from orderlearn.runs.recipe import run_experiment
 
-from builders import tiny_config
+from builders import tiny_comparator_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LIMIT = 5000  # pixels (a 64 px synthetic face has 4096): PIL refuses pictures over twice its MAX_IMAGE_PIXELS, warns over it
@@ -27,11 +25,7 @@ LIMIT = 5000  # pixels (a 64 px synthetic face has 4096): PIL refuses pictures o
 
 @pytest.fixture(scope="module")
 def run_dir(synthetic_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bomb") / "run"
-    raw = tiny_config(synthetic_root, out, epochs=1)
-    raw["direct_baseline"] = False
-    run_experiment(config_from_dict(raw))
-    return out
+    return tiny_comparator_run(synthetic_root, tmp_path_factory.mktemp("bomb") / "run")
 
 
 @pytest.fixture

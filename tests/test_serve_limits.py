@@ -15,23 +15,17 @@ from PIL import Image
 from orderlearn.cli import build_parser, main
 from orderlearn.commands.serve import (DEFAULT_MAX_UPLOAD_MB, MAX_PHOTO_SIDE, MB, PhotoScorer, build_app,
                                        launch_options)
-from orderlearn.config import config_from_dict
 from orderlearn.errors import DataError
 from orderlearn.runs.loaded import LoadedRun
-from orderlearn.runs.recipe import run_experiment
 
-from builders import tiny_config
+from builders import tiny_comparator_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def run_dir(synthetic_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("serve-limits") / "run"
-    raw = tiny_config(synthetic_root, out, epochs=1)
-    raw["direct_baseline"] = False
-    run_experiment(config_from_dict(raw))
-    return out
+    return tiny_comparator_run(synthetic_root, tmp_path_factory.mktemp("serve-limits") / "run")
 
 
 @pytest.fixture(scope="module")

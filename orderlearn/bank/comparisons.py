@@ -125,7 +125,8 @@ class ComparatorCalls:
             raise ValueError(f"test_idx {tuple(test_idx.shape)} and ref_idx {tuple(ref_idx.shape)} must be equal 1-D shapes")
         # each image's pairs in calls of their own (see the module): what an image is asked depends
         # only on its own answers so far, so its answers do not depend on the other images
-        rows = [(test_idx == i).nonzero().reshape(-1) for i in torch.unique(test_idx)]
+        by_image = torch.argsort(test_idx, stable=True)
+        rows = by_image.split(torch.unique_consecutive(test_idx[by_image], return_counts=True)[1].tolist())
         forward, reverse = [], []
         for member in self.members:
             view = member.ready()
