@@ -225,6 +225,10 @@ def data_ranges(data: DataConfig, prefix: str) -> dict[str, Check]:
         f"{prefix}synthetic_images": data.synthetic_images >= SYNTHETIC_MIN_IMAGES,
         f"{prefix}synthetic_image_size": data.synthetic_image_size >= SYNTHETIC_MIN_SIZE,
         f"{prefix}score_high": data.score_high > data.score_low,
+        f"{prefix}score_definition": (data.score_definition == "mean" or (
+            data.kind in ("scut", "synthetic") and data.ratings is not None and data.score_low <= 0 <= 100 <= data.score_high),
+            "high_share is a percentage of SCUT-layout ratings: data.kind scut or synthetic, data.ratings set, "
+            "data.score_low <= 0 and data.score_high >= 100"),
     }
 
 

@@ -31,6 +31,11 @@ class DataConfig:
     limit_test: Optional[int] = None  # use a seeded subset of the test files
     train_groups: Optional[list[str]] = None  # keep only these groups' training files (SCUT: AF, AM, CF, CM; from the file name)
     test_groups: Optional[list[str]] = None  # keep only these groups' test files (the cross-group protocol)
+    group_by: str = "group"  # what train_groups / test_groups name: group (SCUT's AF/AM/CF/CM, a manifest's group column) | gender
+    # what a face's score is: mean (the listed mean rating, or the manifest's score) | high_share (SCUT
+    # layout: the percentage of raters who gave 4 or 5, a scale no model is trained on, for the
+    # new-scale protocol; needs the ratings and data.score_low <= 0, data.score_high >= 100)
+    score_definition: str = "mean"
     synthetic_images: int = 1000  # synthetic: images generated on first use
     synthetic_image_size: int = 128  # synthetic: side of a generated face, in px
     score_low: float = 1.0  # lowest score of the scale (the scorer's range; ages: the youngest)
@@ -166,6 +171,8 @@ class ExperimentConfig:
 CHOICES = {
     "data.kind": ("synthetic", "scut", "manifest"),
     "data.duplicates": ("error", "drop-training-copies"),
+    "data.group_by": ("group", "gender"),
+    "data.score_definition": ("mean", "high_share"),
     "task": ("comparator", "regressor"),
     "loss.name": ("ce", "wce", "ce+kl"),
     "optim.name": ("adamw", "adam", "sgd"),

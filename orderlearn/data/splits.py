@@ -82,25 +82,46 @@ def _read(config: DataConfig) -> DatasetSplits:
         splits = drop_training_copies(splits)  # leaves no content shared across parts
     else:
         check_no_shared_content(splits)
-    splits.train = _of_groups(splits.train, config.train_groups, "data.train_groups", splits.source)
-    splits.test = _of_groups(splits.test, config.test_groups, "data.test_groups", splits.source)
+    splits.train = _of_groups(splits.train, config.train_groups, config.group_by, "data.train_groups", splits.source)
+    splits.test = _of_groups(splits.test, config.test_groups, config.group_by, "data.test_groups", splits.source)
+    if config.score_definition != "mean":
+        splits.train, splits.test = (_rescored(part, config.score_definition, splits.source) for part in (splits.train, splits.test))
+        splits.val = None if splits.val is None else _rescored(splits.val, config.score_definition, splits.source)
     return splits
 
 
-def _of_groups(samples: list[ScoredImage], groups: Optional[list[str]], key: str, source: str) -> list[ScoredImage]:
-    """The samples of ``groups`` (all when None): the cross-group protocol trains on some groups'
-    training files (validation is carved from those) and tests on other groups' test files."""
+def _of_groups(samples: list[ScoredImage], groups: Optional[list[str]], group_by: str, key: str,
+               source: str) -> list[ScoredImage]:
+    """The samples of ``groups`` (all when None), by ``group_by`` (``group`` or ``gender``): the
+    cross-group protocol trains on some groups' training files (validation is carved from those)
+    and tests on other groups' test files."""
     if groups is None:
         return samples
-    unknown = [s.path.name for s in samples if s.group is None]
+    unknown = [s.path.name for s in samples if getattr(s, group_by) is None]
     if unknown:
-        raise ConfigError(f"{key}: {source} gives no group for {unknown[0]} (and {len(unknown) - 1} more); "
-                          "groups come from SCUT-FBP5500 file names (AF, AM, CF, CM)")
-    kept = [s for s in samples if s.group in groups]
+        where = ("SCUT-FBP5500 file names (AF, AM, CF, CM) or a manifest's group column" if group_by == "group"
+                 else "SCUT-FBP5500 file names or a manifest's gender column")
+        raise ConfigError(f"{key}: {source} gives no {group_by} for {unknown[0]} (and {len(unknown) - 1} more); "
+                          f"it comes from {where}")
+    kept = [s for s in samples if getattr(s, group_by) in groups]
     if not kept:
-        present = sorted({s.group for s in samples})
-        raise ConfigError(f"{key}: no image of groups {groups} in {source} (groups there: {present})")
+        present = sorted({getattr(s, group_by) for s in samples})
+        raise ConfigError(f"{key}: no image of {group_by} {groups} in {source} ({group_by}s there: {present})")
     return kept
+
+
+def _rescored(samples: list[ScoredImage], definition: str, source: str) -> list[ScoredImage]:
+    """The samples under another definition of their score (``data.score_definition``):
+    ``high_share``, the percentage of the raters who gave 4 or 5 (the rating histogram's two top
+    bins). Its std is left unknown: the histogram's std is in the ratings' units."""
+    rescored = []
+    for sample in samples:
+        counts = sample.rating_counts
+        if not counts or sum(counts) == 0:
+            raise DataError(f"data.score_definition: {definition} needs every image's rating counts; {source} has none "
+                            f"for {sample.name} (data.ratings names the ratings file)")
+        rescored.append(dataclasses.replace(sample, score=100.0 * sum(counts[3:]) / sum(counts), std=None))
+    return rescored
 
 
 def _manifest_test_fold(split: str) -> Optional[int]:
