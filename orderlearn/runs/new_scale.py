@@ -26,7 +26,7 @@ from comparators.base import Comparator
 from comparators.direct_head import EmbeddingRegressor
 
 from orderlearn.bank.references import ReferenceBank
-from orderlearn.bank.route import BankRoute
+from orderlearn.bank.route import BankRoute, Comparisons
 from orderlearn.bank.self_calibration import self_calibrate
 from orderlearn.bank.comparisons import view_embeddings
 from orderlearn.engine.checkpoints import CheckpointStore, load_weights
@@ -87,6 +87,7 @@ class NewScaleScores:
     """Both routes' scores of some samples on the references' scale (see the module docstring)."""
 
     order_learned: Optional[scorers.Scores]  # None: a regressor run
+    comparisons: Optional[Comparisons]  # the samples' comparisons with the references
     direct: Optional[torch.Tensor]  # the run's units
     direct_mapped: Optional[torch.Tensor]  # the new scale
     direct_map: Optional[DirectMap]
@@ -99,14 +100,14 @@ def score_on_new_scale(loaded: LoadedRun, references: ReferenceBank, samples: Se
     """``samples`` scored on the scale of ``references`` by both routes (module docstring); the
     references and samples are scored as given (align them first where the photos are)."""
     calibration: dict[str, Any] = {}
-    order_learned, moved = None, loaded
+    order_learned, comparisons, moved = None, None, loaded
     if has_bank_route(loaded):
         moved, calibration = with_references(loaded, references)
-        order_learned = moved.score(samples, name)[1]
+        comparisons, order_learned = moved.score(samples, name)
     direct = direct_scores(loaded, samples, name)
     mapped, direct_map = None, None
     if direct is not None:
         direct_map = fit_direct_map(direct_scores(loaded, references.samples, "references"), references.scores)
         mapped = direct_map(direct)
         calibration["direct_map"] = {"kind": direct_map.kind, "leave_one_out_mae": direct_map.leave_one_out_mae}
-    return NewScaleScores(order_learned, direct, mapped, direct_map, calibration, moved)
+    return NewScaleScores(order_learned, comparisons, direct, mapped, direct_map, calibration, moved)
