@@ -170,3 +170,16 @@ def test_the_direct_map_is_chosen_by_leave_one_out():
     assert fit_direct_map([1.0, 2.0], [10.0, 20.0]).kind == "linear"  # under 3 references: linear only
     flipped = fit_direct_map(x, -2 * x)  # a reversed new scale is a linear map with a negative slope
     assert flipped(torch.tensor([1.0])).item() == pytest.approx(-2.0)
+
+
+@pytest.mark.slow
+def test_the_demo_line_scores_a_scale_never_trained_on_by_both_routes(run):
+    from orderlearn.report.new_scale_line import new_scale_line, new_scale_results
+
+    found = new_scale_results(run)
+    assert found["references"] == 30 and found["calibration"]["references"] == 30
+    assert "reference_positions" in found["calibration"]["fitted"]
+    for route in ("order_learned", "direct_mapped"):
+        assert np.isfinite(found[route]["pc"]) and 0 <= found[route]["mae"] <= 100
+    line = new_scale_line(found)
+    assert line.startswith("new scale (share of raters giving 4 or 5 (%)") and "order-learned" in line and "direct mapped" in line
