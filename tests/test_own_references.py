@@ -110,6 +110,10 @@ def test_predict_references_on_a_bundle_and_a_bundle_with_its_own_references(run
     low, high = on_bundle["references"]["range"]
     assert 5 < low < high < 60 and all(low <= p["score"] <= high for p in on_bundle["predictions"])
     assert "direct_score" not in on_bundle["predictions"][0]  # a bundle carries the bank route only
+    import orderlearn
+
+    in_python = orderlearn.load(bundle).predict(photos, align="none", references=refs)
+    assert [p.score for p in in_python] == pytest.approx([p["score"] for p in on_bundle["predictions"]], abs=1e-9)
     # the run folder gives the same order-learned scores, and its direct route raw and mapped
     assert main(["predict", str(photos), "--model", str(run), "--references", str(refs), "--align", "none",
                  "--json", str(tmp_path / "run.json")]) == 0
