@@ -188,9 +188,10 @@ def write_csv(path: Path, items: Sequence[Prediction]) -> Path:
 
 
 def json_payload(result: Predictions) -> dict:
-    """What ``--json`` writes: the predictions and the failures (and, with references, what was fitted on them)."""
-    names = columns(result.items)
-    payload = {"predictions": [{k: v for k, v in asdict(p).items() if k in names} for p in result.items],
+    """What ``--json`` writes: the predictions (every field of :class:`Prediction`, as the Python API
+    gives them; ``direct_score`` and ``direct_mapped`` null without references), the failures and,
+    with references, what was fitted on them."""
+    payload = {"predictions": [asdict(p) for p in result.items],
                "failed": [{"file": str(f), "reason": why} for f, why in result.failed]}
     if result.calibration is not None:
         payload["references"] = result.calibration
