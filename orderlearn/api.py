@@ -53,7 +53,7 @@ class Predictor:
         return self.loaded.results
 
     def predict(self, images: Union[PathLike, Sequence[PathLike]], align: str = "mtcnn", one_face: bool = False,
-                skip_failed: bool = False) -> list[Prediction]:
+                skip_failed: bool = False, references: Optional[PathLike] = None) -> list[Prediction]:
         """The score of each image file named or under a named folder, as ``orderlearn predict``
         prints it: one :class:`Prediction` per photo (score, posterior ``std``, 95% interval
         ``lower95``–``upper95``, ``percentile`` among the bank's references, ``faces_found``).
@@ -62,11 +62,19 @@ class Predictor:
         (needs the ``align`` extra); ``"none"`` scores the files as they are. ``one_face``: a photo
         with several faces cannot be scored (default: the largest face). A photo that cannot be
         scored is a one-line DataError naming each such photo, raised before anything is scored;
-        with ``skip_failed`` the others are scored and it is left out."""
+        with ``skip_failed`` the others are scored and it is left out.
+
+        ``references``: a manifest (``path,score[,std]``) or a folder holding one: score on its
+        scale (``predict --references``; each :class:`Prediction` then also has ``direct_score``
+        and ``direct_mapped`` where the run has a direct route)."""
+        from orderlearn.bank.own_references import read_references
+
         check_align(align, "align")
+        bank = read_references(references) if references is not None else None
         inputs = [Path(images)] if isinstance(images, (str, Path)) else [Path(i) for i in images]
         with tempfile.TemporaryDirectory(prefix="orderlearn-crops-") as work:
-            return predict(self.loaded, inputs, Path(work), align, one_face, all_or_none=not skip_failed).items
+            return predict(self.loaded, inputs, Path(work), align, one_face, all_or_none=not skip_failed,
+                           references=bank).items
 
 
 def load(source: PathLike) -> Predictor:

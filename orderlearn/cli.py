@@ -110,6 +110,7 @@ def add_score(sub: "argparse._SubParsersAction") -> None:
     score.add_argument("--scorer", help="scorer name (default: the run's)")
     score.add_argument("--plot", type=integer_at_least(0), default=0, metavar="N", help="pictures of the decision for the first N images")
     score.add_argument("--plot-dir", type=Path, help="folder for the pictures (default RUN/plots)")
+    score.add_argument("--references", type=Path, metavar="REFS", help="score on the scale of your own references: a manifest (CSV/JSONL path,score[,std]) or a folder holding one")
 
 
 def add_evaluate(sub: "argparse._SubParsersAction") -> None:
@@ -162,6 +163,7 @@ def add_predict(sub: "argparse._SubParsersAction") -> None:
     predict.add_argument("--csv", type=Path, help="also write the table as CSV")
     predict.add_argument("--json", type=Path, help="also write the predictions and failures as JSON")
     predict.add_argument("--plot", type=Path, metavar="DIR", help="pictures of each decision into DIR")
+    predict.add_argument("--references", type=Path, metavar="REFS", help="score on the scale of your own references: a manifest (CSV/JSONL path,score[,std]) or a folder holding one")
 
 
 def add_export(sub: "argparse._SubParsersAction") -> None:
@@ -171,6 +173,8 @@ def add_export(sub: "argparse._SubParsersAction") -> None:
     export.add_argument("--thumbnail-size", type=integer_at_least(0), default=64, help="reference thumbnails' side in px (0: none)")
     export.add_argument("--template-faces", type=integer_at_least(1), default=200, help="training faces the alignment template averages")
     export.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the bundle as a hub model repository")
+    export.add_argument("--references", type=Path, metavar="REFS",
+                        help="the bundle's bank: your own references (a manifest path,score[,std]; files scored as they are)")
 
 
 def add_serve(sub: "argparse._SubParsersAction") -> None:

@@ -31,12 +31,14 @@ from .link import Link
 
 
 def fit_reference_positions(probs: torch.Tensor, truth: torch.Tensor, link: Link | dict | None = None,
-                            soft: bool = False, low: float = 1.0, high: float = 5.0) -> torch.Tensor:
+                            soft: bool = False, low: float = 1.0, high: float = 5.0,
+                            mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Positions r̃ [R] (float64) of the references from validation × reference answers.
 
     ``probs`` [V, R, K]: the comparator's answers for (validation image v, reference i) in the form
     the scorer reads; ``truth`` [V]: the validation images' true scores. A reference the
-    comparator places above (below) every validation image gets ``high`` (``low``).
+    comparator places above (below) every validation image gets ``high`` (``low``). ``mask``
+    [V, R]: the answers to use (references × references leave each reference's own pair out).
     """
     if probs.dim() != 3 or truth.dim() != 1 or probs.shape[0] != truth.shape[0]:
         raise ValueError(f"fit_reference_positions: probs [V, R, K] and truth [V] must agree, got "
@@ -45,7 +47,8 @@ def fit_reference_positions(probs: torch.Tensor, truth: torch.Tensor, link: Link
         raise ValueError("fit_reference_positions: no validation comparisons to fit the positions on")
     seen_by_reference = swap_first_second(probs).transpose(0, 1).contiguous()  # [R, V, K]
     scorer = ExactBTScorer(link=link, low=low, high=high, soft=soft)
-    return scorer.score(seen_by_reference.double(), truth.to(torch.float64)).value
+    seen_mask = None if mask is None else mask.transpose(0, 1).contiguous()
+    return scorer.score(seen_by_reference.double(), truth.to(torch.float64), seen_mask).value
 
 
 @dataclass
@@ -58,20 +61,24 @@ class Calibration:
 
 def calibrate(probs: torch.Tensor, truth: torch.Tensor, bank_scores: torch.Tensor, link: Link,
               fit_link: bool, fit_positions: bool, soft: bool = False, low: float = 1.0,
-              high: float = 5.0) -> Calibration:
+              high: float = 5.0, mask: Optional[torch.Tensor] = None) -> Calibration:
     """The link (:meth:`Link.fit`, starting from ``link``) and/or the references' positions, from
     validation × bank answers ``probs`` [V, R, K] with true scores ``truth`` [V].
 
     With both, the link is fitted on the known scores, the positions under it, then the link once
     more on the positions and the positions under that link: one alternation, because each
-    depends on the other (a steeper link moves references less).
+    depends on the other (a steeper link moves references less). ``mask`` [V, R]: only these
+    answers are used (a bank calibrated on itself leaves out each reference against itself).
     """
     positions: Optional[torch.Tensor] = None
     for _ in range(2 if fit_link and fit_positions else 1):
         if fit_link:
             places = bank_scores.to(torch.float64) if positions is None else positions
             delta = truth.to(torch.float64)[:, None] - places[None, :]
-            link = link.fit(delta.reshape(-1), probs.reshape(-1, probs.shape[-1]).double())
+            answers = probs.double()
+            if mask is not None:
+                delta, answers = delta[mask], answers[mask]
+            link = link.fit(delta.reshape(-1), answers.reshape(-1, probs.shape[-1]))
         if fit_positions:
-            positions = fit_reference_positions(probs, truth, link, soft, low, high)
+            positions = fit_reference_positions(probs, truth, link, soft, low, high, mask)
     return Calibration(link, positions)

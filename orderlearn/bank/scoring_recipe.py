@@ -46,7 +46,7 @@ class ScoringRecipe:
     both_orders: bool = False
     reverse_pass: bool = True  # also compare (reference, image): both_orders and the agreement metric
     link: Optional[dict[str, float]] = None  # the scorer's link; None = the scorer's default
-    link_source: str = "default"  # default | configured | comparator | calibrated
+    link_source: str = "default"  # default | configured | comparator | calibrated | rescaled | references (own references)
     interval_scale: Optional[float] = None  # posterior std × this, fitted on validation
     # where the comparator places each reference (scorers.references), fitted on validation x bank;
     # None: at its known score

@@ -12,7 +12,8 @@ import argparse
 def main(args: argparse.Namespace) -> int:
     from orderlearn.runs.bundle import check_thumbnail_size, export_bundle, push_bundle
 
-    out = export_bundle(args.run, args.out, check_thumbnail_size(args.thumbnail_size), args.template_faces)
+    out = export_bundle(args.run, args.out, check_thumbnail_size(args.thumbnail_size), args.template_faces,
+                        args.references)
     print(f"wrote {out}")
     if args.push_to_hub:
         print(f"pushed to {push_bundle(out, args.push_to_hub)}")

@@ -23,10 +23,14 @@ def main(args: "argparse.Namespace") -> int:
     from orderlearn.runs.loaded import LoadedRun
     from orderlearn.runs.predictions import format_table, predict, write_csv, write_json
 
+    from orderlearn.bank.own_references import read_references
+
     refuse_outputs_over_inputs({"--csv": args.csv, "--json": args.json}, args.photos)
+    references = read_references(args.references) if args.references else None
     model = LoadedRun.load(args.model)
     with tempfile.TemporaryDirectory(prefix="orderlearn-crops-") as work:
-        result = predict(model, args.photos, Path(work), args.align, args.one_face)
+        result = predict(model, args.photos, Path(work), args.align, args.one_face, references=references)
+        model = result.model or model
         if result.items:
             print(format_table(result.items))
         if args.plot and result.items:

@@ -48,11 +48,21 @@ def refuse_outputs_over_inputs(outputs: Mapping[str, Optional[Path]], inputs: Se
 
 def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[Path] = None,
               scorer_name: Optional[str] = None, plot: int = 0,
-              plot_dir: Optional[Path] = None) -> tuple[Path, list[tuple[Path, str]]]:
+              plot_dir: Optional[Path] = None, references: Optional[Path] = None) -> tuple[Path, list[tuple[Path, str]]]:
     """Score ``images`` (default: the run's test split); returns the CSV and the failed files.
     ``plot``: pictures of the decision for the first ``plot`` images, into ``plot_dir``
-    (default ``RUN/plots``)."""
+    (default ``RUN/plots``). ``references``: a manifest of your own references; the images are
+    scored on their scale (:mod:`orderlearn.runs.new_scale`), the CSV's ``direct_score`` is then
+    the run's direct score mapped onto it (empty where the run has no direct route)."""
+    from orderlearn.bank.own_references import read_references
+    from orderlearn.runs.predictions import require_bank_route
+
+    if references is not None and scorer_name is not None:
+        raise ConfigError("--scorer: not with --references (the self-calibrated recipe scores with the run's scorer)")
+    bank = read_references(references) if references is not None else None
     loaded = LoadedRun.from_run(run)
+    if bank is not None:
+        require_bank_route(loaded)
     failed: list[tuple[Path, str]] = []
     if images:
         inputs = collect_images(images)
@@ -61,10 +71,17 @@ def score_run(run: Path, images: Optional[Sequence[Path]] = None, out: Optional[
             raise DataError("no image could be scored: " + "; ".join(f"{p}: {why}" for p, why in failed))
     else:
         samples = load_test(loaded.config.data)
-    comparisons, scores = loaded.score(samples, "images", scorer_name)
+    direct = None
+    if bank is None:
+        comparisons, scores = loaded.score(samples, "images", scorer_name)
+    else:
+        from orderlearn.runs.new_scale import score_on_new_scale
+
+        new = score_on_new_scale(loaded, bank, samples)
+        loaded, comparisons, scores, direct = new.loaded, new.comparisons, new.order_learned, new.direct_mapped
     out = Path(out) if out else Path(run) / "scored.csv"
     if loaded.accelerator.is_main_process:
-        write_scores_csv(out, samples, scores)
+        write_scores_csv(out, samples, scores, direct)
         if plot:
             plot_scored(loaded, samples[:plot], comparisons.for_scoring, scores, Path(plot_dir or Path(run) / "plots"))
     return out, failed
@@ -86,7 +103,7 @@ def main(args: "argparse.Namespace") -> int:
 
     check_scorer_option(args.scorer)
     refuse_outputs_over_inputs({"--out": args.out}, args.images or [])
-    out, failed = score_run(args.run, args.images, args.out, args.scorer, args.plot, args.plot_dir)
+    out, failed = score_run(args.run, args.images, args.out, args.scorer, args.plot, args.plot_dir, args.references)
     print(f"wrote {out}")
     for path, why in failed:
         print(f"error: not scored: {path}: {why}", file=sys.stderr)

@@ -34,16 +34,34 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- export
-def export_bundle(run: Path, out: Path, thumbnail_size: int = 64, template_faces: int = 200) -> Path:
-    """Write the bundle of ``run`` into the new folder ``out`` (written beside it, then renamed)."""
+def export_bundle(run: Path, out: Path, thumbnail_size: int = 64, template_faces: int = 200,
+                  references: Optional[Path] = None) -> Path:
+    """Write the bundle of ``run`` into the new folder ``out`` (written beside it, then renamed).
+    ``references``: a manifest of the user's own references, the bundle's bank, self-calibrated
+    on them (:mod:`orderlearn.runs.new_scale`; their files are embedded as they are, so give crops
+    like the training faces); the bundle then scores on their scale, within the range fitted on
+    them (its config's ``data.score_low``/``score_high`` say that range)."""
+    from orderlearn.bank.own_references import read_references
+    from orderlearn.runs.new_scale import with_references
+    from orderlearn.runs.predictions import require_bank_route
+
     run, out = Path(run), Path(out)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not empty: export into a new folder")
+    bank = read_references(references) if references is not None else None
     loaded = LoadedRun.from_run(run)
+    own: Optional[dict[str, Any]] = None
+    training_bank = loaded.bank  # the alignment template is the training faces' frame
+    if bank is not None:
+        require_bank_route(loaded)
+        loaded, own = with_references(loaded, bank)
+        own = {**own, "source": str(Path(references).resolve())}
+        data = dataclasses.replace(loaded.config.data, score_low=loaded.recipe.low, score_high=loaded.recipe.high)
+        loaded = dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, data=data))
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write_bundle(loaded, work, thumbnail_size, template_faces)
+        write_bundle(loaded, work, thumbnail_size, template_faces, training_bank, own)
         readable_by_all(work)
         if out.exists():
             out.rmdir()
@@ -62,8 +80,11 @@ def readable_by_all(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def write_bundle(loaded: LoadedRun, out: Path, thumbnail_size: int, template_faces: int) -> None:
-    """Every file of the bundle of the run ``loaded`` into ``out``."""
+def write_bundle(loaded: LoadedRun, out: Path, thumbnail_size: int, template_faces: int,
+                 template_bank: Optional[ReferenceBank] = None, own_references: Optional[dict[str, Any]] = None) -> None:
+    """Every file of the bundle of the run ``loaded`` into ``out``; the alignment template from
+    ``template_bank``'s faces (default: the bank's); ``own_references``: what was fitted on a
+    user's references that are the bank (``bundle.json``'s ``own_references``)."""
     recipe, run = loaded.recipe, loaded.source
     checkpoints, full = write_weights(loaded, out)
     write_bank_embeddings(loaded, out / BANK_EMBEDDINGS_FILE)
@@ -72,7 +93,7 @@ def write_bundle(loaded: LoadedRun, out: Path, thumbnail_size: int, template_fac
     # the exporter's cache folder means nothing elsewhere: a bundle caches in its user's (bundle_format)
     cache = "none" if loaded.config.feature_cache == "none" else "auto"
     dataclasses.replace(loaded.config, feature_cache=cache).save(out / "config.yaml")
-    alignment_note = write_template(loaded.bank, out / TEMPLATE_FILE, template_faces)
+    alignment_note = write_template(template_bank or loaded.bank, out / TEMPLATE_FILE, template_faces)
     if thumbnail_size:
         write_thumbnails(loaded.bank, out / THUMBNAILS_FILE, thumbnail_size)
     manifest = {
@@ -83,6 +104,8 @@ def write_bundle(loaded: LoadedRun, out: Path, thumbnail_size: int, template_fac
         "thumbnails": THUMBNAILS_FILE if thumbnail_size else None, "source_run": str(run.resolve()),
         "results": results_summary(loaded.results),
     }
+    if own_references is not None:
+        manifest["own_references"] = own_references
     atomic_write_json(out / MANIFEST_FILE, manifest)
     atomic_write_text(out / "README.md", model_card(loaded.config, manifest, loaded.bank))
     write_checksums(out, bundle_files(out))  # last: over every file above

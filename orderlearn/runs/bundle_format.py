@@ -68,7 +68,8 @@ MANIFEST_KEYS: dict[str, tuple[type, ...]] = {
     "format": (int,), "method": (str,), "task": (str,), "score_range": (list,), "checkpoints": (list,),
     "full_weights": (bool,), "bank_size": (int,), "alignment": (str, NONE), "thumbnails": (str, NONE),
 }
-OPTIONAL_KEYS: dict[str, tuple[type, ...]] = {"alignment_note": (str, NONE), "results": (dict, NONE)}
+OPTIONAL_KEYS: dict[str, tuple[type, ...]] = {"alignment_note": (str, NONE), "results": (dict, NONE),
+                                              "own_references": (dict, NONE)}
 USER_WEIGHTS = ("random", "imagenet")  # the model.weights a bundle's config may name: none is a file
 
 

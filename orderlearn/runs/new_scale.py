@@ -1,0 +1,113 @@
+"""A loaded run on a new scale: its bank replaced by the user's references, both routes scored.
+
+:func:`with_references` gives the :class:`~orderlearn.runs.loaded.LoadedRun` whose route compares
+with the user's references under a recipe self-calibrated on them
+(:mod:`orderlearn.bank.self_calibration`); :func:`score_on_new_scale` scores samples by both
+routes, the one function ``predict --references``, ``score --references``, the demo's new-scale
+line and the protocols call:
+
+- order-learned: the comparator against the new references (None for a regressor run, whose
+  bank route compares its own score, in the run's units, with the references' known scores);
+- direct: the run's direct score as it is (the run's units) and mapped onto the new scale by a
+  monotone fit on the same references (:mod:`.direct_map`). A run folder has a direct route
+  when its model is a regressor or its comparator's direct head was fitted (``direct/``); an
+  exported bundle carries the bank route only.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+
+import scorers
+from comparators.base import Comparator
+from comparators.direct_head import EmbeddingRegressor
+
+from orderlearn.bank.references import ReferenceBank
+from orderlearn.bank.route import BankRoute, Comparisons
+from orderlearn.bank.self_calibration import self_calibrate
+from orderlearn.bank.comparisons import view_embeddings
+from orderlearn.engine.checkpoints import CheckpointStore, load_weights
+from orderlearn.runs.direct_map import DirectMap, fit_direct_map
+from orderlearn.runs.loaded import LoadedRun, ReferenceImages
+from orderlearn.types import ScoredImage
+
+
+def has_bank_route(loaded: LoadedRun) -> bool:
+    """Whether the run's bank route judges the references' images (a comparator), not their scores."""
+    return isinstance(loaded.model, Comparator)
+
+
+def with_references(loaded: LoadedRun, references: ReferenceBank) -> tuple[LoadedRun, dict[str, Any]]:
+    """``loaded`` with ``references`` as its bank, under the recipe self-calibrated on them, and
+    what the calibration fitted. ``loaded`` itself is unchanged."""
+    recipe = dataclasses.replace(loaded.recipe, reference_positions=None)
+    route = BankRoute(loaded.model, recipe, references, loaded.source, loaded.route.features, loaded.accelerator,
+                      loaded.config.train.eval_batch_size)
+    calibrated, report = self_calibrate(route, loaded.bank.scores)
+    moved = dataclasses.replace(loaded, bank=references, route=route.with_recipe(calibrated),
+                                references=ReferenceImages(references))
+    return moved, report
+
+
+def direct_scores(loaded: LoadedRun, samples: Sequence[ScoredImage], name: str = "images") -> Optional[torch.Tensor]:
+    """The run's direct scores of ``samples`` (float64 [N], the run's units), as the run computed its
+    test set's: the validation-selected checkpoint, a regressor's own score or the comparator's
+    direct head; None where the run has no direct route (a bundle, a comparator without ``direct/``)."""
+    if loaded.is_bundle:
+        return None
+    store, head_store = CheckpointStore(loaded.source / loaded.config.task), CheckpointStore(loaded.source / "direct")
+    comparator = isinstance(loaded.model, Comparator)
+    try:
+        best = store.best()
+        head_best = head_store.best() if comparator else None
+    except (OSError, KeyError, ValueError):
+        return None
+    model, accelerator = loaded.model, loaded.accelerator
+    load_weights(model, best)  # the bank route loads its own checkpoints again before it compares
+    model.to(accelerator.device).eval()
+    view = model.comparator_view().to(accelerator.device)
+    features = loaded.route.features(view, list(samples), f"features {name}")
+    embeddings = view_embeddings(view, features, accelerator, loaded.config.train.eval_batch_size)
+    if not comparator:
+        return embeddings.reshape(-1).double()
+    head = EmbeddingRegressor(embeddings.shape[-1])
+    load_weights(head, head_best)
+    head.to(accelerator.device).eval()
+    data = loaded.config.data
+    with torch.no_grad():  # each face on its own, as the run scored its test set (runs/direct.py)
+        out = [head(embeddings[i:i + 1].to(accelerator.device)).score.reshape(-1) for i in range(len(embeddings))]
+    return (torch.cat(out) if out else embeddings.new_zeros(0)).double().cpu().clamp(data.score_low, data.score_high)
+
+
+@dataclass
+class NewScaleScores:
+    """Both routes' scores of some samples on the references' scale (see the module docstring)."""
+
+    order_learned: Optional[scorers.Scores]  # None: a regressor run
+    comparisons: Optional[Comparisons]  # the samples' comparisons with the references
+    direct: Optional[torch.Tensor]  # the run's units
+    direct_mapped: Optional[torch.Tensor]  # the new scale
+    direct_map: Optional[DirectMap]
+    calibration: dict[str, Any]
+    loaded: LoadedRun  # the run with the new bank
+
+
+def score_on_new_scale(loaded: LoadedRun, references: ReferenceBank, samples: Sequence[ScoredImage],
+                       name: str = "images") -> NewScaleScores:
+    """``samples`` scored on the scale of ``references`` by both routes (module docstring); the
+    references and samples are scored as given (align them first where the photos are)."""
+    calibration: dict[str, Any] = {}
+    order_learned, comparisons, moved = None, None, loaded
+    if has_bank_route(loaded):
+        moved, calibration = with_references(loaded, references)
+        comparisons, order_learned = moved.score(samples, name)
+    direct = direct_scores(loaded, samples, name)
+    mapped, direct_map = None, None
+    if direct is not None:
+        direct_map = fit_direct_map(direct_scores(loaded, references.samples, "references"), references.scores)
+        mapped = direct_map(direct)
+        calibration["direct_map"] = {"kind": direct_map.kind, "leave_one_out_mae": direct_map.leave_one_out_mae}
+    return NewScaleScores(order_learned, comparisons, direct, mapped, direct_map, calibration, moved)
