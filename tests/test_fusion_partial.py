@@ -174,6 +174,12 @@ def test_a_run_over_a_split_fused_backbone_trains_both_tops_on_cached_packed_map
                     train={"select_metric": "val_pc" if task == "regressor" else "val_loss"}, **({"pairs": {"total": 600, "val_total": 200}} if task == "comparator" else {}))
     run_cli(tmp_path, raw, f"model.backbone={TINY_FUSION}", "model.image_size=48", "model.trainable_from=[blocks.4, layer4]",
             "model.test_flip=true", "train.feature_views=[identity, hflip]")
+    from orderlearn.config import load_config
+    from orderlearn.report.run_folders import trainable_part
+
+    saved = load_config(tmp_path / "run" / "config.yaml")  # the saved config reads back, its split per branch
+    assert saved.model.args["trainable_from"] == SPLIT
+    assert trainable_part(saved.to_dict()) == "from blocks.4 ‖ layer4"
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert {"direct", "order_learned"} <= set(results) and results["order_learned"]["n"] == 40
     assert len(list(feature_cache_dir.glob("*/*.npy"))) == 2 * 200  # every image, both views, once: one packed entry each
