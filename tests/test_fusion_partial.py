@@ -171,7 +171,7 @@ def test_a_run_over_a_split_fused_backbone_trains_both_tops_on_cached_packed_map
     model = ({"name": "plain", "backbone": "mobilenetv2_035", "weights": "random", "augment": []} if task == "regressor"
              else {"name": "siamese", "backbone": "mobilenetv2_035", "weights": "random", "projection": 16, "hidden": 16})
     raw = small_run(synthetic_root, tmp_path / "run", model, name=f"fused-{task}", task=task,
-                    train={"select_metric": "val_pc" if task == "regressor" else "val_loss"}, **({"pairs": {"total": 600, "val_total": 200}} if task == "comparator" else {}))
+                    train={"select_metric": "val_pc" if task == "regressor" else "val_loss"}, **({"pairs": {"total": 200, "val_total": 100}} if task == "comparator" else {}))
     run_cli(tmp_path, raw, f"model.backbone={TINY_FUSION}", "model.image_size=48", "model.trainable_from=[blocks.4, layer4]",
             "model.test_flip=true", "train.feature_views=[identity, hflip]")
     from orderlearn.config import load_config
