@@ -3,7 +3,8 @@
 A model's options dataclass inherits :class:`BackboneOptions` and adds its own fields (heads,
 losses); it redeclares a shared field only to give it its paper's default. Configs keep
 writing the shared options flat under ``model:`` (``backbone: mobilenetv2_100``,
-``trainable_from: blocks.5``), so inheriting changes no config.
+``trainable_from: blocks.5``; a fused backbone's ``trainable_from: [blocks.4, blocks.4]``), so
+inheriting changes no config.
 
 The model builds its backbone with :meth:`BackboneOptions.build_backbone`: the timm network
 named ``backbone`` with ``weights``, split at ``trainable_from`` for partial fine-tuning.
@@ -16,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from .backbones import check_backbone_name, create_backbone
+from .fusion import fusion_branches
 from .partial import TrainableFrom, check_trainable_from, split_backbone
 from .transforms import AUGMENTATIONS
 
@@ -29,13 +31,15 @@ class BackboneOptions:
     weights: str = "imagenet"  # "imagenet" | "random" | path to a checkpoint
     image_size: int = 224  # input side in px (faces are resized to it)
     augment: tuple[str, ...] = ("hflip",)  # training augmentations, comparators.transforms.AUGMENTATIONS
-    trainable_from: TrainableFrom = None  # partial fine-tuning: first trainable backbone unit (comparators.partial)
+    # partial fine-tuning: first trainable backbone unit (comparators.partial); for a fused backbone
+    # a list, one per branch in order, null for a branch frozen whole (comparators.fusion_partial)
+    trainable_from: TrainableFrom = None
     test_flip: bool = False  # score or embed a face as the mean over it and its mirror image
 
     def __post_init__(self) -> None:
         """The shared checks; a subclass calls this first, then checks its own fields."""
         check_backbone_name(self.backbone)
-        self.trainable_from = check_trainable_from(self.trainable_from)
+        self.trainable_from = check_trainable_from(self.trainable_from, fusion_branches(self.backbone))
         if self.image_size <= 0:
             raise ValueError(f"image_size: must be positive, got {self.image_size}")
         self.augment = tuple(self.augment)

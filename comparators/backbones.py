@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
-from comparators.backbone_registry import register_backbone
-from comparators.fusion import FusedBackbone
+from comparators.fusion import register_fusion
 from orderlearn.errors import WeightsNotFoundError  # noqa: F401  (raised here; defined with the other input errors)
 
 log = logging.getLogger(__name__)
@@ -262,14 +261,4 @@ def check_backbone_name(name: str) -> None:
     raise ValueError(f"backbone: unknown backbone {name!r} (not a timm model nor one registered by orderlearn){hint}")
 
 
-FUSED = ("mobilenetv2_100", "tf_efficientnet_lite0")
-
-
-@register_backbone
-def mobilenetv2_100_lite0_fusion(pretrained: bool = False, **kwargs) -> FusedBackbone:
-    """ImageNet MobileNetV2 ‖ ImageNet EfficientNet-Lite0 (offline weights when ``pretrained``),
-    pooled features concatenated (:mod:`comparators.fusion`)."""
-    if kwargs.get("num_classes", 0) not in (0, None):
-        raise ValueError("mobilenetv2_100_lite0_fusion is a feature extractor (num_classes=0)")
-    weights = "imagenet" if pretrained else "random"
-    return FusedBackbone([create_backbone(name, weights) for name in FUSED], [normalisation(name) for name in FUSED])
+register_fusion("mobilenetv2_100_lite0_fusion", ["mobilenetv2_100", "tf_efficientnet_lite0"])

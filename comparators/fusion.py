@@ -1,7 +1,9 @@
 """Feature fusion of backbones: one backbone name whose pooled features are the concatenation of
 several timm backbones' pooled features.
 
-``mobilenetv2_100_lite0_fusion`` (registered in :mod:`comparators.backbones`) = ImageNet MobileNetV2 (1280-d) ‖ ImageNet EfficientNet-Lite0
+A fused backbone is declared in one line, :func:`register_fusion` (name, branches in order):
+``register_fusion("mobilenetv2_100_lite0_fusion", ["mobilenetv2_100", "tf_efficientnet_lite0"])``
+(in :mod:`comparators.backbones`) = ImageNet MobileNetV2 (1280-d) ‖ ImageNet EfficientNet-Lite0
 (1280-d), both with offline weights: any comparator or regressor that names it as its
 ``backbone`` compares or regresses over the 2560-d concatenated embedding, with the rest of the
 pipeline (frozen features through the cache, the bank route, the direct head) unchanged.
@@ -9,15 +11,21 @@ pipeline (frozen features through the cache, the bank route, the direct head) un
 Input: the ImageNet-normalised image every backbone of this project gets by default; each
 branch re-normalises it to what its own weights expect (EfficientNet-Lite0: (x − 0.5) / 0.5 on
 [0, 1] pixels) with a fixed affine map, so one preprocessing serves both.
+
+Partial fine-tuning of a fused backbone, one trainable part per branch, is
+:mod:`comparators.fusion_partial`.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+FUSIONS: dict[str, tuple[str, ...]] = {}
+"""Every fused backbone registered by :func:`register_fusion`: its name -> its branches' names, in order."""
 
 
 class Renormalise(nn.Module):
@@ -37,9 +45,11 @@ class Renormalise(nn.Module):
 class FusedBackbone(nn.Module):
     """Pooled features of several backbones, concatenated: ``[B, Σ num_features]``."""
 
-    def __init__(self, branches: Sequence[nn.Module], normalisations: Sequence[tuple[Sequence[float], Sequence[float]]]) -> None:
+    def __init__(self, branches: Sequence[nn.Module], normalisations: Sequence[tuple[Sequence[float], Sequence[float]]],
+                 names: Optional[Sequence[str]] = None) -> None:
         super().__init__()
         self.branches = nn.ModuleList(branches)
+        self.names = tuple(names) if names is not None else tuple(type(b).__name__ for b in branches)
         self.inputs = nn.ModuleList(Renormalise(mean, std) for mean, std in normalisations)
         self.num_features = sum(b.num_features for b in self.branches)
 
@@ -50,3 +60,33 @@ class FusedBackbone(nn.Module):
         if num_classes != 0:
             raise ValueError("a fused backbone is a feature extractor: reset_classifier(0) only")
 
+
+
+def register_fusion(name: str, branches: Sequence[str]) -> None:
+    """Register ``name`` as a backbone (in timm's registry, like any other) whose pooled features
+    are ``branches``' pooled features concatenated in order. Branch names are resolved when the
+    backbone is built, so a branch registered by a module imported later is fine. ``pretrained``
+    gives every branch its ImageNet (offline first) weights, else random ones."""
+    from comparators.backbone_registry import register_backbone
+
+    branches = tuple(branches)
+    if len(branches) < 2:
+        raise ValueError(f"register_fusion {name!r}: a fusion needs two branches or more, got {list(branches)}")
+    FUSIONS[name] = branches
+
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> FusedBackbone:
+        from comparators.backbones import create_backbone, normalisation
+
+        if kwargs.get("num_classes", 0) not in (0, None):
+            raise ValueError(f"{name} is a feature extractor (num_classes=0)")
+        weights = "imagenet" if pretrained else "random"
+        return FusedBackbone([create_backbone(b, weights) for b in branches], [normalisation(b) for b in branches], branches)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__doc__ = f"{' ‖ '.join(branches)}: pooled features concatenated (comparators.fusion)."
+    register_backbone(entrypoint)
+
+
+def fusion_branches(name: str) -> Optional[tuple[str, ...]]:
+    """The branches of fused backbone ``name`` in order, or None when ``name`` is not a fusion."""
+    return FUSIONS.get(name)

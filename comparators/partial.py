@@ -21,15 +21,23 @@ global_pool``; ResNet / SE-ResNeXt: ``conv1 ... layer4, global_pool``); containe
 (``blocks``, ``layer3``) are opened one level so a split may fall between their stages. That
 composition is checked on a probe image when the split is made, so a backbone whose forward
 does something else fails with an error instead of training a different network.
+
+A fused backbone (:mod:`comparators.fusion`) splits per branch: ``trainable_from`` is then a list
+in branch order (:mod:`comparators.fusion_partial`). Both kinds of split are a
+:class:`SplitBackbone`, the contract the helpers below and the models rely on.
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-TrainableFrom = Optional[Union[str, int]]
+BranchTrainableFrom = Optional[Union[str, int]]
+"""Where one network's trainable part starts (None: not split)."""
+TrainableFrom = Optional[Union[str, int, tuple[BranchTrainableFrom, ...]]]
+"""``model.trainable_from``: one unit, or for a fused backbone one per branch in branch order
+(None for a branch frozen whole)."""
 
 
 def backbone_units(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -64,7 +72,45 @@ def split_index(units: list[tuple[str, nn.Module]], trainable_from: Union[str, i
     raise ValueError(f"trainable_from: {trainable_from!r} is not a unit of this backbone; units: {names}")
 
 
-class PartialBackbone(nn.Module):
+class SplitBackbone(nn.Module):
+    """A backbone split into a frozen trunk (whose output the feature cache stores, one tensor
+    per image) and a trainable top (pooled features from that output).
+
+    Contract: ``forward(images) == forward_top(forward_trunk(images))``; ``trunk_modules()`` are
+    frozen (no gradients, evaluation mode whatever the module's mode) and hashed into the cache
+    key; ``top_modules()`` train; ``trainable_from`` says where the split is (in the cache key).
+    """
+
+    num_features: int
+
+    def forward_trunk(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_top(self, trunk_output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def trunk_modules(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def top_modules(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    @property
+    def trainable_from(self) -> object:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_top(self.forward_trunk(images))
+
+    def train(self, mode: bool = True) -> "SplitBackbone":
+        """The top follows ``mode``; the frozen trunk stays in evaluation mode."""
+        super().train(mode)
+        for module in self.trunk_modules():
+            module.eval()
+        return self
+
+
+class PartialBackbone(SplitBackbone):
     """A timm backbone with a frozen trunk and a trainable top (see the module docstring).
 
     It holds the backbone's own children under their own names, so its state dict has exactly
@@ -113,16 +159,6 @@ class PartialBackbone(nn.Module):
             x = module(x)
         return x
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_top(self.forward_trunk(images))
-
-    def train(self, mode: bool = True) -> "PartialBackbone":
-        """The top follows ``mode``; the frozen trunk stays in evaluation mode."""
-        super().train(mode)
-        for module in self.trunk_modules():
-            module.eval()
-        return self
-
     @torch.no_grad()
     def _check_composition(self, backbone: nn.Module, size: int) -> None:
         """The units in order must compute what the backbone computes (on a seeded probe image,
@@ -142,39 +178,73 @@ class PartialBackbone(nn.Module):
 
 
 def split_backbone(backbone: nn.Module, trainable_from: TrainableFrom, probe_size: int = 224) -> nn.Module:
-    """``backbone`` unchanged when ``trainable_from`` is None, else its :class:`PartialBackbone`."""
-    return backbone if trainable_from is None else PartialBackbone(backbone, trainable_from, probe_size)
+    """``backbone`` unchanged when ``trainable_from`` is None, else its :class:`SplitBackbone`:
+    per branch for a fused backbone (a list), else a :class:`PartialBackbone`."""
+    if trainable_from is None:
+        return backbone
+    if isinstance(trainable_from, tuple):
+        from comparators.fusion_partial import PartialFusedBackbone
+
+        return PartialFusedBackbone(backbone, trainable_from, probe_size)
+    return PartialBackbone(backbone, trainable_from, probe_size)
 
 
 def trunk(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The per-image features a split model caches: the trunk's output, or the whole backbone's
     pooled features when nothing is split off."""
-    return backbone.forward_trunk(images) if isinstance(backbone, PartialBackbone) else backbone(images)
+    return backbone.forward_trunk(images) if isinstance(backbone, SplitBackbone) else backbone(images)
 
 
 def top(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """Pooled features from :func:`trunk`'s output (the identity when nothing is split off)."""
-    return backbone.forward_top(features) if isinstance(backbone, PartialBackbone) else features
+    return backbone.forward_top(features) if isinstance(backbone, SplitBackbone) else features
 
 
 def frozen_modules(backbone: nn.Module) -> list[nn.Module]:
     """What :meth:`~comparators.base.Model.feature_modules` returns for a model over ``backbone``."""
-    return backbone.trunk_modules() if isinstance(backbone, PartialBackbone) else [backbone]
+    return backbone.trunk_modules() if isinstance(backbone, SplitBackbone) else [backbone]
 
 
 def feature_key_config(backbone: nn.Module, name: str, config: object) -> object:
     """What determines a split model's cached features besides the trunk's weights and the
     transform: the backbone's name and the split (the method's other options do not touch the
     trunk); an unsplit model's whole ``config``."""
-    if isinstance(backbone, PartialBackbone):
-        return f"PartialBackbone(backbone={name!r}, trainable_from={backbone.trainable_from!r})"
+    if isinstance(backbone, SplitBackbone):
+        return f"{type(backbone).__name__}(backbone={name!r}, trainable_from={backbone.trainable_from!r})"
     return config
 
 
-def check_trainable_from(value: TrainableFrom) -> TrainableFrom:
-    """Options-level check (the backbone's units are checked when the model is built)."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+def check_trainable_from(value: object, branches: Optional[Sequence[str]] = None) -> TrainableFrom:
+    """Options-level check (the backbone's units are checked when the model is built):
+    ``branches`` are the fused backbone's branch names (None for a single network). A fused
+    backbone takes a list, one entry per branch in order (a unit, an index, or None for a branch
+    frozen whole; at least one branch split); a single network one unit or index."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if branches is None:
+            raise ValueError(f"trainable_from: a list is for a fused backbone (one unit per branch); this backbone is one "
+                             f"network: give one unit (e.g. 'blocks.4') or an index, got {list(value)!r}")
+        if len(value) != len(branches):
+            raise ValueError(f"trainable_from: expected {len(branches)} entries, one per branch {list(branches)}, "
+                             f"got {list(value)!r}")
+        entries = tuple(None if v is None else _check_unit(v, i) for i, v in enumerate(value))
+        if all(v is None for v in entries):
+            raise ValueError("trainable_from: every branch is frozen whole; leave trainable_from out and set "
+                             "train.frozen_backbone: true to train the head on the fused pooled features")
+        return entries
+    if branches is not None:
+        raise ValueError(f"trainable_from: this backbone fuses {len(branches)} branches {list(branches)}: give a list, "
+                         f"one unit per branch in that order (null for a branch frozen whole), got {value!r}")
+    return _check_unit(value)
+
+
+def _check_unit(value: object, branch: Optional[int] = None) -> Union[str, int]:
+    """A unit name or an index (``branch``: the entry's position in a fused backbone's list)."""
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip():
         return value
-    raise ValueError(f"trainable_from: expected a unit name (e.g. 'blocks.4') or an index, got {value!r}")
+    if branch is None:
+        raise ValueError(f"trainable_from: expected a unit name (e.g. 'blocks.4') or an index, got {value!r}")
+    raise ValueError(f"trainable_from: entry {branch} expected a unit name (e.g. 'blocks.4'), an index or null, got {value!r}")

@@ -81,7 +81,11 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
         scalars = [o for o in options if o in (int, str, bool, float)]
         if len(scalars) > 1 and type(value) in scalars:  # e.g. a unit name or an index: str | int
             return finite(value, key) if type(value) is float else value
-        hint = next(o for o in options if o is not type(None))
+        sequences = [o for o in options if typing.get_origin(o) in (list, tuple)]
+        if sequences and isinstance(value, (list, tuple)):  # e.g. one unit or a list of them: str | int | tuple[...]
+            hint = sequences[0]
+        else:
+            hint = next(o for o in options if o is not type(None))
         if dataclasses.is_dataclass(hint):  # an optional section, e.g. data.second
             return build_section(hint, value, f"{key}.")
         origin = typing.get_origin(hint)

@@ -105,6 +105,8 @@ def trainable_part(config: dict[str, Any]) -> str:
     """What a run trained: ``whole network``, ``head`` (frozen features) or ``from <unit>``."""
     model = config.get("model") or {}
     unit = model.get("trainable_from", (model.get("args") or {}).get("trainable_from"))  # a saved config nests options in args
+    if isinstance(unit, (list, tuple)):  # a fused backbone's split per branch; null: that branch frozen whole
+        return "from " + " ‖ ".join("frozen" if u is None else str(u) for u in unit)
     if unit is not None:
         return f"from {unit}"
     return "head" if (config.get("train") or {}).get("frozen_backbone") else "whole network"
