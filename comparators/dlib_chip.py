@@ -82,12 +82,19 @@ class DlibLandmarks:
         return np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], dtype=np.float64)
 
 
-def _landmarker() -> Optional[DlibLandmarks]:
-    try:
-        return DlibLandmarks()
-    except ImportError as exc:
-        log.info("dlib chip: no dlib landmarks (%s); every image uses the fallback landmarks", exc)
-        return None
+_LANDMARKER: list[Optional[DlibLandmarks]] = []
+
+
+def landmarker() -> Optional[DlibLandmarks]:
+    """The process's one landmarker (loaded on first use; kept out of the module so a backbone
+    deep-copies and pickles), or None without dlib or the predictor file."""
+    if not _LANDMARKER:
+        try:
+            _LANDMARKER.append(DlibLandmarks())
+        except ImportError as exc:
+            log.warning("dlib chip: no dlib landmarks (%s); every image uses the fallback landmarks", exc)
+            _LANDMARKER.append(None)
+    return _LANDMARKER[0]
 
 
 class FaceChip(nn.Module):
@@ -96,7 +103,6 @@ class FaceChip(nn.Module):
     def __init__(self, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> None:
         super().__init__()
         self.size, self.padding = size, padding
-        self.landmarks = _landmarker()
         self.fallbacks = 0
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
         self.register_buffer("in_mean", mean, persistent=False)
@@ -105,12 +111,13 @@ class FaceChip(nn.Module):
 
     def points(self, pixels: torch.Tensor) -> np.ndarray:
         """Five landmarks of one 0-255 image ``[3, H, W]`` in pixel coordinates (or the fallback)."""
-        found = None
-        if self.landmarks is not None:
+        found, landmarks = None, landmarker()
+        if landmarks is not None:
             rgb = np.ascontiguousarray(pixels.round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy())
-            found = self.landmarks(rgb)
+            found = landmarks(rgb)
         if found is None:
             self.fallbacks += 1
+            log.debug("dlib chip: no face found; fallback landmarks (%d so far)", self.fallbacks)
             h, w = pixels.shape[1:]
             found = FALLBACK_POINTS * np.array([w, h])
         return found
