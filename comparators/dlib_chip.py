@@ -122,19 +122,27 @@ class FaceChip(nn.Module):
             found = FALLBACK_POINTS * np.array([w, h])
         return found
 
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised images -> 0-255 RGB pixels."""
+        return (images * self.in_std + self.in_mean) * 255.0
+
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = (images * self.in_std + self.in_mean) * 255.0
+    def warp(self, pixels: torch.Tensor, points: list[np.ndarray], template: Optional[np.ndarray] = None) -> torch.Tensor:
+        """dlib-normalised chips of 0-255 ``pixels`` whose landmarks are ``points`` (one [k, 2] per
+        image), mapped onto ``template`` (chip pixels; dlib's 5-point template by default)."""
         n, _, h, w = pixels.shape
-        template = chip_points(self.size, self.padding)
-        thetas = []
-        for i in range(n):
-            m = similarity(template, self.points(pixels[i]))  # chip pixel -> image pixel
-            # grid_sample (align_corners=True) wants normalised coordinates on both sides
-            to_norm = np.array([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])
-            from_norm = np.array([[(self.size - 1) / 2, 0, (self.size - 1) / 2], [0, (self.size - 1) / 2, (self.size - 1) / 2], [0, 0, 1]])
-            thetas.append((to_norm @ np.vstack([m, [0, 0, 1]]) @ from_norm)[:2])
+        template = chip_points(self.size, self.padding) if template is None else template
+        half = (self.size - 1) / 2
+        # grid_sample (align_corners=True) takes normalised coordinates on both sides
+        to_norm = np.array([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])
+        from_norm = np.array([[half, 0, half], [0, half, half], [0, 0, 1]])
+        thetas = [(to_norm @ np.vstack([similarity(template, p), [0, 0, 1]]) @ from_norm)[:2] for p in points]
         theta = torch.tensor(np.stack(thetas), dtype=pixels.dtype, device=pixels.device)
         grid = F.affine_grid(theta, [n, 3, self.size, self.size], align_corners=True)
         chips = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
         return (chips - self.chip_mean) * DLIB_SCALE
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = self.pixels(images)
+        return self.warp(pixels, [self.points(p) for p in pixels])
