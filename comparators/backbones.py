@@ -34,6 +34,7 @@ import timm
 import torch
 from torch import nn
 
+import comparators.dlib_resnet  # noqa: F401  (registers dlib_resnet; its weights come from a package)
 import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
 from comparators.fusion import register_fusion
 from orderlearn.errors import WeightsNotFoundError  # noqa: F401  (raised here; defined with the other input errors)
@@ -95,7 +96,13 @@ def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+PACKAGED = ("dlib_resnet",)
+"""Registered backbones whose entrypoint loads its own pretrained weights from a package (no hub)."""
+
+
 def _imagenet_backbone(name: str, **timm_kwargs) -> nn.Module:
+    if name in PACKAGED:
+        return timm.create_model(name, pretrained=True, **timm_kwargs)
     offline = OFFLINE_WEIGHTS.get(name)
     if offline is not None:
         path = find_package_file(offline.package, offline.filename)
@@ -191,6 +198,10 @@ def read_state_dict(path: Path) -> "OrderedDict[str, torch.Tensor]":
     """Read a state dict from a torch or safetensors file, unwrapping common containers."""
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".dat":  # a dlib network file (dlib_resnet)
+        from comparators.dlib_resnet import dlib_state_dict
+
+        return OrderedDict(dlib_state_dict(path))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

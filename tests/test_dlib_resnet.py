@@ -1,0 +1,122 @@
+"""dlib's face-recognition ResNet in PyTorch: the .dat reader, the module's shapes and split, the
+chip unit, and equality with dlib's own descriptor (dlib-bin) on dlib's chips of real faces."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from comparators.backbones import WeightsNotFoundError, create_backbone, find_package_file, normalisation
+from comparators.dlib_chip import DLIB_MEAN, FaceChip, chip_points, similarity
+from comparators.dlib_format import DlibFormatError, read_dlib_network
+from comparators.dlib_resnet import PACKAGE, WEIGHTS_FILE, DlibResNet, load_dlib_weights
+from comparators.partial import backbone_units, split_backbone
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def weights_file() -> Path:
+    path = find_package_file(PACKAGE, WEIGHTS_FILE)
+    if path is None:
+        pytest.skip(f"{PACKAGE} is not installed")
+    return path
+
+
+@pytest.fixture(scope="module")
+def network(weights_file: Path) -> DlibResNet:
+    model = DlibResNet()
+    load_dlib_weights(model, weights_file)
+    return model.eval()
+
+
+def test_the_dat_file_parses_into_29_convs_an_fc_and_the_input_means(weights_file):
+    net = read_dlib_network(weights_file)
+    assert net.loss == "loss_metric_2" and net.input_size == (150, 150)
+    assert net.layers.count("con") == 29 and net.layers.count("affine") == 29 and net.layers[-1] == "fc"
+    assert net.tensors["con_0.weight"].shape == (32, 3, 7, 7) and net.tensors["fc_0.weight"].shape == (128, 256)
+    assert net.tensors["con_0.weight"].dtype == torch.float32
+    assert torch.allclose(net.tensors["input.mean"], torch.tensor(DLIB_MEAN))
+
+
+def test_a_file_that_is_not_a_dlib_network_is_a_one_line_error_naming_it(tmp_path, weights_file):
+    bad = tmp_path / "not_a_net.dat"
+    bad.write_bytes(b"PK\x03\x04 certainly not dlib")
+    with pytest.raises(DlibFormatError, match="not_a_net.dat") as info:
+        read_dlib_network(bad)
+    assert "\n" not in str(info.value)
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(weights_file.read_bytes()[:100_000])
+    with pytest.raises(DlibFormatError, match="cut.dat.*end of file"):
+        read_dlib_network(cut)
+    with pytest.raises(DlibFormatError, match="missing.dat"):
+        read_dlib_network(tmp_path / "missing.dat")
+
+
+def test_shapes_the_registered_backbone_and_a_split_by_trainable_from():
+    model = create_backbone("dlib_resnet", weights="random")
+    assert model.num_features == 128 and normalisation("dlib_resnet") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    names = [name for name, _ in backbone_units(model)]
+    assert names == ["chip", "stem", "levels.0", "levels.1", "levels.2", "levels.3", "levels.4", "global_pool", "fc"]
+    faces = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert model.forward_features(faces).shape == (2, 256, 2, 2)
+        assert model(faces).shape == (2, 128)
+    part = split_backbone(model, "levels.3", probe_size=64)
+    assert [n for n, p in part.named_parameters() if p.requires_grad][0].startswith("levels.3.")
+    with torch.no_grad():
+        assert part.forward_trunk(faces).shape == (2, 128, 8, 8)
+
+
+def test_pretrained_weights_load_by_default_and_from_an_explicit_dat_path(weights_file, network):
+    chips = torch.randn(1, 3, 150, 150)
+    expected = network.forward_chips(chips)
+    for weights in ("imagenet", str(weights_file)):
+        with torch.no_grad():
+            got = create_backbone("dlib_resnet", weights=weights).forward_chips(chips)
+        assert torch.equal(got, expected)
+
+
+def test_missing_package_weights_name_the_package(monkeypatch):
+    import comparators.backbones as backbones
+
+    monkeypatch.setattr(backbones, "find_package_file", lambda package, filename: None)
+    with pytest.raises(WeightsNotFoundError, match="pip install face-recognition-models"):
+        create_backbone("dlib_resnet", weights="imagenet")
+
+
+def test_the_chip_warp_puts_template_landmarks_where_the_similarity_sends_them():
+    # a known similarity (scale 1.5, shift) from chip to image: the warp must sample exactly there
+    template = chip_points()
+    m = similarity(template, template * 1.5 + np.array([10.0, 20.0]))
+    assert np.allclose(m, [[1.5, 0, 10], [0, 1.5, 20]], atol=1e-9)
+    chip = FaceChip()
+    # the fallback landmarks of a face-framed image give a chip of the right size and normalisation
+    grey = torch.zeros(1, 3, 96, 96)  # ImageNet-normalised mean grey
+    out = chip(grey)
+    assert out.shape == (1, 3, 150, 150)
+    centre = out[0, :, 75, 75] * 256 + torch.tensor(DLIB_MEAN)
+    assert torch.allclose(centre, torch.tensor([0.485, 0.456, 0.406]) * 255, atol=1e-3)
+
+
+def test_our_descriptor_equals_dlibs_on_dlibs_chips_of_real_faces(scut_root, network):
+    dlib = pytest.importorskip("dlib")
+    from PIL import Image
+
+    predictor = find_package_file(PACKAGE, "shape_predictor_5_face_landmarks.dat")
+    detector, shapes = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor))
+    reference = dlib.face_recognition_model_v1(str(find_package_file(PACKAGE, WEIGHTS_FILE)))
+    chips, expected = [], []
+    for name in ("AF1.jpg", "AM1.jpg", "CF1.jpg", "CM1.jpg"):
+        image = np.array(Image.open(scut_root / "Images" / name).convert("RGB"))
+        faces = detector(image, 1)
+        assert faces, name
+        chip = dlib.get_face_chip(image, shapes(image, faces[0]), 150, 0.25)
+        chips.append(chip)
+        expected.append(np.array(reference.compute_face_descriptor(chip)))
+    x = (torch.tensor(np.stack(chips)).permute(0, 3, 1, 2).float() - torch.tensor(DLIB_MEAN).view(1, 3, 1, 1)) / 256
+    with torch.no_grad():
+        got = network.forward_chips(x).numpy()
+    assert np.abs(got - np.stack(expected)).max() < 1e-4
