@@ -273,3 +273,4 @@ def check_backbone_name(name: str) -> None:
 
 
 register_fusion("mobilenetv2_100_lite0_fusion", ["mobilenetv2_100", "tf_efficientnet_lite0"])
+register_fusion("mobilenetv2_100_dlib_fusion", ["mobilenetv2_100", "dlib_resnet"])  # ImageNet MobileNetV2 ‖ dlib face recognition (issue 32)
