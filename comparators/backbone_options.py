@@ -18,7 +18,8 @@ from torch import nn
 
 from .backbones import check_backbone_name, create_backbone
 from .fusion import fusion_branches
-from .partial import TrainableFrom, check_trainable_from, split_backbone
+from .fusion_partial import PartialFusedBackbone
+from .partial import PartialBackbone, TrainableFrom, check_trainable_from
 from .transforms import AUGMENTATIONS
 
 
@@ -52,3 +53,13 @@ class BackboneOptions:
         (probed at ``image_size``) when given; ``timm_kwargs`` go to the timm constructor."""
         network = create_backbone(self.backbone, weights=self.weights, **timm_kwargs)
         return split_backbone(network, self.trainable_from, self.image_size)
+
+
+def split_backbone(backbone: nn.Module, trainable_from: TrainableFrom, probe_size: int = 224) -> nn.Module:
+    """``backbone`` unchanged when ``trainable_from`` is None, else its :class:`SplitBackbone`:
+    per branch for a fused backbone (a list), else a :class:`PartialBackbone`."""
+    if trainable_from is None:
+        return backbone
+    if isinstance(trainable_from, tuple):
+        return PartialFusedBackbone(backbone, trainable_from, probe_size)
+    return PartialBackbone(backbone, trainable_from, probe_size)

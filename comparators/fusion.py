@@ -1,7 +1,7 @@
 """Feature fusion of backbones: one backbone name whose pooled features are the concatenation of
 several timm backbones' pooled features.
 
-A fused backbone is declared in one line, :func:`register_fusion` (name, branches in order):
+A fused backbone is declared in one line, :func:`~comparators.backbones.register_fusion` (name, branches in order):
 ``register_fusion("mobilenetv2_100_lite0_fusion", ["mobilenetv2_100", "tf_efficientnet_lite0"])``
 (in :mod:`comparators.backbones`) = ImageNet MobileNetV2 (1280-d) ‖ ImageNet EfficientNet-Lite0
 (1280-d), both with offline weights: any comparator or regressor that names it as its
@@ -25,7 +25,7 @@ from torch import nn
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 FUSIONS: dict[str, tuple[str, ...]] = {}
-"""Every fused backbone registered by :func:`register_fusion`: its name -> its branches' names, in order."""
+"""Every fused backbone registered by :func:`comparators.backbones.register_fusion`: its name -> its branches' names, in order."""
 
 
 class Renormalise(nn.Module):
@@ -59,32 +59,6 @@ class FusedBackbone(nn.Module):
     def reset_classifier(self, num_classes: int = 0, *args: Any) -> None:
         if num_classes != 0:
             raise ValueError("a fused backbone is a feature extractor: reset_classifier(0) only")
-
-
-
-def register_fusion(name: str, branches: Sequence[str]) -> None:
-    """Register ``name`` as a backbone (in timm's registry, like any other) whose pooled features
-    are ``branches``' pooled features concatenated in order. Branch names are resolved when the
-    backbone is built, so a branch registered by a module imported later is fine. ``pretrained``
-    gives every branch its ImageNet (offline first) weights, else random ones."""
-    from comparators.backbone_registry import register_backbone
-
-    branches = tuple(branches)
-    if len(branches) < 2:
-        raise ValueError(f"register_fusion {name!r}: a fusion needs two branches or more, got {list(branches)}")
-    FUSIONS[name] = branches
-
-    def entrypoint(pretrained: bool = False, **kwargs: Any) -> FusedBackbone:
-        from comparators.backbones import create_backbone, normalisation
-
-        if kwargs.get("num_classes", 0) not in (0, None):
-            raise ValueError(f"{name} is a feature extractor (num_classes=0)")
-        weights = "imagenet" if pretrained else "random"
-        return FusedBackbone([create_backbone(b, weights) for b in branches], [normalisation(b) for b in branches], branches)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = name
-    entrypoint.__doc__ = f"{' ‖ '.join(branches)}: pooled features concatenated (comparators.fusion)."
-    register_backbone(entrypoint)
 
 
 def fusion_branches(name: str) -> Optional[tuple[str, ...]]:

@@ -177,18 +177,6 @@ class PartialBackbone(SplitBackbone):
                              f"the composition of its units {self.unit_names}")
 
 
-def split_backbone(backbone: nn.Module, trainable_from: TrainableFrom, probe_size: int = 224) -> nn.Module:
-    """``backbone`` unchanged when ``trainable_from`` is None, else its :class:`SplitBackbone`:
-    per branch for a fused backbone (a list), else a :class:`PartialBackbone`."""
-    if trainable_from is None:
-        return backbone
-    if isinstance(trainable_from, tuple):
-        from comparators.fusion_partial import PartialFusedBackbone
-
-        return PartialFusedBackbone(backbone, trainable_from, probe_size)
-    return PartialBackbone(backbone, trainable_from, probe_size)
-
-
 def trunk(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The per-image features a split model caches: the trunk's output, or the whole backbone's
     pooled features when nothing is split off."""

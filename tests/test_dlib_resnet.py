@@ -12,7 +12,8 @@ from comparators.backbones import WeightsNotFoundError, create_backbone, find_pa
 from comparators.dlib_chip import DLIB_MEAN, FaceChip, chip_points, similarity
 from comparators.dlib_format import DlibFormatError, read_dlib_network
 from comparators.dlib_resnet import PACKAGE, WEIGHTS_FILE, DlibResNet, load_dlib_weights
-from comparators.partial import backbone_units, split_backbone
+from comparators.backbone_options import split_backbone
+from comparators.partial import backbone_units
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,9 +81,9 @@ def test_pretrained_weights_load_by_default_and_from_an_explicit_dat_path(weight
 
 
 def test_missing_package_weights_name_the_package(monkeypatch):
-    import comparators.backbones as backbones
+    import comparators.dlib_resnet as dlib_resnet
 
-    monkeypatch.setattr(backbones, "find_package_file", lambda package, filename: None)
+    monkeypatch.setattr(dlib_resnet, "find_package_file", lambda package, filename: None)
     with pytest.raises(WeightsNotFoundError, match="pip install face-recognition-models"):
         create_backbone("dlib_resnet", weights="imagenet")
 

@@ -10,7 +10,8 @@ import yaml
 
 import comparators
 from comparators.backbones import create_backbone
-from comparators.fusion import FUSIONS, FusedBackbone, register_fusion
+from comparators.backbones import register_fusion
+from comparators.fusion import FUSIONS, FusedBackbone
 from comparators.fusion_partial import PartialFusedBackbone
 from comparators.partial import PartialBackbone, frozen_modules
 from orderlearn.config import config_from_dict

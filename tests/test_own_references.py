@@ -178,7 +178,7 @@ def test_the_direct_map_is_chosen_by_leave_one_out():
 
 @pytest.mark.slow
 def test_the_demo_line_scores_a_scale_never_trained_on_by_both_routes(run):
-    from orderlearn.report.new_scale_line import new_scale_line, new_scale_results
+    from orderlearn.runs.new_scale_line import new_scale_line, new_scale_results
 
     found = new_scale_results(run)
     assert found["references"] == 30 and found["calibration"]["references"] == 30

@@ -197,7 +197,7 @@ def test_cross_group_protocol_trains_on_some_groups_and_tests_on_others(syntheti
     assert {s.group for s in splits.train + splits.val} == {"AF", "AM"}
     assert {s.group for s in test} == {"CF", "CM"}
     assert len(splits.train) + len(splits.val) < len(everything.train) + len(everything.val)
-    with pytest.raises(ConfigError, match="data.test_groups: no image of groups"):
+    with pytest.raises(ConfigError, match=r"data.test_groups: no image of group \[.XX.\]"):
         load_test(config_from_dict({"data": {**data, "test_groups": ["XX"]}}).data)
 
 

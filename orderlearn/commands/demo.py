@@ -2,7 +2,7 @@
 
 The same as ``orderlearn run --config configs/synthetic/demo.yaml`` (and recorded as that
 command): the synthetic dataset is generated on first use, so the demo needs no download. Its
-report then gains one line (:mod:`orderlearn.report.new_scale_line`): the run scored on a scale
+report then gains one line (:mod:`orderlearn.runs.new_scale_line`): the run scored on a scale
 it never saw (the share of raters giving 4 or 5) from 30 references, by both routes; the numbers
 go into ``results.json`` as ``new_scale``.
 """
@@ -29,7 +29,7 @@ def add_new_scale_line(run: Path) -> None:
     import json
 
     from orderlearn.files import atomic_write_json, atomic_write_text
-    from orderlearn.report.new_scale_line import new_scale_line, new_scale_results
+    from orderlearn.runs.new_scale_line import new_scale_line, new_scale_results
 
     found = new_scale_results(run)
     if found is None:
