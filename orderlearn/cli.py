@@ -135,6 +135,14 @@ def add_compare(sub: "argparse._SubParsersAction") -> None:
     compare.add_argument("--out", required=True, type=Path, help="folder for compare.md/.csv/.json and the plots")
     compare.add_argument("--with-table", type=Path, metavar="CSV",
                          help="an earlier compare.csv: its rows for methods without runs here are kept (the table grows method by method)")
+    compare.add_argument("--new-scale", choices=("share", "target-groups"), metavar="PROTOCOL",
+                         help="instead of the table: the comparator runs scored on a scale they never saw from N references, "
+                              "both routes (share: SCUT's share of raters giving 4 or 5; target-groups: a cross-group run's "
+                              "references from its test groups' training faces); writes new_scale.md/.csv/.json/.png")
+    compare.add_argument("--sizes", type=integer_at_least(2), nargs="+", default=[10, 25, 50, 100, 200], metavar="N",
+                         help="--new-scale: references per draw (default 10 25 50 100 200)")
+    compare.add_argument("--draws", type=integer_at_least(1), default=5, help="--new-scale: seeded draws per N (default 5)")
+    compare.add_argument("--seed", type=integer_at_least(0), default=0, help="--new-scale: seed of the draws (default 0)")
 
 
 def add_active(sub: "argparse._SubParsersAction") -> None:

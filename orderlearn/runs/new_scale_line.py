@@ -3,46 +3,39 @@
 The new scale is the share of the raters who gave a face 4 or 5, in percent (the synthetic
 SCUT layout, like SCUT-FBP5500, keeps every face's rating distribution): neither route was
 trained on it. Thirty references are drawn from the run's training images with a seed, scored
-on that scale; the test images are scored against them by both routes
+on that scale (one draw of the ``share`` protocol of ``orderlearn compare --new-scale``); the
+test images are scored against them by both routes
 (:func:`orderlearn.runs.new_scale.score_on_new_scale`): the order-learned one self-calibrated on
 the references, the direct one mapped onto the scale by a monotone fit on the same references.
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any, Optional
 
-from orderlearn.bank.references import ReferenceBank
 from orderlearn.data.splits import load_test, load_training
+from orderlearn.errors import DataError
 from orderlearn.report.metrics import score_metrics
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.new_scale import score_on_new_scale
-from orderlearn.types import ScoredImage
+from orderlearn.runs.new_scale_study import draw_references, protocol_data
 
 REFERENCES, SEED = 30, 0
 
 
-def top_two_share(sample: ScoredImage) -> Optional[float]:
-    """The share (percent) of a face's raters who gave it 4 or 5; None without its rating counts."""
-    counts = sample.rating_counts
-    if not counts or len(counts) != 5:
-        return None
-    return 100.0 * (counts[3] + counts[4]) / sum(counts)
-
-
-def on_share_scale(samples: list[ScoredImage]) -> list[ScoredImage]:
-    return [ScoredImage(path=s.path, score=share) for s in samples if (share := top_two_share(s)) is not None]
-
-
 def new_scale_results(run: Path, count: int = REFERENCES, seed: int = SEED) -> Optional[dict[str, Any]]:
-    """Both routes' metrics on the share scale (None when the data keep no rating distributions)."""
+    """Both routes' metrics on the share scale: draw 0 of ``count`` references of the ``share``
+    protocol (:mod:`orderlearn.runs.new_scale_study`); None when the data keep no rating
+    distributions or too few training faces."""
     loaded = LoadedRun.from_run(run)
-    train, test = on_share_scale(load_training(loaded.config.data).train), on_share_scale(load_test(loaded.config.data))
+    reference_data, test_data = protocol_data(loaded.config.data, "share", run)
+    try:
+        train, test = load_training(reference_data).train, load_test(test_data)
+    except DataError:  # no rating histograms: no share scale
+        return None
     if len(train) < count or not test:
         return None
-    references = ReferenceBank(sorted(random.Random(seed).sample(train, count), key=lambda s: s.score))
-    new = score_on_new_scale(loaded, references, test, "test")
+    new = score_on_new_scale(loaded, draw_references(train, count, seed, 0), test, "test")
     truth = [s.score for s in test]
     results: dict[str, Any] = {"scale": "share of raters giving 4 or 5 (%)", "references": count, "seed": seed,
                                "calibration": new.calibration}
