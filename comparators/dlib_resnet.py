@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from comparators.backbone_registry import register_backbone
-from comparators.dlib_chip import CHIP_PADDING, CHIP_SIZE, DLIB_MEAN, DLIB_SCALE, FaceChip
+from comparators.dlib_chip import CHIP_PADDING, CHIP_SIZE, DEFAULT_LANDMARKS, DLIB_MEAN, DLIB_SCALE, FaceChip
 from comparators.dlib_format import read_dlib_network
 from comparators.package_files import find_package_file
 from orderlearn.errors import WeightsNotFoundError
@@ -219,12 +219,15 @@ def load_dlib_weights(model: DlibResNet, path: Union[str, Path]) -> None:
 
 
 @register_backbone
-def dlib_resnet(pretrained: bool = False, **kwargs: Any) -> DlibResNet:
+def dlib_resnet(pretrained: bool = False, landmarks: str = DEFAULT_LANDMARKS, **kwargs: Any) -> DlibResNet:
     """dlib's face-recognition ResNet on ImageNet-normalised faces (chip unit first); 128-d.
-    ``pretrained``: the weights of the installed ``face-recognition-models`` package."""
+    ``pretrained``: the weights of the installed ``face-recognition-models`` package;
+    ``landmarks``: the chip unit's landmark source (:data:`comparators.dlib_chip.LANDMARK_SOURCES`)."""
     kwargs.pop("pretrained_cfg", None)
     kwargs.pop("pretrained_cfg_overlay", None)
-    model = DlibResNet(chip=FaceChip(), **kwargs)
+    chip = FaceChip(landmarks=landmarks)
+    model = DlibResNet(chip=chip, **kwargs)
+    model.pretrained_cfg["landmarks"] = f"{landmarks}: {chip.source.describe()}"
     if pretrained:
         load_dlib_weights(model, packaged_weights())
     return model

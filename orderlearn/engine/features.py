@@ -93,6 +93,13 @@ def weights_digest(modules: Sequence[torch.nn.Module]) -> str:
     return h.hexdigest()
 
 
+def unit_keys(modules: Sequence[torch.nn.Module]) -> list[str]:
+    """The ``feature_cache_key`` of every submodule that declares one: what decides its output
+    besides its tensors (the dlib chip unit: its landmark source and its chip geometry, which have
+    no weights), so changing them never reuses features computed before."""
+    return [str(m.feature_cache_key) for module in modules for m in module.modules() if hasattr(m, "feature_cache_key")]
+
+
 def model_key(model: Model, transform: Callable, view: str = "identity", precision: str = "no",
               channels_last: bool = False) -> str:
     """What identifies a model's features: its options, preprocessing, feature modules and their
@@ -108,6 +115,9 @@ def model_key(model: Model, transform: Callable, view: str = "identity", precisi
         "mode": "eval",
         "weights": weights_digest(modules),
     }
+    units = unit_keys(modules)
+    if units:  # models without such units keep the keys they had before units could declare one
+        spec["units"] = units
     if view != "identity":  # the plain image keeps the keys it had before views existed
         spec["view"] = view
     if precision != "no":  # float32 features keep the keys they had before precisions were told apart
