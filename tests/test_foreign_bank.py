@@ -24,7 +24,7 @@ from orderlearn.runs.foreign_bank import foreign_bank_results, load_foreign_data
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.recipe import run_experiment
 
-from builders import tiny_config
+from builders import TINY_IMAGE, small_run, tiny_config
 
 SHARE = {"score_definition": "high_share", "score_low": 0, "score_high": 100}  # the new scale, in percent
 SIZE, DRAWS = 25, 3
@@ -206,3 +206,14 @@ def test_on_the_run_scale_the_run_routes_and_cs_are_reported_beside_the_draws(ru
     assert set(section["run_routes"]) == {"order_learned", "direct"}
     assert all("cs0.5" in d["order_learned"] and "cs0.5" in d["direct_mapped"] for d in section["per_draw"])
     assert "cs0.5" in foreign_bank_markdown(section)
+
+
+@pytest.mark.usefixtures("one_thread")  # one run of a tiny regressor, one epoch: ~1.5 s
+def test_a_regressor_run_reports_its_mapped_direct_route_on_the_new_scale(synthetic_root, tmp_path):
+    """A regressor has no comparator to re-anchor: each draw has the direct route mapped alone."""
+    raw = small_run(synthetic_root, tmp_path / "run", {"name": "plain", **TINY_IMAGE}, name="plain",
+                    train={"epochs": 1}, bank={"from": SHARE, "size": 12, "draws": 2})
+    section = run_experiment(config_from_dict(raw))["foreign_bank"]
+    assert [sorted(k for k in d if k not in ("draw", "calibration")) for d in section["per_draw"]] == [["direct_mapped"]] * 2
+    assert set(section["summary"]) == {"direct_mapped"}
+    assert "direct mapped" in (tmp_path / "run" / "report.md").read_text()
