@@ -99,6 +99,20 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     if BASE_KEY in raw or UNSET_KEY in raw:
         key = BASE_KEY if BASE_KEY in raw else UNSET_KEY
         raise ConfigError(f"{key}: only a config file can inherit (load it with load_config)")
-    config = build_section(ExperimentConfig, canonical_sections(raw), "")
+    config = build_section(ExperimentConfig, bank_source_over_data(canonical_sections(raw)), "")
     check_config(config)
     return config
+
+
+def bank_source_over_data(raw: dict[str, Any]) -> dict[str, Any]:
+    """``bank.from`` over the run's ``data``: the dataset keys it leaves out are ``data``'s (but
+    ``second``), so ``bank.from: {score_definition: high_share, score_low: 0, score_high: 100}`` is
+    the run's own dataset on another scale and ``bank.from: {train_groups: [AF], test_groups: [AF]}``
+    its other groups. Resolved once, here: the config a run saves holds the whole section."""
+    bank, data = raw.get("bank"), raw.get("data", {})
+    source = bank.get("from") if isinstance(bank, dict) else None
+    if not isinstance(source, dict) or not isinstance(data, dict):
+        return raw  # no bank.from, or a section build_section will name as not a mapping
+    keys = {f.name for f in dataclasses.fields(DataConfig)} - {"second"}
+    inherited = {k: v for k, v in data.items() if k in keys}
+    return {**raw, "bank": {**bank, "from": {**inherited, **source}}}

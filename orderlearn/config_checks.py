@@ -1,9 +1,10 @@
 """What values a typed config may hold: the checks that run once it is built, before any data is read.
 
 Closed choices (:data:`~orderlearn.config_sections.CHOICES`), value ranges, the second
-database, the cached views, a model's options against the options dataclass it registered, the
-config's ``task`` against the model's registered kind, a scorer's options against its
-constructor (it is built once, so its own checks run), and the loss's class weights. Each
+database, a bank from another dataset (``bank.from``, ``bank.size``, ``bank.draws``), the cached
+views, a model's options against the options dataclass it registered, the config's ``task``
+against the model's registered kind, a scorer's options against its constructor (it is built
+once, so its own checks run), and the loss's class weights. Each
 failure is a one-line :class:`ConfigError` that names the dotted key. :func:`check_config`
 runs them in a fixed order, so one bad config always reports the same first error.
 """
@@ -15,7 +16,8 @@ import typing
 from typing import Any, Optional, Union
 
 from orderlearn.config_files import one_line
-from orderlearn.config_sections import CHOICES, DataConfig, ExperimentConfig, LossConfig, ModelConfig, ScorerConfig
+from orderlearn.config_sections import (CHOICES, DataConfig, ExperimentConfig, LossConfig, ModelConfig, ScorerConfig,
+                                        field_name)
 from orderlearn.config_typing import build_section, check_names, coerce, mentioned
 from orderlearn.errors import ConfigError
 
@@ -38,6 +40,7 @@ def check_config(config: ExperimentConfig) -> None:
     check_choices(config)
     check_ranges(config)
     check_second_database(config)
+    check_foreign_bank(config)
     check_views(config)
     options = validate_model_options(config.model)
     check_task_is_model_kind(config)
@@ -62,14 +65,43 @@ def check_second_database(config: ExperimentConfig) -> None:
         return
     if second.second is not None:
         raise ConfigError("data.second.second: a second database has no second of its own")
-    for key, allowed in CHOICES.items():
-        name = key.removeprefix("data.")
-        if name != key and getattr(second, name) not in allowed:
-            raise ConfigError(f"data.second.{name}: {getattr(second, name)!r} is not one of {list(allowed)}")
-    raise_first_bad(config, data_ranges(second, "data.second."))
+    check_dataset_section(config, second, "data.second.")
     if config.train.select_metric != "val_loss":
         raise ConfigError(f"train.select_metric: {config.train.select_metric!r} would pool the scores of data and "
                           "data.second; multi-database runs select on val_loss")
+
+
+def check_dataset_section(config: ExperimentConfig, data: DataConfig, prefix: str) -> None:
+    """A dataset section besides ``data`` (``data.second.``, ``bank.from.``) checked as ``data`` is:
+    its closed choices (its kind among them), then its value ranges."""
+    for key, allowed in CHOICES.items():
+        name = key.removeprefix("data.")
+        if name != key and getattr(data, name) not in allowed:
+            raise ConfigError(f"{prefix}{name}: {getattr(data, name)!r} is not one of {list(allowed)}")
+    raise_first_bad(config, data_ranges(data, prefix))
+
+
+def check_foreign_bank(config: ExperimentConfig) -> None:
+    """``bank.from`` (a dataset section, checked as ``data`` is, without a second database of its
+    own) with ``bank.size`` references per draw (required, >= 2: the self-calibration's least) and
+    ``bank.draws`` (>= 1); without ``bank.from``, ``bank.size`` and ``bank.draws`` mean nothing
+    and are refused rather than ignored."""
+    bank = config.bank
+    if bank.from_ is None:
+        for key, value in (("size", bank.size), ("draws", bank.draws)):
+            if value is not None:
+                raise ConfigError(f"bank.{key}: {value!r} is for a bank drawn from another dataset; set bank.from "
+                                  "(a dataset section like data:) or remove bank." + key)
+        return
+    if bank.from_.second is not None:
+        raise ConfigError("bank.from.second: a bank's dataset has no second database")
+    check_dataset_section(config, bank.from_, "bank.from.")
+    if bank.size is None:
+        raise ConfigError("bank.size: bank.from needs the number of references per draw (>= 2)")
+    raise_first_bad(config, {
+        "bank.size": (bank.size >= 2, "expected >= 2 references per draw"),
+        "bank.draws": (bank.draws is None or bank.draws >= 1, "expected >= 1 draw"),
+    })
 
 
 def validate_model_options(model: ModelConfig) -> Optional[Any]:
@@ -216,7 +248,7 @@ Check = Union[bool, tuple[bool, str]]  # passed, or (passed, what is expected: s
 
 
 def data_ranges(data: DataConfig, prefix: str) -> dict[str, Check]:
-    """The value checks of a dataset section (``data.`` or ``data.second.``), by full key."""
+    """The value checks of a dataset section (``data.``, ``data.second.`` or ``bank.from.``), by full key."""
     return {
         f"{prefix}val_fraction": 0.0 <= data.val_fraction < 1.0,
         f"{prefix}val_seed": (0 <= data.val_seed < SEED_LIMIT, "expected 0 <= seed < 2**32"),
@@ -227,8 +259,8 @@ def data_ranges(data: DataConfig, prefix: str) -> dict[str, Check]:
         f"{prefix}score_high": data.score_high > data.score_low,
         f"{prefix}score_definition": (data.score_definition == "mean" or (
             data.kind in ("scut", "synthetic") and data.ratings is not None and data.score_low <= 0 <= 100 <= data.score_high),
-            "high_share is a percentage of SCUT-layout ratings: data.kind scut or synthetic, data.ratings set, "
-            "data.score_low <= 0 and data.score_high >= 100"),
+            f"high_share is a percentage of SCUT-layout ratings: {prefix}kind scut or synthetic, {prefix}ratings set, "
+            f"{prefix}score_low <= 0 and {prefix}score_high >= 100"),
     }
 
 
@@ -240,5 +272,5 @@ def raise_first_bad(config: ExperimentConfig, checks: dict[str, Check]) -> None:
         if not ok:
             value = config
             for part in key.split("."):
-                value = getattr(value, part)
+                value = getattr(value, field_name(part))
             raise ConfigError(f"{key}: bad value {value!r}" + (f" ({expected})" if expected else ""))

@@ -9,7 +9,9 @@ Turning YAML into these (:mod:`orderlearn.config_typing`) and checking the value
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import keyword
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -119,9 +121,20 @@ class TrainConfig:
 
 @dataclass
 class BankConfig:
+    """The run's bank (bins of its training faces) and, with ``from``, banks drawn from another
+    dataset section after the run (:mod:`orderlearn.runs.foreign_bank`); YAML writes ``from``, the
+    field is ``from_`` (a Python keyword)."""
+
     bin_width: float = 0.1  # width of a score bin the references are drawn from
     per_bin: int = 10  # references drawn per bin (fewer where a bin has fewer)
-    seed: int = 0  # seed of the reference draw
+    seed: int = 0  # seed of the reference draw (and of bank.from's draws)
+    # a dataset section (the keys of data:; those it leaves out are data:'s, but second) whose
+    # training faces (validation excluded) give, after the run, bank.draws seeded banks of bank.size
+    # references on its scale, each scoring its test split by both routes (results.json
+    # foreign_bank, report.md); None: the run's own bank only
+    from_: Optional[DataConfig] = None
+    size: Optional[int] = None  # bank.from only, and required there: references per draw (>= 2)
+    draws: Optional[int] = None  # bank.from only: seeded draws of bank.size references (None: 5)
 
 
 @dataclass
@@ -162,10 +175,35 @@ class ExperimentConfig:
     feature_cache: str = "auto"  # per-image feature cache folder: auto (user cache dir) | none | a path
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as YAML writes it (``bank.from``, not the field's ``from_``)."""
+        return yaml_keys(self)
 
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def config_key(name: str) -> str:
+    """The YAML key of a section's field: its name, but for a field named after a Python keyword
+    with a trailing underscore, written without it (``from_`` -> ``from``)."""
+    bare = name[:-1] if name.endswith("_") else name
+    return bare if keyword.iskeyword(bare) else name
+
+
+def field_name(key: str) -> str:
+    """The field a YAML key is held in (``from`` -> ``from_``): :func:`config_key` undone."""
+    return f"{key}_" if keyword.iskeyword(key) else key
+
+
+def yaml_keys(value: Any) -> Any:
+    """``dataclasses.asdict`` of ``value``, each field under its YAML key (:func:`config_key`); the
+    keys of a plain mapping (a model's ``args``) are left as written."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {config_key(f.name): yaml_keys(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(yaml_keys(v) for v in value)
+    if isinstance(value, dict):
+        return {k: yaml_keys(v) for k, v in value.items()}
+    return copy.deepcopy(value)
 
 
 CHOICES = {

@@ -23,6 +23,7 @@ import typing
 from typing import Any, Union
 
 from orderlearn.config_files import one_line
+from orderlearn.config_sections import config_key, field_name
 from orderlearn.errors import ConfigError
 
 
@@ -41,12 +42,13 @@ def build_section(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    check_names(raw, {f.name for f in dataclasses.fields(cls)}, prefix)
-    kwargs = {key: coerce(hints[key], value, f"{prefix}{key}") for key, value in raw.items()}
+    keys = {config_key(f.name) for f in dataclasses.fields(cls)}  # bank.from is the field from_
+    check_names(raw, keys, prefix)
+    kwargs = {field_name(key): coerce(hints[field_name(key)], value, f"{prefix}{key}") for key, value in raw.items()}
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(keyed(str(exc), {f.name for f in dataclasses.fields(cls)}, prefix)) from None
+        raise ConfigError(keyed(str(exc), keys, prefix)) from None
 
 
 def keyed(message: str, names: set[str], prefix: str) -> str:

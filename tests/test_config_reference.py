@@ -16,7 +16,7 @@ import comparators
 import scorers
 
 from orderlearn.config import config_from_dict
-from orderlearn.config_sections import ExperimentConfig
+from orderlearn.config_sections import ExperimentConfig, field_name
 from orderlearn.errors import ConfigError
 from orderlearn.report.config_reference import REQUIRED, ConfigKey, config_reference, field_help, plain
 
@@ -57,6 +57,8 @@ def test_the_config_sections_list_exactly_the_keys_the_loader_accepts(rows):
         assert listed(rows, f"{section}.") == known_keys({section: {NONSENSE: 1}}, f"{section}.{NONSENSE}"), section
     # a second database takes data's keys (listed once, under data)
     assert listed(rows, "data.") == known_keys({"data": {"second": {NONSENSE: 1}}}, f"data.second.{NONSENSE}")
+    # so does a bank from another dataset (bank.from, the field from_)
+    assert listed(rows, "data.") == known_keys({"bank": {"from": {NONSENSE: 1}}}, f"bank.from.{NONSENSE}")
 
 
 def test_each_models_options_are_the_keys_the_loader_accepts(rows):
@@ -96,7 +98,7 @@ def test_the_defaults_are_the_loaded_defaults(rows):
     for row in (r for r in rows if not r.component):
         value = loaded
         for part in row.key.split("."):
-            value = getattr(value, part)
+            value = getattr(value, field_name(part))  # bank.from is held in the field from_
         assert plain(value) == row.default, row.key
     siamese = comparators.options_of("siamese")()
     for row in (r for r in rows if r.component == "model: siamese"):

@@ -51,12 +51,14 @@ def config_reference() -> list[ConfigKey]:
 # ---------------------------------------------------------------------------- the config's own keys
 def section_keys(cls: type, prefix: str = "") -> list[ConfigKey]:
     """The fields of a config dataclass, nested sections flattened (``train.epochs``); ``args``
-    (a component's options, listed per component) is left out, and an optional section (``data.second``)
-    is one key whose own keys are its section's."""
+    (a component's options, listed per component) is left out, and an optional section (``data.second``,
+    ``bank.from``) is one key whose own keys are its section's."""
+    from orderlearn.config_sections import config_key
+
     hints, notes = typing.get_type_hints(cls), field_help(cls)
     rows = []
     for f in dataclasses.fields(cls):
-        hint, key = hints[f.name], f"{prefix}{f.name}"
+        hint, key = hints[f.name], f"{prefix}{config_key(f.name)}"  # bank.from, the field from_
         if f.name == "args" and prefix.rstrip(".") in open_sections():
             continue
         if dataclasses.is_dataclass(hint):

@@ -4,7 +4,7 @@
 benchmarks all start from :meth:`LoadedRun.load`, from a run folder, an exported bundle
 (:mod:`.bundle_format`) or a hub id of a pushed bundle. Whatever the source, a loaded run holds
 the same things: its resolved config, its model built and placed as the run placed it
-(:func:`~orderlearn.runs.recipe.place_model`, so its features match the cached ones), its
+(:func:`~orderlearn.runs.model_setup.place_model`, so its features match the cached ones), its
 checkpoints, its :class:`~orderlearn.bank.scoring_recipe.ScoringRecipe`, its reference bank,
 the :class:`~orderlearn.bank.route.BankRoute` that compares images with that bank (weights are
 loaded per checkpoint there; a bundle's route reads the stored bank embeddings), the model's
@@ -39,7 +39,7 @@ from orderlearn.runs.bundle_checks import (bank_embeddings, bundle_path, check_t
 from orderlearn.runs.bundle_format import (BANK_EMBEDDINGS_FILE, HUB_ID, MANIFEST_FILE, bundle_config,
                                            bundle_is_not_a_run, check_agreement, download_bundle, read_manifest,
                                            read_references)
-from orderlearn.runs.recipe import build_model, feature_extractor, place_model
+from orderlearn.runs.model_setup import build_model, feature_extractor, place_model
 from orderlearn.types import ScoredImage
 
 log = logging.getLogger(__name__)

@@ -96,15 +96,18 @@ class NewScaleScores:
 
 
 def score_on_new_scale(loaded: LoadedRun, references: ReferenceBank, samples: Sequence[ScoredImage],
-                       name: str = "images") -> NewScaleScores:
+                       name: str = "images", direct: Optional[torch.Tensor] = None) -> NewScaleScores:
     """``samples`` scored on the scale of ``references`` by both routes (module docstring); the
-    references and samples are scored as given (align them first where the photos are)."""
+    references and samples are scored as given (align them first where the photos are).
+    ``direct``: the samples' :func:`direct_scores`, when a caller scoring them against several
+    draws of references has them already (they do not depend on the references)."""
     calibration: dict[str, Any] = {}
     order_learned, comparisons, moved = None, None, loaded
     if has_bank_route(loaded):
         moved, calibration = with_references(loaded, references)
         comparisons, order_learned = moved.score(samples, name)
-    direct = direct_scores(loaded, samples, name)
+    if direct is None:
+        direct = direct_scores(loaded, samples, name)
     mapped, direct_map = None, None
     if direct is not None:
         direct_map = fit_direct_map(direct_scores(loaded, references.samples, "references"), references.scores)

@@ -1,5 +1,6 @@
 """What a finished run leaves for people and for other commands: ``scores.csv``,
-``results.json``, ``report.md`` (the direct-vs-order-learned table) and ``scatter.png``."""
+``results.json``, ``report.md`` (the direct-vs-order-learned table, and with ``bank.from`` the
+draws from another dataset) and ``scatter.png``."""
 from __future__ import annotations
 
 import csv
@@ -12,6 +13,7 @@ import torch
 
 import scorers
 
+from orderlearn.report.foreign_bank_table import foreign_bank_markdown
 from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import extra_metric_names
 from orderlearn.report.plots import scatter_plot
@@ -36,6 +38,8 @@ def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredIm
     agreement = cm.get("forward_reverse_agreement", math.nan)
     report = (f"# {name}\n\n{table}\n\ncomparator accuracy on test x bank pairs: {cm['accuracy']:.4f}; "
               f"per class: {cm['per_class_accuracy']}; forward/reverse agreement: {agreement:.4f}\n")
+    if "foreign_bank" in results:  # bank.from: the draws from another dataset, under the run's own table
+        report += foreign_bank_markdown(results["foreign_bank"])
     atomic_write_text(out / "report.md", report)
     series = {"order-learned": scores.value.tolist()}
     if direct is not None:

@@ -1,4 +1,5 @@
-"""The main job as a recipe, one path for every method: setup -> data -> fit -> bank -> direct -> report.
+"""The main job as a recipe, one path for every method: setup -> data -> fit -> bank -> direct -> report
+(with ``bank.from``, a bank from another dataset between direct and report).
 
 Each phase is a function that takes the state the phases before it left (small dataclasses:
 :class:`RunSetup`, :class:`Fitted`, :class:`Banked`, :class:`Direct`) and returns its own, so a
@@ -31,7 +32,6 @@ from typing import Any, Iterator, Optional
 import torch
 from accelerate import Accelerator
 
-import comparators
 import scorers
 from comparators.base import Comparator, Model
 
@@ -45,10 +45,12 @@ from orderlearn.data.splits import TrainingSplits, load_run_data
 from orderlearn.runs.direct import direct_classifications, direct_scores
 from orderlearn.report.metrics import comparator_metrics, score_metrics
 from orderlearn.engine.checkpoints import CheckpointStore, ResumeState
-from orderlearn.engine.features import FeatureCache, FeatureExtractor
+from orderlearn.engine.features import FeatureExtractor
 from orderlearn.engine.fitting import fit_model
 from orderlearn.engine.runtime import deterministic_algorithms, make_accelerator
 from orderlearn.engine.training import TrainResult
+from orderlearn.runs.foreign_bank import ForeignData, foreign_bank_results, load_foreign_data, loaded_in_run
+from orderlearn.runs.model_setup import build_model, feature_extractor, place_model
 from orderlearn.runs.outputs import write_run_outputs
 from orderlearn.runs.lock import LOCK_NAME, run_lock
 from orderlearn.types import ScoredImage
@@ -63,10 +65,12 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
     started = time.time()
     with setup(config, resume, accelerator, overwrite) as run:
         data = load_run_data(config.data)  # each database read and checked once, before any training
+        foreign = load_foreign_data(config, data)  # bank.from's faces (None without it), checked before training too
         fitted = fit_phase(run, data.training)
         banked = bank_phase(run, fitted, data.test)
         direct = direct_phase(run, fitted, data.tests)
-        return report_phase(run, fitted, banked, direct, started, command)
+        foreign_results = foreign_phase(run, fitted, banked, foreign)
+        return report_phase(run, fitted, banked, direct, started, command, foreign_results)
 
 
 # ---------------------------------------------------------------------- setup
@@ -201,16 +205,31 @@ def direct_phase(run: RunSetup, fitted: Fitted, tests: list[list[ScoredImage]]) 
     return Direct(direct, classified)
 
 
+# ---------------------------------------------------------------------- bank.from
+def foreign_phase(run: RunSetup, fitted: Fitted, banked: Banked, data: Optional[ForeignData]) -> Optional[dict[str, Any]]:
+    """With ``bank.from``: its test faces scored against ``bank.draws`` seeded banks of ``bank.size``
+    of its training faces, by both routes on its scale (:mod:`orderlearn.runs.foreign_bank`); None
+    without it. Every weight it loads is one the run's own phases loaded last, so the model is
+    left as they left it."""
+    if data is None:
+        return None
+    loaded = loaded_in_run(run.out, run.config, fitted.model, banked.phase, run.accelerator)
+    return foreign_bank_results(loaded, data, run.accelerator.print)
+
+
 # ---------------------------------------------------------------------- report
 def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, started: float,
-                 command: Optional[str] = None) -> dict[str, Any]:
-    """results.json and the other outputs (main process); returns the results dictionary."""
+                 command: Optional[str] = None, foreign: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """results.json and the other outputs (main process); returns the results dictionary
+    (``foreign``: the ``bank.from`` phase's entry, ``foreign_bank``)."""
     config, out, accelerator, model = run.config, run.out, run.accelerator, fitted.model
     phase = banked.phase
     results = collect_results(config, fitted.trained, phase.bank, phase.route, phase.uncalibrated, phase.calibration,
                               banked.comparisons, banked.scores, banked.test, direct.scores)
     if direct.classified:
         results["direct"].update(direct.classified)
+    if foreign is not None:
+        results["foreign_bank"] = foreign
     results.update(model.run_summary())
     if command is not None:
         results["command"] = command
@@ -225,45 +244,7 @@ def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, 
     return results
 
 
-# ---------------------------------------------------------------------- the pieces the phases (and loaded runs) share
-def build_model(config: ExperimentConfig) -> Model:
-    """The registered model of ``config.model`` (its kind was checked against ``config.task``
-    when the config loaded)."""
-    try:
-        model = comparators.create(config.model.name, **config.model.args)
-    except ValueError as error:  # an option only the built model can check (a backbone unit, say)
-        raise ConfigError(model_option_error(str(error))) from error
-    if model.uses_second_database != (config.data.second is not None):
-        needs = "learns a task from data.second; set it" if model.uses_second_database else "learns nothing from data.second; remove it"
-        raise ConfigError(f"model {config.model.name!r} (as configured) {needs}")
-    return model
-
-
-def model_option_error(message: str) -> str:
-    """A model's complaint about one of its options, keyed under ``model.``: the models word
-    theirs as ``option: problem``; anything else is put under ``model:`` whole."""
-    key, sep, _ = message.partition(": ")
-    return f"model.{message}" if sep and key.isidentifier() else f"model: {message}"
-
-
-def feature_extractor(config: ExperimentConfig, accelerator: Accelerator) -> FeatureExtractor:
-    """Features cached on disk when they cannot change during the run (a frozen backbone)."""
-    cache = FeatureCache.from_setting(config.feature_cache) if config.train.frozen_backbone else None
-    return FeatureExtractor(accelerator, config.train.eval_batch_size, config.train.num_workers, cache,
-                            channels_last=config.train.channels_last)
-
-
-def place_model(model: Model, config: ExperimentConfig, accelerator: Accelerator) -> Model:
-    """``model`` on the run's device, its conv weights (and so their outputs) in channels-last order
-    when ``train.channels_last`` says so: the CPU's oneDNN convolutions run that 1.3-2.3 times
-    faster than contiguous float32 (benchmarks/cpu_precision.py) with the same numbers to 1e-5,
-    where bf16 autocast is faster only on a CPU with bf16 arithmetic. Every path that computes a
-    run's features places its model here, so they match the key :func:`feature_extractor` caches
-    them under."""
-    fmt = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    return model.to(accelerator.device, memory_format=fmt)
-
-
+# ---------------------------------------------------------------------- results
 def collect_results(config: ExperimentConfig, trained: TrainResult, bank: ReferenceBank, route: BankRoute,
                     uncalibrated: ScoringRecipe, calibration: dict[str, Any], comparisons: Comparisons,
                     scores: "scorers.Scores", test: list, direct: Optional[torch.Tensor]) -> dict[str, Any]:
