@@ -11,7 +11,8 @@ import math
 from typing import Any, Sequence
 
 from orderlearn.report.markdown import markdown_table
-from orderlearn.report.new_scale_table import mean_std, metric_names
+from orderlearn.report.new_scale_table import metric_names
+from orderlearn.report.tables import mean_std
 
 ROUTES = {  # results key -> the route's name in the table
     "order_learned": "order-learned (N references, self-calibrated)",

@@ -16,21 +16,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from orderlearn.errors import DataError
 from orderlearn.files import atomic_write_json
 from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import extra_metric_names
+from orderlearn.report.tables import _cell, mean_std
 
 ORDER_LEARNED, DIRECT_MAPPED = "order-learned", "direct mapped"
 METRICS = ("pc", "mae", "rmse")
 HIGHER_IS_BETTER = {"pc": True, "mae": False, "rmse": False}
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), (float(a.std(ddof=1)) if a.size > 1 else math.nan)
 
 
 def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -82,10 +76,6 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"{m}_verdict"] = (ORDER_LEARNED if better > spread else DIRECT_MAPPED if -better > spread else "level")
         out.append(row)
     return out
-
-
-def _cell(mean: float, std: float) -> str:
-    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
 def markdown_report(summary: Sequence[dict[str, Any]], verdict_rows: Sequence[dict[str, Any]], command: str) -> str:

@@ -105,16 +105,16 @@ def study_run(run: Path, protocol: str, sizes: Sequence[int] = SIZES, draws: int
         rows.append({**base, "route": route, "references": references, "draw": draw,
                      **score_metrics(list(values), truth, cs), **(extra or {})})
 
+    direct = direct_scores(loaded, test, "test")  # the same for every draw
     if protocol == "target-groups":
         add(TRAINING_BANK, loaded.score(test, "test")[1].value.tolist(), None, None)
-        direct = direct_scores(loaded, test, "test")
         if direct is not None:
             add(DIRECT, direct.tolist(), None, None)
     for size in sizes:
         for draw in range(draws):
             if progress is not None:
                 progress(f"{run.name}: N={size}, draw {draw + 1}/{draws}")
-            new = score_on_new_scale(loaded, draw_references(pool, size, seed, draw), test, "test")
+            new = score_on_new_scale(loaded, draw_references(pool, size, seed, draw), test, "test", direct=direct)
             fitted = {"calibration": "+".join(new.calibration.get("fitted", []))}
             if new.order_learned is not None:
                 add(ORDER_LEARNED, new.order_learned.value.tolist(), size, draw, fitted)
