@@ -26,7 +26,6 @@ from orderlearn.config import config_from_dict
 from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import DataError
 from orderlearn.report.metrics import score_metrics
-from orderlearn.runs.direct_map import fit_direct_map, pool_adjacent_violators
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.new_scale import score_on_new_scale
 from orderlearn.runs.recipe import run_experiment
@@ -77,6 +76,9 @@ def test_references_on_an_affine_scale_give_the_same_pc_and_mae_times_a(run, cou
     moved = score_on_new_scale(loaded, bank(refs, A, B), test)
     assert ("reference_positions" in moved.calibration["fitted"]) == (count >= MIN_FIT_POSITIONS)
     assert ("link" in moved.calibration["fitted"]) == (count >= MIN_FIT_LINK)
+    assert ("output_map" in moved.calibration) == (count >= MIN_FIT_LINK)  # chosen, identity included
+    if count >= MIN_FIT_LINK:  # the same map is chosen on either scale
+        assert moved.calibration["output_map"]["kind"] == same.calibration["output_map"]["kind"]
     for route in ("order_learned", "direct_mapped"):
         ours = getattr(same, route)
         theirs = getattr(moved, route)
@@ -160,20 +162,6 @@ def test_references_cli_errors_before_the_run_is_read(tmp_path, capsys):
     assert main(["predict", str(tmp_path), "--model", str(tmp_path / "nowhere"), "--references",
                  str(tmp_path / "refs.csv")]) != 0
     assert "refs.csv has no rows" in capsys.readouterr().err
-
-
-def test_the_direct_map_is_chosen_by_leave_one_out():
-    x = np.linspace(0, 1, 30)
-    linear = fit_direct_map(x, 3 * x + 1)
-    assert linear.kind == "linear" and linear(torch.tensor([0.5])).item() == pytest.approx(2.5)
-    step = fit_direct_map(x, (x > 0.5).astype(float) * 10)
-    assert step.kind == "isotonic"
-    assert step.leave_one_out_mae["isotonic"] < step.leave_one_out_mae["linear"]
-    means, sizes = pool_adjacent_violators(np.array([1.0, 3.0, 2.0, 4.0]))
-    assert means.tolist() == [1.0, 2.5, 4.0] and sizes.tolist() == [1, 2, 1]
-    assert fit_direct_map([1.0, 2.0], [10.0, 20.0]).kind == "linear"  # under 3 references: linear only
-    flipped = fit_direct_map(x, -2 * x)  # a reversed new scale is a linear map with a negative slope
-    assert flipped(torch.tensor([1.0])).item() == pytest.approx(-2.0)
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@
 :class:`ScoringRecipe` holds what turns one run's comparisons with its bank into scores: the
 scorer and its options, the link it scores with (and where that link came from), where the
 references sit on the comparator's scale when fitted (:mod:`scorers.references`), the interval
-scale, the checkpoint(s) whose probabilities are averaged, each checkpoint's comparator-view
+scale, the monotone map of the scores onto a user's references' scale where one was fitted on them
+(:mod:`.self_calibration`), the checkpoint(s) whose probabilities are averaged, each checkpoint's comparator-view
 state (a regressor's fitted link), the both-order setting and the bank file. ``orderlearn run``
 saves it; ``score``, ``active``, ``predict``, ``export`` and ``serve`` load it, so a saved run
 scores new images exactly as it scored its test set.
@@ -24,6 +25,7 @@ import torch
 
 import scorers
 from scorers.intervals import widen
+from scorers.monotone_map import MonotoneMap
 
 from orderlearn.config import ExperimentConfig
 from orderlearn.errors import DataError
@@ -51,6 +53,9 @@ class ScoringRecipe:
     # where the comparator places each reference (scorers.references), fitted on validation x bank;
     # None: at its known score
     reference_positions: Optional[list[float]] = None
+    # the scores mapped onto a user's references' scale (MonotoneMap.to_dict), chosen on their
+    # leave-one-out scores by self-calibration; None: no map (a run's own bank, or identity chosen)
+    output_map: Optional[dict[str, Any]] = None
     budget: Optional[int] = None  # comparisons per image by active reference selection; None: every reference
     active_batch: int = 4  # references asked per image and round under a budget
     view_states: list[dict[str, Any]] = field(default_factory=list)  # per checkpoint
@@ -91,10 +96,15 @@ class ScoringRecipe:
                    mask: Optional[torch.Tensor] = None) -> scorers.Scores:
         """Scores of ``probs [N, R, K]`` (only where ``mask`` when given) against the bank whose known
         scores are ``bank_scores`` (placed where :meth:`reference_scores` says), with the calibrated
-        intervals (``name``: another scorer, its default options and this run's link, unwidened)."""
+        intervals and through the output map (``name``: another scorer, its default options and this
+        run's link, unwidened and unmapped: both were fitted on this run's scorer)."""
         scores = self.make_scorer(name).score(probs.double(), self.reference_scores(bank_scores), mask)
-        if self.interval_scale is not None and scores.std is not None and name in (None, self.scorer):
+        if name not in (None, self.scorer):
+            return scores
+        if self.interval_scale is not None and scores.std is not None:
             scores = widen(scores, self.interval_scale, self.low, self.high)
+        if self.output_map is not None:
+            scores = MonotoneMap.from_dict(self.output_map).map_scores(scores, self.low, self.high)
         return scores
 
     def save(self, path: Path) -> Path:
@@ -158,6 +168,11 @@ def recipe_problem(recipe: ScoringRecipe) -> Optional[str]:
     positions = recipe.reference_positions
     if positions is not None and not (isinstance(positions, list) and all(_finite(p) for p in positions)):
         return "reference_positions: not a list of finite numbers"
+    if recipe.output_map is not None:
+        try:
+            MonotoneMap.from_dict(recipe.output_map)
+        except ValueError as exc:
+            return f"output_map: {exc}"
     for key in ("budget", "active_batch"):
         value = getattr(recipe, key)
         if (value is not None or key == "active_batch") and not (_integer(value) and value >= 1):

@@ -21,7 +21,16 @@ there are (R):
   ordered reference pairs, and the interval scale on the references' leave-one-out scores
   (each reference scored against the others);
 - R ≥ :data:`MIN_FIT_POSITIONS` (20): also each reference's position, from its answers against
-  the other references (at least 19), with one alternation with the link, as on validation.
+  the other references (at least 19), with one alternation with the link, as on validation;
+- R ≥ 10, last: an output map (:func:`scorers.monotone_map.choose_map`). Where the comparator is
+  unsure, Bradley–Terry pulls a score towards the middle of the references, and with a foreign
+  bank no validation set can tell by how much. The references' leave-one-out scores can: a map
+  from them to the known scores, identity, linear or isotonic, is chosen by a second
+  leave-one-out over the references (identity on a tie), and every score is passed through it.
+  The direct route's map is fitted the same way on the same references (``runs.new_scale``), so
+  the two routes are re-anchored alike. The leave-one-out scores are out of sample for the
+  comparisons, not for the link and positions (fitted on all R): the map sees slightly
+  optimistic scores, which makes it, if anything, too timid.
 
 Affine invariance: references scored a·s + b (a > 0) give a link, positions, range and grid
 that are the same affine transform of those of scores s, so every score is a·ŝ + b (the
@@ -39,6 +48,7 @@ import torch
 
 import scorers
 from scorers.intervals import interval_scale
+from scorers.monotone_map import choose_map
 from scorers.references import calibrate as calibrate_scorer
 
 from orderlearn.bank.route import BankRoute
@@ -74,7 +84,7 @@ def rescaled_recipe(recipe: ScoringRecipe, new_scores: torch.Tensor, run_scores:
     args = dict(recipe.scorer_args)
     if "step" in args:  # a grid's spacing is in score units: the same number of grid points
         args["step"] = float(args["step"]) * (high - low) / (recipe.high - recipe.low)
-    return dataclasses.replace(recipe, scorer_args=args, low=low, high=high, reference_positions=None,
+    return dataclasses.replace(recipe, scorer_args=args, low=low, high=high, reference_positions=None, output_map=None,
                                link=link_dict(scorers.Link(slope=link.slope / ratio, tie_width=link.tie_width * ratio)),
                                link_source="rescaled")
 
@@ -113,4 +123,9 @@ def self_calibrate(route: BankRoute, run_scores: torch.Tensor) -> tuple[ScoringR
         recipe = dataclasses.replace(recipe, interval_scale=interval_scale(leave_one_out, scores))
         report["fitted"].append("interval_scale")
     report["leave_one_out_mae"] = float((leave_one_out.value - scores).abs().mean())
+    output_map = choose_map(leave_one_out.value, scores, kinds=("identity", "linear", "isotonic"))
+    report["output_map"] = {"kind": output_map.kind, "leave_one_out_mae": output_map.leave_one_out_mae}
+    if output_map.kind != "identity":
+        recipe = dataclasses.replace(recipe, output_map=output_map.to_dict())
+        report["fitted"].append("output_map")
     return recipe, report

@@ -9,7 +9,8 @@ line and the protocols call:
 - order-learned: the comparator against the new references (None for a regressor run, whose
   bank route compares its own score, in the run's units, with the references' known scores);
 - direct: the run's direct score as it is (the run's units) and mapped onto the new scale by a
-  monotone fit on the same references (:mod:`.direct_map`). A run folder has a direct route
+  monotone fit on the same references (:func:`scorers.monotone_map.choose_map`: linear or isotonic,
+  chosen by leave-one-out on the references). A run folder has a direct route
   when its model is a regressor or its comparator's direct head was fitted (``direct/``); an
   exported bundle carries the bank route only.
 """
@@ -24,13 +25,14 @@ import torch
 import scorers
 from comparators.base import Comparator
 from comparators.direct_head import EmbeddingRegressor
+from scorers.monotone_map import MonotoneMap, choose_map
 
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.bank.route import BankRoute, Comparisons
 from orderlearn.bank.self_calibration import self_calibrate
 from orderlearn.bank.comparisons import view_embeddings
 from orderlearn.engine.checkpoints import CheckpointStore, load_weights
-from orderlearn.runs.direct_map import DirectMap, fit_direct_map
+from orderlearn.errors import DataError
 from orderlearn.runs.loaded import LoadedRun, ReferenceImages
 from orderlearn.types import ScoredImage
 
@@ -43,7 +45,7 @@ def has_bank_route(loaded: LoadedRun) -> bool:
 def with_references(loaded: LoadedRun, references: ReferenceBank) -> tuple[LoadedRun, dict[str, Any]]:
     """``loaded`` with ``references`` as its bank, under the recipe self-calibrated on them, and
     what the calibration fitted. ``loaded`` itself is unchanged."""
-    recipe = dataclasses.replace(loaded.recipe, reference_positions=None)
+    recipe = dataclasses.replace(loaded.recipe, reference_positions=None, output_map=None)
     route = BankRoute(loaded.model, recipe, references, loaded.source, loaded.route.features, loaded.accelerator,
                       loaded.config.train.eval_batch_size)
     calibrated, report = self_calibrate(route, loaded.bank.scores)
@@ -90,7 +92,7 @@ class NewScaleScores:
     comparisons: Optional[Comparisons]  # the samples' comparisons with the references
     direct: Optional[torch.Tensor]  # the run's units
     direct_mapped: Optional[torch.Tensor]  # the new scale
-    direct_map: Optional[DirectMap]
+    direct_map: Optional[MonotoneMap]
     calibration: dict[str, Any]
     loaded: LoadedRun  # the run with the new bank
 
@@ -110,7 +112,10 @@ def score_on_new_scale(loaded: LoadedRun, references: ReferenceBank, samples: Se
         direct = direct_scores(loaded, samples, name)
     mapped, direct_map = None, None
     if direct is not None:
-        direct_map = fit_direct_map(direct_scores(loaded, references.samples, "references"), references.scores)
+        try:
+            direct_map = choose_map(direct_scores(loaded, references.samples, "references"), references.scores)
+        except ValueError as exc:
+            raise DataError(f"the direct route's map onto the references' scale: {exc}") from None
         mapped = direct_map(direct)
         calibration["direct_map"] = {"kind": direct_map.kind, "leave_one_out_mae": direct_map.leave_one_out_mae}
     return NewScaleScores(order_learned, comparisons, direct, mapped, direct_map, calibration, moved)
