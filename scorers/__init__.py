@@ -8,11 +8,12 @@ SECOND) for two-class comparators; ``ref_scores [R]`` are the bank's scores.
 - :class:`GridBTScorer` (``"bt-grid"``) — the published grid search of eq. (13)
 - :class:`ExactBTScorer` (``"bt-exact"``) — Newton on the convex NLL, optional Gaussian prior
 - :func:`combine_orders` — merge (test, ref) and (ref, test) probabilities
+- :class:`GaussianPrior` — a per-image prior (a regressor's opinion) any scorer above also takes
 - :class:`ActiveScorer` — choose the informative references, within a comparison budget
 - :func:`fit_reference_positions` — where the comparator places each reference (fitted on validation)
 """
 from .active import ActiveResult, ActiveScorer, compare_from_probs
-from .base import Scorer, Scores
+from .base import GaussianPrior, Scorer, Scores
 from .exact import ExactBTScorer
 from .grid import GridBTScorer
 from .link import Link
@@ -21,6 +22,6 @@ from .references import fit_reference_positions
 from .registry import SCORERS, available, create, register
 
 __all__ = [
-    "ActiveResult", "ActiveScorer", "ExactBTScorer", "GridBTScorer", "Link", "Scorer", "Scores",
+    "ActiveResult", "ActiveScorer", "ExactBTScorer", "GaussianPrior", "GridBTScorer", "Link", "Scorer", "Scores",
     "SCORERS", "available", "combine_orders", "compare_from_probs", "create", "fit_reference_positions", "register",
 ]

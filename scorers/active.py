@@ -43,7 +43,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .base import Scorer, Scores
+from .base import GaussianPrior, Scorer, Scores
 from .likelihood import class_weights, effective_tie_width, log_prob_table
 
 CompareFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -97,7 +97,11 @@ class ActiveScorer:
         n = int(round((high - low) / self.grid_step)) + 1
         return torch.linspace(low, high, n, dtype=torch.float64, device=device)
 
-    def _log_prior(self, grid: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    def _log_prior(self, grid: torch.Tensor, refs: torch.Tensor, given: Optional[GaussianPrior]) -> torch.Tensor:
+        """The log-prior on the selection grid: [N, G] for a per-image ``given`` prior, else [G]
+        (the base scorer's fixed prior, or flat)."""
+        if given is not None:
+            return given.log_density(grid)
         prior_std = self.scorer.prior_std
         if prior_std is None:
             return torch.zeros_like(grid)
@@ -152,14 +156,20 @@ class ActiveScorer:
 
     # -- the loop ------------------------------------------------------------------------------
     def score(self, compare_fn: CompareFn, ref_scores: torch.Tensor, num_tests: int,
-              num_classes: int = 3) -> ActiveResult:
-        """Score test images 0..num_tests−1 of ``compare_fn`` against the bank ``ref_scores``."""
+              num_classes: int = 3, prior: Optional[GaussianPrior] = None) -> ActiveResult:
+        """Score test images 0..num_tests−1 of ``compare_fn`` against the bank ``ref_scores``.
+
+        ``prior``: a per-image Gaussian (a regressor's opinion of each face): the first batch is
+        aimed at it whatever ``init`` says, the posterior that selects later batches includes it,
+        and the base scorer scores under it."""
         if ref_scores.dim() != 1 or ref_scores.numel() == 0:
             raise ValueError(f"ref_scores must be a non-empty tensor [R], got shape {tuple(ref_scores.shape)}")
         if num_tests < 1:
             raise ValueError(f"num_tests must be >= 1, got {num_tests}")
         if num_classes not in (2, 3):
             raise ValueError(f"num_classes must be 2 or 3, got {num_classes}")
+        if prior is not None:
+            prior.check(num_tests)
         device = ref_scores.device
         refs = ref_scores.to(torch.float64)
         n, r = int(num_tests), refs.shape[0]
@@ -167,9 +177,11 @@ class ActiveScorer:
         low, high = self.scorer.low, self.scorer.high
         grid = self._grid(device)
         info = self.scorer.link.fisher_information(grid[:, None] - refs[None, :], num_classes).float()  # [G, R]
-        log_prior = self._log_prior(grid, refs)
+        log_prior = self._log_prior(grid, refs, prior)  # [G], or [N, G] per image
         table = self.bank_table(grid, refs, num_classes)  # [R, 3, G]
-        if self.init == "median":
+        if prior is not None:
+            start = torch.softmax(log_prior, dim=1)  # [N, G]
+        elif self.init == "median":
             start = torch.zeros_like(grid)
             start[(grid - refs.median()).abs().argmin()] = 1.0
         else:
@@ -190,7 +202,11 @@ class ActiveScorer:
             idx = running.nonzero().squeeze(1)
             u = int(used[idx[0]])  # all running images have asked the same number so far
             b = min(self.batch, budget - u)
-            post = start.expand(idx.shape[0], -1) if u == 0 else torch.softmax(loglik[idx] + log_prior, dim=1)
+            image_prior = log_prior[idx] if log_prior.dim() == 2 else log_prior
+            if u == 0:
+                post = start[idx] if start.dim() == 2 else start.expand(idx.shape[0], -1)
+            else:
+                post = torch.softmax(loglik[idx] + image_prior, dim=1)
             choice = self.select(post, mask[idx], info, b)  # [M, b]
             tests = idx.repeat_interleave(b)
             chosen = choice.reshape(-1)
@@ -209,7 +225,8 @@ class ActiveScorer:
             # to decide whether it stops): rescoring every image every round took most of the time
             scored = idx if self.stop_std is not None else idx[done]
             if scored.numel():
-                sub = self._score_made(scorer, probs, refs, mask, asked, used, scored)
+                sub = self._score_made(scorer, probs, refs, mask, asked, used, scored,
+                                       None if prior is None else prior.take(scored))
                 value[scored] = sub.value.to(torch.float64)
                 if sub.std is not None:
                     std[scored] = sub.std.to(torch.float64)
@@ -224,13 +241,15 @@ class ActiveScorer:
 
     @staticmethod
     def _score_made(scorer: Scorer, probs: torch.Tensor, refs: torch.Tensor, mask: torch.Tensor,
-                    asked: torch.Tensor, used: torch.Tensor, rows: torch.Tensor) -> Scores:
+                    asked: torch.Tensor, used: torch.Tensor, rows: torch.Tensor,
+                    prior: Optional[GaussianPrior] = None) -> Scores:
         """The base scorer on the comparisons made by the images ``rows`` (all have asked equally
-        many): only those comparisons when it takes per-image references, else the masked bank."""
+        many): only those comparisons when it takes per-image references, else the masked bank;
+        ``prior``: those images' per-image prior."""
         if scorer.per_image_refs:
             made = asked[rows, :int(used[rows[0]])]
-            return scorer.score(probs[rows[:, None], made], refs[made])
-        return scorer.score(probs[rows], refs, mask[rows])
+            return scorer.score(probs[rows[:, None], made], refs[made], prior=prior)
+        return scorer.score(probs[rows], refs, mask[rows], prior=prior)
 
     def _compact_scorer(self, refs: torch.Tensor) -> Scorer:
         """The base scorer, with a default prior mean pinned to the whole bank's mean, so scoring

@@ -8,6 +8,7 @@ one, so reports can show intervals and the active scorer can stop early.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -67,6 +68,42 @@ class Scores:
         return rows
 
 
+@dataclass(frozen=True)
+class GaussianPrior:
+    """A Gaussian prior on each image's score: ``mean`` [N], one per image (a regressor's opinion
+    of that face), and one ``std`` for all (how far that opinion is off, measured on validation).
+
+    Passed to :meth:`Scorer.score` (and :meth:`ActiveScorer.score`), it makes the estimate a
+    posterior mode: with few comparisons the score stays near the prior mean, with many the
+    comparisons decide. It replaces the scorer's own fixed prior (``prior_std``), if any."""
+
+    mean: torch.Tensor
+    std: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.std, (int, float)) and math.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"GaussianPrior: std must be a finite number > 0, got {self.std!r}")
+        if self.mean.dim() != 1 or not bool(torch.isfinite(self.mean).all()):
+            raise ValueError(f"GaussianPrior: mean must be a finite 1-D tensor, got shape {tuple(self.mean.shape)}")
+
+    @property
+    def precision(self) -> float:
+        return 1.0 / self.std ** 2
+
+    def take(self, rows: torch.Tensor | slice) -> "GaussianPrior":
+        """The prior of the images ``rows``."""
+        return GaussianPrior(self.mean[rows], self.std)
+
+    def log_density(self, grid: torch.Tensor) -> torch.Tensor:
+        """Log-density (up to a constant) of every image's prior on ``grid`` [G]: [N, G] float64."""
+        mean = self.mean.to(device=grid.device, dtype=torch.float64)
+        return -0.5 * ((grid[None, :].double() - mean[:, None]) / self.std) ** 2
+
+    def check(self, num_images: int) -> None:
+        if self.mean.shape[0] != num_images:
+            raise ValueError(f"GaussianPrior: {self.mean.shape[0]} prior means for {num_images} images")
+
+
 class Scorer(abc.ABC):
     """``score(probs [N, R, K], ref_scores [R], mask [N, R] | None) -> Scores``.
 
@@ -74,7 +111,8 @@ class Scorer(abc.ABC):
     image); unmarked entries of ``probs`` are ignored. Every BT scorer has a ``link`` (the
     likelihood of a label given the score gap: what the active scorer ranks references by),
     reads hard or ``soft`` labels, and may have a Gaussian prior (``prior_std``, ``prior_mean``;
-    None: a flat prior, and a mean of None means the bank's mean score).
+    None: a flat prior, and a mean of None means the bank's mean score). ``score`` also takes a
+    per-image :class:`GaussianPrior`, which replaces that fixed one.
     """
 
     low: float
@@ -87,5 +125,5 @@ class Scorer(abc.ABC):
 
     @abc.abstractmethod
     def score(self, probs: torch.Tensor, ref_scores: torch.Tensor,
-              mask: Optional[torch.Tensor] = None) -> Scores:
+              mask: Optional[torch.Tensor] = None, prior: Optional[GaussianPrior] = None) -> Scores:
         raise NotImplementedError

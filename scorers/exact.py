@@ -36,15 +36,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 
-from .base import Scorer, Scores
+from .base import GaussianPrior, Scorer, Scores
 from .likelihood import (NewtonTerms, boundary_derivative_table, boundary_weights, check_inputs, class_weights,
                          effective_tie_width, nll_derivatives)
 from .link import Link
 from .registry import register
+
+_Mean = Union[float, torch.Tensor]  # a prior's mean: one number, or one per image [N]
 
 Z95 = 1.959963984540054
 
@@ -110,12 +112,15 @@ class ExactBTScorer(Scorer):
         return f, g, h
 
     def score(self, probs: torch.Tensor, ref_scores: torch.Tensor,
-              mask: Optional[torch.Tensor] = None) -> Scores:
+              mask: Optional[torch.Tensor] = None, prior: Optional[GaussianPrior] = None) -> Scores:
+        """MAP (or maximum-likelihood) scores; ``prior``: a per-image Gaussian replacing the scorer's own."""
         check_inputs(probs, ref_scores, per_image=True)
+        if prior is not None:
+            prior.check(probs.shape[0])
         tau = self._tie_width(probs, mask)
         terms = boundary_weights(probs, self.soft, mask)  # [N, 2R]: no [N, R, 3] class weights on the way
         refs = ref_scores.to(device=terms.device, dtype=torch.float64)
-        prior = self._prior(refs)
+        prior = self._prior(refs, prior)
         start = self._start_shared(terms, refs, tau, prior) if refs.dim() == 1 else self._start_per_image(probs, mask, refs, tau, prior)
 
         def accurate(rows: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,8 +144,11 @@ class ExactBTScorer(Scorer):
             return effective_tie_width(self.link, class_weights(probs, self.soft, mask), 3)
         return self.link.tie_width
 
-    def _prior(self, refs: torch.Tensor) -> Optional[tuple[float, float]]:
-        """(mean, precision) of the Gaussian prior, or None for the plain maximum likelihood."""
+    def _prior(self, refs: torch.Tensor, given: Optional[GaussianPrior] = None) -> Optional[tuple["_Mean", float]]:
+        """(mean, precision) of the Gaussian prior, or None for the plain maximum likelihood; the
+        mean is one number, or one per image [N] for a ``given`` per-image prior."""
+        if given is not None:
+            return given.mean.to(device=refs.device, dtype=torch.float64), given.precision
         if self.prior_std is None:
             return None
         mu = self.prior_mean if self.prior_mean is not None else float(refs.mean())
@@ -172,7 +180,7 @@ class ExactBTScorer(Scorer):
         slope, curv = both[:, :g], both[:, g:2 * g]
         if prior is not None:
             mu, precision = prior
-            slope = slope + precision * (grid - mu)
+            slope = slope + precision * (grid - (mu[:, None] if torch.is_tensor(mu) else mu))
             curv = curv + precision
         nonneg = slope >= 0
         # first grid point with slope >= 0 (G when there is none: the minimiser is `high`)
@@ -258,7 +266,7 @@ class ExactBTScorer(Scorer):
                 g[flat], h[flat] = accurate(rows[flat], x[flat])
             if prior is not None:
                 mu, precision = prior
-                g = g + precision * (x - mu)
+                g = g + precision * (x - (mu[rows] if torch.is_tensor(mu) else mu))
                 h = h + precision
             curvature[rows] = h
             px, ph = prev_x[rows], prev_h[rows]

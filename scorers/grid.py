@@ -13,7 +13,8 @@ Ties in the argmin go to the lowest grid point (torch.argmin returns the first m
 convex NLL a tie can only happen between neighbouring points or on a flat stretch, so this only
 matters when a test image has no informative comparison, and then the lowest score is returned.
 
-Uncertainty: the posterior under a flat prior on [low, high] is ∝ exp(−NLL) on the grid; ``std``
+Uncertainty: the posterior under a flat prior on [low, high] (or the per-image Gaussian prior
+passed to :meth:`GridBTScorer.score`, whose log-density is then added) is ∝ exp(−NLL) on the grid; ``std``
 is its standard deviation and the 95% interval is its highest-posterior-density set (contiguous,
 since the NLL is convex), which always contains the grid argmin, also when the estimate sits on
 the range's edge (an equal-tailed interval would not).
@@ -28,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from .base import Scorer, Scores
+from .base import GaussianPrior, Scorer, Scores
 from .likelihood import check_inputs, class_weights, effective_tie_width, log_prob_table
 from .link import Link
 from .registry import register
@@ -95,15 +96,21 @@ class GridBTScorer(Scorer):
             yield i, -(flat[i:i + chunk] @ table)
 
     def score(self, probs: torch.Tensor, ref_scores: torch.Tensor,
-              mask: Optional[torch.Tensor] = None) -> Scores:
+              mask: Optional[torch.Tensor] = None, prior: Optional[GaussianPrior] = None) -> Scores:
+        """Scores of ``probs`` against ``ref_scores``: the grid argmin of the NLL (minus the log of
+        ``prior``, a per-image Gaussian, when given: the posterior mode)."""
         check_inputs(probs, ref_scores)
+        if prior is not None:
+            prior.check(probs.shape[0])
         w = class_weights(probs, self.soft, mask)
         table = self._table(w, ref_scores, probs.shape[2])
         grid = self.grid(probs.device)
         values, stds, lowers, uppers = [], [], [], []
-        for _, nll in self._nll_chunks(w, table):
+        for start, nll in self._nll_chunks(w, table):
+            if prior is not None:
+                nll = nll - prior.take(slice(start, start + nll.shape[0])).log_density(grid)
             values.append(grid[nll.argmin(dim=1)])
-            post = torch.softmax(-nll, dim=1)  # flat prior on the grid
+            post = torch.softmax(-nll, dim=1)  # flat prior on the grid, or the given one
             mean = post @ grid
             stds.append(((post * (grid[None, :] - mean[:, None]) ** 2).sum(1)).sqrt())
             lo, hi = self._hpd(post, grid)
