@@ -41,6 +41,7 @@ def check_config(config: ExperimentConfig) -> None:
     check_ranges(config)
     check_second_database(config)
     check_foreign_bank(config)
+    check_direct_prior(config)
     check_views(config)
     options = validate_model_options(config.model)
     check_task_is_model_kind(config)
@@ -79,6 +80,18 @@ def check_dataset_section(config: ExperimentConfig, data: DataConfig, prefix: st
         if name != key and getattr(data, name) not in allowed:
             raise ConfigError(f"{prefix}{name}: {getattr(data, name)!r} is not one of {list(allowed)}")
     raise_first_bad(config, data_ranges(data, prefix))
+
+
+def check_direct_prior(config: ExperimentConfig) -> None:
+    """``scorer.direct_prior`` needs a direct route to take the prior from and a comparator to
+    refine it: a regressor's bank route compares its own score, so the prior would count it twice."""
+    if not config.scorer.direct_prior:
+        return
+    if config.task != "comparator":
+        raise ConfigError("scorer.direct_prior: the fused route refines a direct score by a comparator's judgments; "
+                          f"task is {config.task} (its bank route already is its direct score)")
+    if not config.direct_baseline:
+        raise ConfigError("scorer.direct_prior: the prior is the direct head's score; set direct_baseline: true")
 
 
 def check_foreign_bank(config: ExperimentConfig) -> None:

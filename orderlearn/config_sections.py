@@ -149,6 +149,9 @@ class ScorerConfig:
     calibrate_intervals: bool = False  # scale the posterior std so 95% intervals cover 95% of validation scores
     budget: Optional[int] = None  # comparisons per image, chosen by active reference selection (None: the whole bank)
     active_batch: int = 4  # references asked per image and round when budget is set
+    # the fused route: also score with each face's direct score as its prior (width: the direct
+    # route's validation RMSE), reported as its own route; comparator runs with direct_baseline
+    direct_prior: bool = False
     args: dict[str, Any] = field(default_factory=dict)
 
 

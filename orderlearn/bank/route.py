@@ -111,16 +111,19 @@ class BankRoute:
                                   activate))
         return members
 
-    def comparisons(self, samples: Sequence[ScoredImage], name: str, full_bank: bool = False) -> Comparisons:
+    def comparisons(self, samples: Sequence[ScoredImage], name: str, full_bank: bool = False,
+                    prior: Optional[scorers.GaussianPrior] = None) -> Comparisons:
         """Comparisons of ``samples`` with the bank: every reference, or under the recipe's
-        budget only those active selection chooses (``full_bank`` forces every reference)."""
+        budget only those active selection chooses (``full_bank`` forces every reference);
+        ``prior``: each sample's prior (the fused route), which active selection starts from."""
         if self.recipe.budget is not None and not full_bank:
-            return self._budgeted(samples, name)
+            return self._budgeted(samples, name, prior)
         fwd, rev = compare_members(self.members(samples, name), self.accelerator, name, self.recipe.reverse_pass)
         scoring = scorers.combine_orders(fwd, rev) if self.recipe.both_orders else fwd
         return Comparisons(fwd, rev, scoring)
 
-    def _budgeted(self, samples: Sequence[ScoredImage], name: str) -> Comparisons:
+    def _budgeted(self, samples: Sequence[ScoredImage], name: str,
+                  prior: Optional[scorers.GaussianPrior] = None) -> Comparisons:
         """Active reference selection: each image asks only ``budget`` references, chosen round
         by round where the score is still uncertain; the comparator answers only those pairs."""
         members = self.members(samples, name)
@@ -128,12 +131,13 @@ class BankRoute:
         active = scorers.ActiveScorer(self.recipe.make_scorer(), budget=self.recipe.budget,
                                       batch=min(self.recipe.active_batch, self.recipe.budget))
         result = active.score(calls, self.recipe.reference_scores(self.bank.scores), len(samples),
-                              members[0].view.num_classes)
+                              members[0].view.num_classes, prior=prior)
         probs = result.probs.float()
         return Comparisons(probs, None, probs, mask=result.mask, calls=calls.calls)
 
-    def score(self, comparisons: Comparisons, name: Optional[str] = None) -> scorers.Scores:
-        return self.recipe.score_with(comparisons.for_scoring, self.bank.scores, name, comparisons.mask)
+    def score(self, comparisons: Comparisons, name: Optional[str] = None,
+              prior: Optional[scorers.GaussianPrior] = None) -> scorers.Scores:
+        return self.recipe.score_with(comparisons.for_scoring, self.bank.scores, name, comparisons.mask, prior)
 
 
 def _checked_bank_embeddings(stored: Optional[Sequence[torch.Tensor]], recipe: ScoringRecipe,

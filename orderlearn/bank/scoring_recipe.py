@@ -93,12 +93,13 @@ class ScoringRecipe:
         return torch.tensor(self.reference_positions, dtype=torch.float64, device=bank_scores.device)
 
     def score_with(self, probs: torch.Tensor, bank_scores: torch.Tensor, name: Optional[str] = None,
-                   mask: Optional[torch.Tensor] = None) -> scorers.Scores:
+                   mask: Optional[torch.Tensor] = None, prior: Optional[scorers.GaussianPrior] = None) -> scorers.Scores:
         """Scores of ``probs [N, R, K]`` (only where ``mask`` when given) against the bank whose known
         scores are ``bank_scores`` (placed where :meth:`reference_scores` says), with the calibrated
         intervals and through the output map (``name``: another scorer, its default options and this
-        run's link, unwidened and unmapped: both were fitted on this run's scorer)."""
-        scores = self.make_scorer(name).score(probs.double(), self.reference_scores(bank_scores), mask)
+        run's link, unwidened and unmapped: both were fitted on this run's scorer; ``prior``: a
+        per-image Gaussian prior, the fused route's)."""
+        scores = self.make_scorer(name).score(probs.double(), self.reference_scores(bank_scores), mask, prior=prior)
         if name not in (None, self.scorer):
             return scores
         if self.interval_scale is not None and scores.std is not None:

@@ -34,7 +34,8 @@ class Route:
     column: str  # scores.csv column
 
 
-ROUTES = (Route("direct", "direct", "direct_score"), Route("order_learned", "order-learned", "score"))
+ROUTES = (Route("direct", "direct", "direct_score"), Route("order_learned", "order-learned", "score"),
+          Route("fused", "fused", "fused_score"))  # fused: scorer.direct_prior (runs/fused.py)
 
 
 @dataclass

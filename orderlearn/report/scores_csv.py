@@ -30,7 +30,7 @@ import numpy as np
 from orderlearn.errors import DataError
 from orderlearn.user_files import not_text, why_not_a_file
 
-TRUTH, SCORE, DIRECT = "true_score", "score", "direct_score"
+TRUTH, SCORE, DIRECT, FUSED = "true_score", "score", "direct_score", "fused_score"
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,14 @@ class ScoresTable:
     scores: np.ndarray  # order-learned
     truth: Optional[np.ndarray]  # None: no true scores in the file (only when not required)
     direct: Optional[np.ndarray]  # None: no direct route
+    fused: Optional[np.ndarray] = None  # None: no fused route (scorer.direct_prior)
 
     def __len__(self) -> int:
         return len(self.image_paths)
 
     def column(self, name: str) -> Optional[np.ndarray]:
-        """A prediction column by its CSV name (``score`` or ``direct_score``)."""
-        columns = {SCORE: self.scores, DIRECT: self.direct}
+        """A prediction column by its CSV name (``score``, ``direct_score`` or ``fused_score``)."""
+        columns = {SCORE: self.scores, DIRECT: self.direct, FUSED: self.fused}
         if name not in columns:
             raise KeyError(f"{name!r} is not a prediction column of a scores CSV ({', '.join(columns)})")
         return columns[name]
@@ -87,6 +88,7 @@ def read_scores_csv(path: Union[str, Path], require_truth: bool = True) -> Score
         scores=_column(path, rows, lines, SCORE, optional=False),
         truth=truth,
         direct=_column(path, rows, lines, DIRECT, optional=True),
+        fused=_column(path, rows, lines, FUSED, optional=True),
     )
 
 

@@ -2,12 +2,14 @@
 whose command is :mod:`orderlearn.commands.compare`).
 
 Each run folder (the ``output_dir`` of ``orderlearn run``, comparator or regressor) holds
-``config.yaml``, ``results.json`` and ``scores.csv``. A run has up to two routes:
+``config.yaml``, ``results.json`` and ``scores.csv``. A run has up to three routes:
 
 * **direct**: a regressor's own score (``task: regressor``), or, for a comparator run, the
   regression head fitted on its embeddings (``direct_baseline``);
 * **order-learned**: the scores of the BT scorer against the reference bank (a regressor
-  enters it as the degenerate :class:`~comparators.regression_comparator.RegressionComparator`).
+  enters it as the degenerate :class:`~comparators.regression_comparator.RegressionComparator`);
+* **fused** (comparator runs with ``scorer.direct_prior``): the same bank route with each face's
+  direct score as its prior (:mod:`orderlearn.runs.fused`).
 
 Grouping (the *method* of a run): the config ``name`` with a trailing ``-foldK`` / ``_foldK``
 removed, so ``dld-mobilenetv2-scut`` run as ``-o data.split=fold2`` and a config named
@@ -92,6 +94,8 @@ def shared_command(commands: Sequence[str]) -> str:
 def route_description(run: Run, route: Route) -> str:
     if route.key == "direct":
         return "regressor output" if run.task == "regressor" else "embedding head"
+    if route.key == "fused":
+        return f"comparator + {run.scorer} on bank, direct score as prior"
     via = "regressor as comparator" if run.task == "regressor" else "comparator"
     return f"{via} + {run.scorer} on bank"
 

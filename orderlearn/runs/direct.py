@@ -10,6 +10,7 @@ then contrasts the scoring route, not the features. Both use the validation-sele
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -34,11 +35,21 @@ from orderlearn.types import ScoredImage
 HEAD_EPOCHS, HEAD_BATCH = 30, 64
 
 
+@dataclass(frozen=True)
+class DirectScores:
+    """The direct route's scores (float64, clamped to the score range): of the test images, and of
+    the validation images where the run computed them (a comparator's head: the fused route's
+    prior width is measured on them; None for a regressor, which does not need them)."""
+
+    test: torch.Tensor
+    val: Optional[torch.Tensor] = None
+
+
 def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, test: list[ScoredImage],
                   config: ExperimentConfig, accelerator: Accelerator, features: FeatureExtractor,
-                  store: CheckpointStore) -> Optional[torch.Tensor]:
-    """Direct scores of ``test`` (float64 [N]), or None for a comparator without ``direct_baseline``
-    (``store``: where a comparator's direct head keeps its checkpoints)."""
+                  store: CheckpointStore) -> Optional[DirectScores]:
+    """Direct scores of ``test`` (and of the validation images, for a comparator), or None for a
+    comparator without ``direct_baseline`` (``store``: where its direct head keeps its checkpoints)."""
     if isinstance(model, Comparator) and not config.direct_baseline:
         return None
     load_weights(model, best_checkpoint)
@@ -49,14 +60,17 @@ def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, t
         return view_embeddings(view, features(view, samples, f"features {name}"), accelerator, config.train.eval_batch_size)
 
     if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
-        return embeddings(test, "test").reshape(-1).double()
+        return DirectScores(embeddings(test, "test").reshape(-1).double())
     train_x, val_x, test_x = embeddings(splits.train, "train"), embeddings(splits.val, "validation"), embeddings(test, "test")
-    return fit_embedding_head(train_x, val_x, test_x, splits, config, accelerator, store)
+    val, test_scores = fit_embedding_head(train_x, val_x, test_x, splits, config, accelerator, store)
+    return DirectScores(test_scores, val)
 
 
 def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch.Tensor, splits: TrainingSplits,
-                       config: ExperimentConfig, accelerator: Accelerator, store: CheckpointStore) -> torch.Tensor:
-    """A regression head on embeddings, selected on validation, applied to the test embeddings.
+                       config: ExperimentConfig, accelerator: Accelerator,
+                       store: CheckpointStore) -> tuple[torch.Tensor, torch.Tensor]:
+    """A regression head on embeddings, selected on validation, applied to the validation and the
+    test embeddings: (validation scores, test scores).
 
     The head is small and reads cached embeddings: many short epochs cost seconds, and a few
     large-batch epochs (the comparator's settings, made for 90k pairs) would leave it untrained.
@@ -76,10 +90,14 @@ def fit_embedding_head(train_x: torch.Tensor, val_x: torch.Tensor, test_x: torch
     result = fit_on_features(head, train_x, splits.train, val_x, splits.val, head_config, store, accelerator, desc="direct head")
     load_weights(head, result.best_checkpoint)
     head.to(accelerator.device).eval()
-    with torch.no_grad():
-        test_x = test_x.to(accelerator.device)  # each face on its own, as its embedding was (bank/comparisons.py)
-        scores = torch.cat([head(test_x[i:i + 1]).score.reshape(-1) for i in range(len(test_x))]) if len(test_x) else test_x.new_zeros(0)
-        return scores.double().cpu().clamp(config.data.score_low, config.data.score_high)
+
+    @torch.no_grad()
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(accelerator.device)  # each face on its own, as its embedding was (bank/comparisons.py)
+        out = torch.cat([head(x[i:i + 1]).score.reshape(-1) for i in range(len(x))]) if len(x) else x.new_zeros(0)
+        return out.double().cpu().clamp(config.data.score_low, config.data.score_high)
+
+    return scores(val_x), scores(test_x)
 
 
 @torch.no_grad()

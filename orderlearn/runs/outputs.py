@@ -21,19 +21,29 @@ from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.types import ScoredImage
 
 SCORE_COLUMNS = ["path", "true_score", "score", "std", "lower95", "upper95", "direct_score"]
+FUSED_COLUMN = "fused_score"  # scorer.direct_prior: the fused route's score
 
 
 def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredImage], scores: scorers.Scores,
-                      direct: Optional[torch.Tensor], results: dict[str, Any]) -> str:
-    """Write the four files into ``out``; returns the report's markdown."""
-    write_scores_csv(out / "scores.csv", test, scores, direct)
+                      direct: Optional[torch.Tensor], results: dict[str, Any],
+                      fused: Optional[torch.Tensor] = None) -> str:
+    """Write the four files into ``out``; returns the report's markdown (``fused``: the fused
+    route's test scores, ``scorer.direct_prior``)."""
+    write_scores_csv(out / "scores.csv", test, scores, direct, fused)
     atomic_write_json(out / "results.json", results, default=float)
     rows = [{"method": f"{method} + {results['scorer']['scorer']}", "route": "order-learned", **results["order_learned"]}]
     if direct is not None:
         rows.insert(0, {"method": f"{method} ({results['direct_how']})", "route": "direct", **results["direct"]})
+    if fused is not None:
+        chosen = results["fused_route"]["chosen_on_validation"]
+        rows.append({"method": f"{method} + {results['scorer']['scorer']}, direct score as prior", "route": "fused",
+                     **results["fused"]})
+        rows = [{**row, "chosen on validation": "yes" if row["route"].replace("-", "_") == chosen else ""}
+                if row["route"] != "direct" else {**row, "chosen on validation": ""} for row in rows]
     extras = extra_metric_names(*rows)
     table = markdown_table([{**{k: "-" for k in extras}, **row} for row in rows],
-                           ["method", "route", "pc", "mae", "rmse", "spearman", *extras, "n"])
+                           ["method", "route", "pc", "mae", "rmse", "spearman", *extras, "n"]
+                           + (["chosen on validation"] if fused is not None else []))
     cm = results["comparator_metrics"]
     agreement = cm.get("forward_reverse_agreement", math.nan)
     report = (f"# {name}\n\n{table}\n\ncomparator accuracy on test x bank pairs: {cm['accuracy']:.4f}; "
@@ -44,21 +54,24 @@ def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredIm
     series = {"order-learned": scores.value.tolist()}
     if direct is not None:
         series = {"direct": direct.tolist(), **series}
+    if fused is not None:
+        series["fused"] = fused.tolist()
     scatter_plot(out / "scatter.png", [s.score for s in test], series, title=name)
     return report
 
 
 def write_scores_csv(path: Path, samples: Sequence[ScoredImage], scores: scorers.Scores,
-                     direct: Optional[torch.Tensor] = None) -> Path:
-    """One row per image: path, true score (empty when unknown), score, std, 95% interval, direct."""
+                     direct: Optional[torch.Tensor] = None, fused: Optional[torch.Tensor] = None) -> Path:
+    """One row per image: path, true score (empty when unknown), score, std, 95% interval, direct,
+    and the fused route's score where there is one (a ``fused_score`` column only then)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(SCORE_COLUMNS)
+    writer.writerow(SCORE_COLUMNS + ([FUSED_COLUMN] if fused is not None else []))
     for i, sample in enumerate(samples):
         writer.writerow([
             str(sample.path), "" if math.isnan(sample.score) else f"{sample.score:.6f}", f"{float(scores.value[i]):.6f}",
             _cell(scores.std, i), _cell(scores.lower, i), _cell(scores.upper, i), _cell(direct, i),
-        ])
+        ] + ([_cell(fused, i)] if fused is not None else []))
     return atomic_write_text(path, buffer.getvalue())
 
 

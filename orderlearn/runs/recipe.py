@@ -1,5 +1,6 @@
 """The main job as a recipe, one path for every method: setup -> data -> fit -> bank -> direct -> report
-(with ``bank.from``, a bank from another dataset between direct and report).
+(with ``scorer.direct_prior``, the fused route after direct; with ``bank.from``, a bank from another
+dataset before report).
 
 Each phase is a function that takes the state the phases before it left (small dataclasses:
 :class:`RunSetup`, :class:`Fitted`, :class:`Banked`, :class:`Direct`) and returns its own, so a
@@ -49,6 +50,7 @@ from orderlearn.engine.features import FeatureExtractor
 from orderlearn.engine.fitting import fit_model
 from orderlearn.engine.runtime import deterministic_algorithms, make_accelerator
 from orderlearn.engine.training import TrainResult
+from orderlearn.runs.fused import FusedRoute, fused_route
 from orderlearn.runs.foreign_bank import ForeignData, foreign_bank_results, load_foreign_data, loaded_in_run
 from orderlearn.runs.model_setup import build_model, feature_extractor, place_model
 from orderlearn.runs.outputs import write_run_outputs
@@ -69,8 +71,9 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, accelerator: 
         fitted = fit_phase(run, data.training)
         banked = bank_phase(run, fitted, data.test)
         direct = direct_phase(run, fitted, data.tests)
+        fused = fused_phase(run, fitted, banked, direct)
         foreign_results = foreign_phase(run, fitted, banked, foreign)
-        return report_phase(run, fitted, banked, direct, started, command, foreign_results)
+        return report_phase(run, fitted, banked, direct, started, command, foreign_results, fused)
 
 
 # ---------------------------------------------------------------------- setup
@@ -192,6 +195,7 @@ class Direct:
 
     scores: Optional[torch.Tensor]
     classified: dict[str, float]
+    val_scores: Optional[torch.Tensor] = None  # a comparator's direct head on the validation images
 
 
 def direct_phase(run: RunSetup, fitted: Fitted, tests: list[list[ScoredImage]]) -> Direct:
@@ -201,8 +205,23 @@ def direct_phase(run: RunSetup, fitted: Fitted, tests: list[list[ScoredImage]]) 
     model, features = fitted.model, fitted.features
     direct = direct_scores(model, fitted.trained.best_checkpoint, fitted.splits, tests[0], config, accelerator, features,
                            CheckpointStore(run.out / "direct"))
-    classified = direct_classifications(model, tests, config, accelerator, features) if direct is not None else {}
-    return Direct(direct, classified)
+    if direct is None:
+        return Direct(None, {})
+    return Direct(direct.test, direct_classifications(model, tests, config, accelerator, features), direct.val)
+
+
+# ---------------------------------------------------------------------- fused
+def fused_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct) -> Optional[FusedRoute]:
+    """With ``scorer.direct_prior``: the bank route with each face's direct score as its prior,
+    validation and test (:mod:`orderlearn.runs.fused`); None without it."""
+    config = run.config
+    if not config.scorer.direct_prior:
+        return None
+    if direct.scores is None or direct.val_scores is None:  # the config checks make this unreachable
+        raise ConfigError("scorer.direct_prior: the run has no direct head to take the prior from")
+    run.accelerator.print("fused route: the direct score as each face's prior")
+    return fused_route(banked.phase.route, fitted.splits.val, banked.test, direct.val_scores, direct.scores,
+                       config.train.select_metric, config.cs_thresholds)
 
 
 # ---------------------------------------------------------------------- bank.from
@@ -219,9 +238,11 @@ def foreign_phase(run: RunSetup, fitted: Fitted, banked: Banked, data: Optional[
 
 # ---------------------------------------------------------------------- report
 def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, started: float,
-                 command: Optional[str] = None, foreign: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+                 command: Optional[str] = None, foreign: Optional[dict[str, Any]] = None,
+                 fused: Optional[FusedRoute] = None) -> dict[str, Any]:
     """results.json and the other outputs (main process); returns the results dictionary
-    (``foreign``: the ``bank.from`` phase's entry, ``foreign_bank``)."""
+    (``foreign``: the ``bank.from`` phase's entry, ``foreign_bank``; ``fused``: the fused route's,
+    ``fused`` and ``fused_route``)."""
     config, out, accelerator, model = run.config, run.out, run.accelerator, fitted.model
     phase = banked.phase
     results = collect_results(config, fitted.trained, phase.bank, phase.route, phase.uncalibrated, phase.calibration,
@@ -230,6 +251,10 @@ def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, 
         results["direct"].update(direct.classified)
     if foreign is not None:
         results["foreign_bank"] = foreign
+    if fused is not None:
+        truth = [s.score for s in banked.test]
+        results["fused"] = score_metrics(fused.scores.value.tolist(), truth, config.cs_thresholds)
+        results["fused_route"] = fused.report
     results.update(model.run_summary())
     if command is not None:
         results["command"] = command
@@ -239,7 +264,8 @@ def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, 
         model.write_figures(out)
         phase.bank.save(out / "bank.json")
         phase.recipe.save(out / RECIPE_FILE)
-        print("\n" + write_run_outputs(out, config.name, config.model.name, banked.test, banked.scores, direct.scores, results))
+        print("\n" + write_run_outputs(out, config.name, config.model.name, banked.test, banked.scores, direct.scores,
+                                       results, None if fused is None else fused.scores.value))
     accelerator.end_training()
     return results
 
