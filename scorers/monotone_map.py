@@ -157,15 +157,24 @@ FITS: dict[str, Callable[[np.ndarray, np.ndarray], MonotoneMap]] = {
     "identity": fit_identity, "linear": fit_linear, "isotonic": fit_isotonic}
 
 
-def leave_one_out_mae(kind: str, x: np.ndarray, y: np.ndarray) -> float:
-    """Mean |y_i − f_{−i}(x_i)|, f_{−i} the ``kind`` map fitted on every reference but i."""
-    keep = np.ones(len(x), dtype=bool)
-    errors = []
-    for i in range(len(x)):
+def leave_one_out_residuals(kind: str, x: Values, y: Values) -> np.ndarray:
+    """y_i − f_{−i}(x_i) for every reference i, f_{−i} the ``kind`` map fitted on every reference
+    but i: the map's out-of-sample errors on the references (their RMS is the width of a prior
+    centred on the mapped score, :mod:`orderlearn.runs.fused`)."""
+    xs = torch.as_tensor(x, dtype=torch.float64).cpu().numpy().reshape(-1)
+    ys = torch.as_tensor(y, dtype=torch.float64).cpu().numpy().reshape(-1)
+    keep = np.ones(len(xs), dtype=bool)
+    residuals = np.empty(len(xs))
+    for i in range(len(xs)):
         keep[i] = False
-        errors.append(abs(float(FITS[kind](x[keep], y[keep]).apply(x[i:i + 1])[0]) - y[i]))
+        residuals[i] = ys[i] - float(FITS[kind](xs[keep], ys[keep]).apply(xs[i:i + 1])[0])
         keep[i] = True
-    return float(np.mean(errors))
+    return residuals
+
+
+def leave_one_out_mae(kind: str, x: Values, y: Values) -> float:
+    """Mean |y_i − f_{−i}(x_i)|, f_{−i} the ``kind`` map fitted on every reference but i."""
+    return float(np.abs(leave_one_out_residuals(kind, x, y)).mean())
 
 
 def choose_map(x: Values, y: Values, kinds: Sequence[str] = ("linear", "isotonic")) -> MonotoneMap:

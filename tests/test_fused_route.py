@@ -54,8 +54,8 @@ def test_the_option_is_refused_without_a_direct_head_or_a_comparator(synthetic_r
 
 
 def test_the_prior_width_is_the_validation_rmse_with_a_floor():
-    assert prior_width(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 2.0]), 1.0, 5.0) == pytest.approx(1.0)
-    assert prior_width(torch.tensor([2.0]), torch.tensor([2.0]), 1.0, 5.0) == pytest.approx(4e-6)
+    assert prior_width(torch.tensor([1.0, -1.0]), 1.0, 5.0) == pytest.approx(1.0)
+    assert prior_width(torch.tensor([0.0]), 1.0, 5.0) == pytest.approx(4e-6)
 
 
 @pytest.mark.slow
@@ -73,7 +73,8 @@ def test_a_run_reports_the_fused_route_and_a_saved_run_reproduces_it(run, capsys
     loaded = LoadedRun.from_run(run)
     val, test = load_training(loaded.config.data).val, load_test(loaded.config.data)
     direct_val, direct_test = direct_scores(loaded, val, "validation"), direct_scores(loaded, test, "test")
-    assert prior_width(direct_val, torch.tensor([s.score for s in val]), 1.0, 5.0) == pytest.approx(fused["prior_std"])
+    errors = direct_val - torch.tensor([s.score for s in val], dtype=torch.float64)
+    assert prior_width(errors, 1.0, 5.0) == pytest.approx(fused["prior_std"])
     again = fused_route(loaded.route, val, test, direct_val, direct_test, loaded.config.train.select_metric)
     truth = [s.score for s in test]
     assert score_metrics(again.scores.value.tolist(), truth) == pytest.approx(

@@ -47,9 +47,11 @@ def test_share_protocol_writes_both_routes_per_size_and_draw_and_repeats_exactly
     payload = json.loads((tmp_path / "a" / "new_scale.json").read_text())
     rows = payload["rows"]
     assert sorted({(r["route"], r["references"], r["draw"]) for r in rows}) == sorted(
-        (route, n, d) for route in ("order-learned", "direct mapped") for n in (6, 12) for d in (0, 1))
+        [(route, n, d) for route in ("order-learned", "direct mapped") for n in (6, 12) for d in (0, 1)]
+        + [("fused", 12, d) for d in (0, 1)])  # fused: from 10 references on, as the fitted link
     assert all(0.0 <= r["mae"] <= 100.0 for r in rows)  # on the share scale (percent), not 1..5
-    assert {v["references"] for v in payload["verdicts"]} == {6, 12}
+    assert {(v["references"], v["route"]) for v in payload["verdicts"]} == {(6, "order-learned"), (12, "order-learned"),
+                                                                            (12, "fused")}
     assert payload["command"].startswith("orderlearn compare")
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0  # same seed, same numbers
     assert (tmp_path / "a" / "new_scale_draws.csv").read_text() == (tmp_path / "b" / "new_scale_draws.csv").read_text()

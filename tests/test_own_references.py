@@ -79,7 +79,8 @@ def test_references_on_an_affine_scale_give_the_same_pc_and_mae_times_a(run, cou
     assert ("output_map" in moved.calibration) == (count >= MIN_FIT_LINK)  # chosen, identity included
     if count >= MIN_FIT_LINK:  # the same map is chosen on either scale
         assert moved.calibration["output_map"]["kind"] == same.calibration["output_map"]["kind"]
-    for route in ("order_learned", "direct_mapped"):
+    assert (moved.fused is not None) == (count >= MIN_FIT_LINK)  # the fused route from 10 references on
+    for route in ("order_learned", "direct_mapped") + (("fused",) if count >= MIN_FIT_LINK else ()):
         ours = getattr(same, route)
         theirs = getattr(moved, route)
         ours = ours.value if hasattr(ours, "value") else ours

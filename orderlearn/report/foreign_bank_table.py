@@ -17,6 +17,7 @@ from orderlearn.report.tables import mean_std
 ROUTES = {  # results key -> the route's name in the table
     "order_learned": "order-learned (N references, self-calibrated)",
     "direct_mapped": "direct mapped (monotone fit on the N references)",
+    "fused": "fused (N references, mapped direct score as prior)",
 }
 RUN_ROUTES = {"order_learned": "order-learned (the run's own bank)", "direct": "direct (unmapped)"}
 

@@ -3,10 +3,11 @@ protocols (:mod:`orderlearn.runs.new_scale_study`, one per run, route, N and dra
 per route and N as mean ± std over folds × draws, the verdict of order-learned against mapped
 direct at each N, and score quality against N as a picture.
 
-The verdict is paired: for each (fold, draw) both routes score the same test faces against the
-same N references, so the difference of their metric is taken per (fold, draw) and compared with
-its own spread. "order-learned" or "direct mapped" wins at an N only when the mean difference
-exceeds one std of those paired differences; otherwise the two are "level".
+The verdict is paired: for each (fold, draw) the routes score the same test faces against the
+same N references, so the difference of a bank route's metric (order-learned, and fused: the
+same comparisons with the mapped direct score as prior) and the mapped direct route's is taken
+per (fold, draw) and compared with its own spread. A route wins at an N only when the mean
+difference exceeds one std of those paired differences; otherwise the two are "level".
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import extra_metric_names
 from orderlearn.report.tables import _cell, mean_std
 
-ORDER_LEARNED, DIRECT_MAPPED = "order-learned", "direct mapped"
+ORDER_LEARNED, DIRECT_MAPPED, FUSED = "order-learned", "direct mapped", "fused"
+BANK_ROUTES = (ORDER_LEARNED, FUSED)  # each judged against the mapped direct route
 METRICS = ("pc", "mae", "rmse")
 HIGHER_IS_BETTER = {"pc": True, "mae": False, "rmse": False}
 
@@ -50,31 +52,33 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for m in metrics:
             row[f"{m}_mean"], row[f"{m}_std"] = mean_std([x[m] for x in members])
         summary.append(row)
-    order = {ORDER_LEARNED: 0, DIRECT_MAPPED: 1}
+    order = {ORDER_LEARNED: 0, FUSED: 1, DIRECT_MAPPED: 2}
     return sorted(summary, key=lambda r: (r["method"], r["references"] == "-", r["references"] if r["references"] != "-" else 0,
-                                          order.get(r["route"], 2), r["route"]))
+                                          order.get(r["route"], 3), r["route"]))
 
 
 def verdicts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (method, N) and metric: order-learned minus direct mapped, paired by (fold, draw)."""
+    """Per (method, N, bank route) and metric: the bank route (order-learned, fused) minus direct
+    mapped, paired by (fold, draw)."""
     paired: dict[tuple, dict[str, dict[tuple, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        if r["route"] in (ORDER_LEARNED, DIRECT_MAPPED):
+        if r["route"] in (*BANK_ROUTES, DIRECT_MAPPED):
             paired[(r["method"], r["references"])][r["route"]][(r["fold"], r["draw"])] = r
     out = []
     for (method, references), routes in sorted(paired.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        keys = sorted(set(routes.get(ORDER_LEARNED, {})) & set(routes.get(DIRECT_MAPPED, {})))
-        if not keys:
-            continue
-        row: dict[str, Any] = {"method": method, "references": references, "pairs": len(keys)}
-        for m in ("pc", "mae"):
-            diffs = [routes[ORDER_LEARNED][k][m] - routes[DIRECT_MAPPED][k][m] for k in keys]
-            mean, std = mean_std(diffs)
-            better = mean if HIGHER_IS_BETTER[m] else -mean
-            spread = 0.0 if math.isnan(std) else std
-            row[f"{m}_diff_mean"], row[f"{m}_diff_std"] = mean, std
-            row[f"{m}_verdict"] = (ORDER_LEARNED if better > spread else DIRECT_MAPPED if -better > spread else "level")
-        out.append(row)
+        for route in BANK_ROUTES:
+            keys = sorted(set(routes.get(route, {})) & set(routes.get(DIRECT_MAPPED, {})))
+            if not keys:
+                continue
+            row: dict[str, Any] = {"method": method, "references": references, "route": route, "pairs": len(keys)}
+            for m in ("pc", "mae"):
+                diffs = [routes[route][k][m] - routes[DIRECT_MAPPED][k][m] for k in keys]
+                mean, std = mean_std(diffs)
+                better = mean if HIGHER_IS_BETTER[m] else -mean
+                spread = 0.0 if math.isnan(std) else std
+                row[f"{m}_diff_mean"], row[f"{m}_diff_std"] = mean, std
+                row[f"{m}_verdict"] = (route if better > spread else DIRECT_MAPPED if -better > spread else "level")
+            out.append(row)
     return out
 
 
@@ -83,12 +87,13 @@ def markdown_report(summary: Sequence[dict[str, Any]], verdict_rows: Sequence[di
     shown = [{**r, **{m: _cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics}} for r in summary]
     table = markdown_table(shown, ["method", "route", "references", *metrics, "folds", "draws", "n_images"])
     verdict_table = markdown_table(
-        [{**v, "PC: OL − mapped": _cell(v["pc_diff_mean"], v["pc_diff_std"]), "PC verdict": v["pc_verdict"],
-          "MAE: OL − mapped": _cell(v["mae_diff_mean"], v["mae_diff_std"]), "MAE verdict": v["mae_verdict"]}
+        [{**v, "PC: route − mapped": _cell(v["pc_diff_mean"], v["pc_diff_std"]), "PC verdict": v["pc_verdict"],
+          "MAE: route − mapped": _cell(v["mae_diff_mean"], v["mae_diff_std"]), "MAE verdict": v["mae_verdict"]}
          for v in verdict_rows],
-        ["method", "references", "pairs", "PC: OL − mapped", "PC verdict", "MAE: OL − mapped", "MAE verdict"])
+        ["method", "references", "route", "pairs", "PC: route − mapped", "PC verdict", "MAE: route − mapped",
+         "MAE verdict"])
     protocol = summary[0]["protocol"]
-    return (f"# New scale ({protocol}): order-learned vs mapped direct against N references\n\n"
+    return (f"# New scale ({protocol}): order-learned and fused vs mapped direct against N references\n\n"
             f"Made by `{command}`.\n\n"
             "Mean ± sample std (ddof = 1) over folds × draws. `references` '-': a route that does not use the "
             "new references (the run's own bank or its direct score unmapped).\n\n" + table + "\n\n"

@@ -130,6 +130,8 @@ def foreign_bank_results(loaded: LoadedRun, data: ForeignData,
             row["order_learned"] = score_metrics(new.order_learned.value.tolist(), truth, cs)
         if new.direct_mapped is not None:
             row["direct_mapped"] = score_metrics(new.direct_mapped.tolist(), truth, cs)
+        if new.fused is not None:
+            row["fused"] = score_metrics(new.fused.value.tolist(), truth, cs)
         per_draw.append(row)
     results["per_draw"] = per_draw
     results["summary"] = summarise_draws(per_draw)

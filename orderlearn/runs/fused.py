@@ -23,13 +23,13 @@ unchanged (they were fitted on the plain route).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
 import scorers
 
-from orderlearn.bank.route import BankRoute
+from orderlearn.bank.route import BankRoute, Comparisons
 from orderlearn.report.metrics import score_metrics
 from orderlearn.types import ScoredImage
 
@@ -44,37 +44,45 @@ class FusedRoute:
     report: dict[str, Any]
 
 
-def prior_width(direct: torch.Tensor, truth: torch.Tensor, low: float, high: float) -> float:
-    """The RMSE of ``direct`` against ``truth`` (validation), floored at 1e-6 of the score range
-    (a head that fits validation exactly still leaves the comparisons a say)."""
-    rmse = float((direct.double() - truth.double()).pow(2).mean().sqrt())
-    return max(rmse, 1e-6 * (high - low))
+def prior_width(errors: torch.Tensor, low: float, high: float) -> float:
+    """The RMS of the direct route's out-of-sample ``errors`` (on validation, or the references'
+    leave-one-out errors on a new scale), floored at 1e-6 of the score range (a direct route that
+    fits them exactly still leaves the comparisons a say)."""
+    rms = float(torch.as_tensor(errors, dtype=torch.float64).pow(2).mean().sqrt())
+    return max(rms, 1e-6 * (high - low))
 
 
 def fused_scores(route: BankRoute, samples: Sequence[ScoredImage], direct: torch.Tensor, width: float,
-                 name: str) -> scorers.Scores:
-    """``samples`` scored by the bank route under the prior N(direct, width²) per face."""
+                 name: str, comparisons: Optional[Comparisons] = None) -> scorers.Scores:
+    """``samples`` scored by the bank route under the prior N(direct, width²) per face.
+    ``comparisons``: the plain route's comparisons of ``samples``, reused where they are the
+    whole bank (under a budget the questions depend on the prior, so they are asked again)."""
     prior = scorers.GaussianPrior(direct.double(), width)
-    return route.score(route.comparisons(samples, name, prior=prior), prior=prior)
+    if comparisons is None or route.recipe.budget is not None:
+        comparisons = route.comparisons(samples, name, prior=prior)
+    return route.score(comparisons, prior=prior)
 
 
 def fused_route(route: BankRoute, val: Sequence[ScoredImage], test: Sequence[ScoredImage], direct_val: torch.Tensor,
-                direct_test: torch.Tensor, select_metric: str, cs_thresholds: Sequence[float] = ()) -> FusedRoute:
+                direct_test: torch.Tensor, select_metric: str, cs_thresholds: Sequence[float] = (),
+                test_comparisons: Optional[Comparisons] = None) -> FusedRoute:
     """The fused route of a run (module docstring): its test scores and its report (the prior's
-    width, validation metrics of both bank routes and of the direct route, the route chosen)."""
+    width, validation metrics of both bank routes and of the direct route, the route chosen);
+    ``test_comparisons``: the plain route's, reused where they are the whole bank."""
     recipe = route.recipe
     val_truth = torch.tensor([s.score for s in val], dtype=torch.float64)
-    width = prior_width(direct_val, val_truth, recipe.low, recipe.high)
+    width = prior_width(direct_val.double() - val_truth, recipe.low, recipe.high)
     truth = val_truth.tolist()
+    val_comparisons = route.comparisons(val, "validation")
     on_validation = {
-        "order_learned": score_metrics(route.score(route.comparisons(val, "validation")).value.tolist(), truth, cs_thresholds),
-        "fused": score_metrics(fused_scores(route, val, direct_val, width, "validation (fused)").value.tolist(), truth,
-                               cs_thresholds),
+        "order_learned": score_metrics(route.score(val_comparisons).value.tolist(), truth, cs_thresholds),
+        "fused": score_metrics(fused_scores(route, val, direct_val, width, "validation (fused)", val_comparisons)
+                               .value.tolist(), truth, cs_thresholds),
         "direct": score_metrics(direct_val.tolist(), truth, cs_thresholds),
     }
     metric, better = SELECTED_BY.get(select_metric, ("mae", min))
     chosen = better(("order_learned", "fused"), key=lambda r: on_validation[r][metric])
-    scores = fused_scores(route, test, direct_test, width, "test (fused)")
+    scores = fused_scores(route, test, direct_test, width, "test (fused)", test_comparisons)
     report = {"prior_std": width, "prior_std_from": "direct route's validation RMSE", "budget": recipe.budget,
               "validation": on_validation, "chosen_on_validation": chosen, "chosen_by": f"validation {metric}"}
     return FusedRoute(scores, report)

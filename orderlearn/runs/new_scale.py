@@ -25,14 +25,15 @@ import torch
 import scorers
 from comparators.base import Comparator
 from comparators.direct_head import EmbeddingRegressor
-from scorers.monotone_map import MonotoneMap, choose_map
+from scorers.monotone_map import MonotoneMap, choose_map, leave_one_out_residuals
 
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.bank.route import BankRoute, Comparisons
-from orderlearn.bank.self_calibration import self_calibrate
+from orderlearn.bank.self_calibration import MIN_FIT_LINK, self_calibrate
 from orderlearn.bank.comparisons import view_embeddings
 from orderlearn.engine.checkpoints import CheckpointStore, load_weights
 from orderlearn.errors import DataError
+from orderlearn.runs.fused import fused_scores, prior_width
 from orderlearn.runs.loaded import LoadedRun, ReferenceImages
 from orderlearn.types import ScoredImage
 
@@ -95,6 +96,7 @@ class NewScaleScores:
     direct_map: Optional[MonotoneMap]
     calibration: dict[str, Any]
     loaded: LoadedRun  # the run with the new bank
+    fused: Optional[scorers.Scores] = None  # the bank route with the mapped direct score as prior
 
 
 def score_on_new_scale(loaded: LoadedRun, references: ReferenceBank, samples: Sequence[ScoredImage],
@@ -110,12 +112,32 @@ def score_on_new_scale(loaded: LoadedRun, references: ReferenceBank, samples: Se
         comparisons, order_learned = moved.score(samples, name)
     if direct is None:
         direct = direct_scores(loaded, samples, name)
-    mapped, direct_map = None, None
+    mapped, direct_map, fused = None, None, None
     if direct is not None:
+        on_references = direct_scores(loaded, references.samples, "references")
         try:
-            direct_map = choose_map(direct_scores(loaded, references.samples, "references"), references.scores)
+            direct_map = choose_map(on_references, references.scores)
         except ValueError as exc:
             raise DataError(f"the direct route's map onto the references' scale: {exc}") from None
         mapped = direct_map(direct)
         calibration["direct_map"] = {"kind": direct_map.kind, "leave_one_out_mae": direct_map.leave_one_out_mae}
-    return NewScaleScores(order_learned, comparisons, direct, mapped, direct_map, calibration, moved)
+        if order_learned is not None and len(references) >= MIN_FIT_LINK:
+            fused, calibration["fused"] = fused_on_new_scale(moved, samples, comparisons, mapped, direct_map,
+                                                             on_references, references, name)
+    return NewScaleScores(order_learned, comparisons, direct, mapped, direct_map, calibration, moved, fused)
+
+
+def fused_on_new_scale(moved: LoadedRun, samples: Sequence[ScoredImage], comparisons: Comparisons,
+                       mapped: torch.Tensor, direct_map: MonotoneMap, on_references: torch.Tensor,
+                       references: ReferenceBank, name: str) -> tuple[scorers.Scores, dict[str, Any]]:
+    """The fused route on the references' scale (:mod:`orderlearn.runs.fused`): the comparator
+    against the references under a prior centred on each face's mapped direct score, its width
+    the RMS of the map's leave-one-out errors on the references (the only faces whose new-scale
+    score is known). Scored without the order-learned route's output map, which was chosen for
+    scores without a prior. From :data:`MIN_FIT_LINK` references on, as the fitted link."""
+    residuals = leave_one_out_residuals(direct_map.kind, on_references, references.scores)
+    recipe = moved.route.recipe
+    width = prior_width(torch.as_tensor(residuals), recipe.low, recipe.high)
+    route = moved.route.with_recipe(dataclasses.replace(recipe, output_map=None))
+    scores = fused_scores(route, samples, mapped, width, f"{name} (fused)", comparisons)
+    return scores, {"prior_std": width, "prior_std_from": "the direct map's leave-one-out RMSE on the references"}

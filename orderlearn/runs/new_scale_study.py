@@ -17,7 +17,9 @@ against each draw (:func:`orderlearn.runs.new_scale.score_on_new_scale`):
 
 Routes of a row: ``order-learned`` (the comparator against the N references, self-calibrated on
 them), ``direct mapped`` (the run's direct score mapped by a monotone fit on the same N
-references), and for ``target-groups`` the N-free ``order-learned (training bank)`` and ``direct``.
+references), ``fused`` (the comparator against the N references with each face's mapped direct
+score as its prior; from 10 references), and for ``target-groups`` the N-free
+``order-learned (training bank)`` and ``direct``.
 Nothing here is chosen on test: the checkpoint and scorer are the run's (validation-chosen), the
 calibration and the map are fitted on the references alone.
 """
@@ -33,6 +35,7 @@ from orderlearn.config import DataConfig, load_config
 from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.report.metrics import score_metrics
+from orderlearn.report.new_scale_table import DIRECT_MAPPED, FUSED, ORDER_LEARNED
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.new_scale import direct_scores, score_on_new_scale
 from orderlearn.types import ScoredImage
@@ -41,7 +44,6 @@ PROTOCOLS = ("share", "target-groups")
 SIZES = (10, 25, 50, 100, 200)
 DRAWS = 5
 
-ORDER_LEARNED, DIRECT_MAPPED = "order-learned", "direct mapped"
 TRAINING_BANK, DIRECT = "order-learned (training bank)", "direct"
 
 
@@ -121,4 +123,6 @@ def study_run(run: Path, protocol: str, sizes: Sequence[int] = SIZES, draws: int
             if new.direct_mapped is not None:
                 add(DIRECT_MAPPED, new.direct_mapped.tolist(), size, draw,
                     {"calibration": new.direct_map.kind if new.direct_map is not None else ""})
+            if new.fused is not None:
+                add(FUSED, new.fused.value.tolist(), size, draw, {"calibration": f"prior std {new.calibration['fused']['prior_std']:.4g}"})
     return rows
