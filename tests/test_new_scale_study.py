@@ -11,7 +11,8 @@ import pytest
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
 from orderlearn.report.new_scale_table import verdicts
-from orderlearn.runs.new_scale_study import draw_references, study_run
+from orderlearn.runs.new_scale import draw_references
+from orderlearn.runs.new_scale_study import study_run
 from orderlearn.runs.recipe import run_experiment
 
 from builders import tiny_config

@@ -39,8 +39,8 @@ from orderlearn.errors import ConfigError, DataError
 from orderlearn.report.foreign_bank_table import summarise_draws
 from orderlearn.report.metrics import score_metrics
 from orderlearn.runs.loaded import LoadedRun, ReferenceImages
-from orderlearn.runs.new_scale import direct_scores, score_on_new_scale
-from orderlearn.runs.new_scale_study import DRAWS, draw_references
+from orderlearn.runs.new_scale import direct_scores, route_values, score_draws
+from orderlearn.runs.new_scale_study import DRAWS
 from orderlearn.types import ScoredImage
 
 DEFAULT_DRAWS = DRAWS  # bank.draws when unset: the new-scale protocols' K
@@ -121,18 +121,10 @@ def foreign_bank_results(loaded: LoadedRun, data: ForeignData,
     if same_scale and direct is not None:
         results["run_routes"]["direct"] = score_metrics(direct.tolist(), truth, cs)
     per_draw = []
-    for draw in range(draws):
-        say(f"bank.from: draw {draw + 1}/{draws}")
-        references = draw_references(data.pool, size, bank.seed, draw)
-        new = score_on_new_scale(loaded, references, data.test, "bank.from test", direct=direct)
-        row: dict[str, Any] = {"draw": draw, "calibration": new.calibration}
-        if new.order_learned is not None:
-            row["order_learned"] = score_metrics(new.order_learned.value.tolist(), truth, cs)
-        if new.direct_mapped is not None:
-            row["direct_mapped"] = score_metrics(new.direct_mapped.tolist(), truth, cs)
-        if new.fused is not None:
-            row["fused"] = score_metrics(new.fused.value.tolist(), truth, cs)
-        per_draw.append(row)
+    for draw, new in score_draws(loaded, data.pool, data.test, size, draws, bank.seed, "bank.from test",
+                                 lambda line: say(f"bank.from: {line}"), direct):
+        per_draw.append({"draw": draw, "calibration": new.calibration,
+                         **{key: score_metrics(values, truth, cs) for key, values in route_values(new).items()}})
     results["per_draw"] = per_draw
     results["summary"] = summarise_draws(per_draw)
     return results

@@ -17,8 +17,9 @@ line and the protocols call:
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
@@ -97,6 +98,36 @@ class NewScaleScores:
     calibration: dict[str, Any]
     loaded: LoadedRun  # the run with the new bank
     fused: Optional[scorers.Scores] = None  # the bank route with the mapped direct score as prior
+
+
+def draw_references(pool: Sequence[ScoredImage], size: int, seed: int, draw: int) -> ReferenceBank:
+    """Draw ``draw`` of ``size`` references from ``pool``: seeded by (seed, size, draw) alone, so a
+    draw is the same whatever other sizes or draws are asked for (``orderlearn compare --new-scale``
+    and a run's ``bank.from`` draw alike)."""
+    rng = random.Random(f"new-scale:{seed}:{size}:{draw}")
+    return ReferenceBank(sorted(rng.sample(list(pool), size), key=lambda s: (s.score, str(s.path))))
+
+
+def route_values(new: "NewScaleScores") -> dict[str, list[float]]:
+    """The scores of each route re-anchored on the references, by key (``order_learned``,
+    ``direct_mapped``, ``fused``; those the run has)."""
+    values = {"order_learned": new.order_learned.value if new.order_learned is not None else None,
+              "direct_mapped": new.direct_mapped, "fused": new.fused.value if new.fused is not None else None}
+    return {key: v.tolist() for key, v in values.items() if v is not None}
+
+
+def score_draws(loaded: LoadedRun, pool: Sequence[ScoredImage], samples: Sequence[ScoredImage], size: int, draws: int,
+                seed: int, name: str, say: Optional[Callable[[str], None]] = None,
+                direct: Optional[torch.Tensor] = None) -> Iterator[tuple[int, "NewScaleScores"]]:
+    """``samples`` scored against draws 0..``draws``−1 of ``size`` references from ``pool``
+    (:func:`draw_references`), one (draw, scores) at a time; their direct scores are computed
+    once (or given as ``direct``), as they do not depend on the references. ``say``: a line per draw."""
+    if direct is None:
+        direct = direct_scores(loaded, samples, name)
+    for draw in range(draws):
+        if say is not None:
+            say(f"N={size}, draw {draw + 1}/{draws}")
+        yield draw, score_on_new_scale(loaded, draw_references(pool, size, seed, draw), samples, name, direct=direct)
 
 
 def score_on_new_scale(loaded: LoadedRun, references: ReferenceBank, samples: Sequence[ScoredImage],

@@ -17,8 +17,8 @@ from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import DataError
 from orderlearn.report.metrics import score_metrics
 from orderlearn.runs.loaded import LoadedRun
-from orderlearn.runs.new_scale import score_on_new_scale
-from orderlearn.runs.new_scale_study import draw_references, protocol_data
+from orderlearn.runs.new_scale import draw_references, score_on_new_scale
+from orderlearn.runs.new_scale_study import protocol_data
 
 REFERENCES, SEED = 30, 0
 

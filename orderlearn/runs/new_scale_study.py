@@ -26,25 +26,23 @@ calibration and the map are fitted on the references alone.
 from __future__ import annotations
 
 import dataclasses
-import random
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from orderlearn.bank.references import ReferenceBank
 from orderlearn.config import DataConfig, load_config
 from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import ConfigError, DataError
 from orderlearn.report.metrics import score_metrics
 from orderlearn.report.new_scale_table import DIRECT_MAPPED, FUSED, ORDER_LEARNED
 from orderlearn.runs.loaded import LoadedRun
-from orderlearn.runs.new_scale import direct_scores, score_on_new_scale
-from orderlearn.types import ScoredImage
+from orderlearn.runs.new_scale import NewScaleScores, direct_scores, route_values, score_draws
 
 PROTOCOLS = ("share", "target-groups")
 SIZES = (10, 25, 50, 100, 200)
 DRAWS = 5
 
 TRAINING_BANK, DIRECT = "order-learned (training bank)", "direct"
+ROUTE_NAMES = {"order_learned": ORDER_LEARNED, "direct_mapped": DIRECT_MAPPED, "fused": FUSED}  # route_values' keys
 
 
 def check_protocol(protocol: str) -> None:
@@ -79,11 +77,13 @@ def check_study(runs: Sequence[Path], protocol: str) -> None:
         protocol_data(config.data, protocol, Path(run))
 
 
-def draw_references(pool: Sequence[ScoredImage], size: int, seed: int, draw: int) -> ReferenceBank:
-    """Draw ``draw`` of ``size`` references from ``pool``: seeded by (seed, size, draw) alone, so a
-    draw is the same whatever other sizes or draws are asked for."""
-    rng = random.Random(f"new-scale:{seed}:{size}:{draw}")
-    return ReferenceBank(sorted(rng.sample(list(pool), size), key=lambda s: (s.score, str(s.path))))
+def what_was_fitted(new: NewScaleScores, key: str) -> str:
+    """The draws CSV's ``calibration`` cell of a route: what was fitted on the references for it."""
+    if key == "order_learned":
+        return "+".join(new.calibration.get("fitted", []))
+    if key == "direct_mapped":
+        return new.direct_map.kind if new.direct_map is not None else ""
+    return f"prior std {new.calibration['fused']['prior_std']:.4g}"
 
 
 def study_run(run: Path, protocol: str, sizes: Sequence[int] = SIZES, draws: int = DRAWS, seed: int = 0,
@@ -112,17 +112,9 @@ def study_run(run: Path, protocol: str, sizes: Sequence[int] = SIZES, draws: int
         add(TRAINING_BANK, loaded.score(test, "test")[1].value.tolist(), None, None)
         if direct is not None:
             add(DIRECT, direct.tolist(), None, None)
+    say = None if progress is None else (lambda line: progress(f"{run.name}: {line}"))
     for size in sizes:
-        for draw in range(draws):
-            if progress is not None:
-                progress(f"{run.name}: N={size}, draw {draw + 1}/{draws}")
-            new = score_on_new_scale(loaded, draw_references(pool, size, seed, draw), test, "test", direct=direct)
-            fitted = {"calibration": "+".join(new.calibration.get("fitted", []))}
-            if new.order_learned is not None:
-                add(ORDER_LEARNED, new.order_learned.value.tolist(), size, draw, fitted)
-            if new.direct_mapped is not None:
-                add(DIRECT_MAPPED, new.direct_mapped.tolist(), size, draw,
-                    {"calibration": new.direct_map.kind if new.direct_map is not None else ""})
-            if new.fused is not None:
-                add(FUSED, new.fused.value.tolist(), size, draw, {"calibration": f"prior std {new.calibration['fused']['prior_std']:.4g}"})
+        for draw, new in score_draws(loaded, pool, test, size, draws, seed, "test", say, direct):
+            for key, values in route_values(new).items():
+                add(ROUTE_NAMES[key], values, size, draw, {"calibration": what_was_fitted(new, key)})
     return rows
