@@ -12,7 +12,12 @@ line and the protocols call:
   monotone fit on the same references (:func:`scorers.monotone_map.choose_map`: linear or isotonic,
   chosen by leave-one-out on the references). A run folder has a direct route
   when its model is a regressor or its comparator's direct head was fitted (``direct/``); an
-  exported bundle carries the bank route only.
+  exported bundle carries the bank route only;
+- fused (a comparator with a direct route, from 10 references): the comparator against the new
+  references with each face's mapped direct score as its prior (:func:`fused_on_new_scale`).
+
+:func:`score_draws` scores samples against seeded draws of references from a pool, the loop of
+``orderlearn compare --new-scale`` and of a run's ``bank.from``.
 """
 from __future__ import annotations
 
