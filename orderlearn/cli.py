@@ -157,6 +157,8 @@ def add_active(sub: "argparse._SubParsersAction") -> None:
     active.add_argument("--references", choices=["run", "known", "calibrated"], default="run",
                         help="where the references sit: as the run (default), their known scores, or positions fitted "
                              "on validation x bank")
+    active.add_argument("--direct-prior", action="store_true",
+                        help="also the fused route: each face's direct score as its prior (needs the run's direct head)")
     active.add_argument("--select", choices=["val_pc", "val_mae"], default="val_pc",
                         help="validation metric the best scoring variant is chosen on (ages: val_mae)")
 

@@ -163,3 +163,11 @@ def test_active_report_selects_on_the_metric_asked_for(tiny_run, monkeypatch):
     chosen = report["validation_selected"]
     assert chosen["selected_on"] == "val_mae"
     assert chosen["val_mae"] == min(v["val_mae"] for v in report["variants"])
+
+
+def test_direct_prior_needs_the_runs_direct_head(tiny_run, monkeypatch, capsys):
+    home, run, _ = tiny_run
+    monkeypatch.chdir(home)
+    assert main(["active", "--run", str(run), "--budgets", "4", "--out", str(home / "x"), "--direct-prior"]) != 0
+    error = capsys.readouterr().err
+    assert "--direct-prior: " in error and "has no direct route to take the prior from" in error

@@ -92,3 +92,20 @@ def test_a_run_reports_the_fused_route_and_a_saved_run_reproduces_it(run, capsys
     with (out / "compare.csv").open() as handle:
         routes = [row["route"] for row in csv.DictReader(handle)]
     assert routes == ["direct", "order-learned", "fused"]
+
+
+@pytest.mark.slow
+def test_active_with_the_direct_prior_reports_the_fused_route_per_budget(run, capsys):
+    out = run.parent / "active"
+    assert main(["active", "--run", str(run), "--budgets", "4", str(BUDGET), "--out", str(out), "--direct-prior"]) == 0
+    report = json.loads((out / "active.json").read_text())
+    results = json.loads((run / "results.json").read_text())
+    assert report["fused"]["prior_std"] == pytest.approx(results["fused_route"]["prior_std"])
+    assert report["fused"]["direct"]["mae"] == pytest.approx(results["direct"]["mae"], abs=1e-6)
+    at_budget = [row for row in report["active"] if row["budget"] == BUDGET][0]
+    # the run's own fused route is the same scorer, budget, prior and active selection
+    assert at_budget["fused_mae"] == pytest.approx(results["fused"]["mae"], abs=1e-6)
+    assert at_budget["fused_comparisons_mean"] <= BUDGET and "fused_pc" in report["full_bank"]
+    with (out / "active.csv").open() as handle:
+        assert "fused_pc" in next(csv.reader(handle))
+    assert "Fused route (`--direct-prior`)" in (out / "active.md").read_text()

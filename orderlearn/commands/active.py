@@ -18,6 +18,10 @@ The base scorer is the run's own (its name, arguments, both-orders setting and, 
 calibrated it, the link fitted on validation × bank comparisons), so the full-bank row is the
 run's own order-learned result.
 
+With ``--direct-prior`` every row also gives the fused route (:mod:`orderlearn.runs.fused`): the
+same base scorer and budget with each face's direct score as its prior, the active selection aimed
+at it; the report gives the direct route beside it.
+
 On the full bank it also contrasts, in one factorial table: grid (eq. 13) vs exact BT, hard vs
 soft labels, the default vs the calibrated link (:meth:`scorers.Link.fit` on the comparator's
 probabilities for validation × bank pairs, true δ known), one vs both presentation orders,
@@ -48,7 +52,10 @@ from orderlearn.commands.active_evidence import (PC_TOLERANCE, TARGET_BUDGET, Ac
                                                  full_bank, load_evidence, random_mask, summary, truths_of)
 from orderlearn.commands.active_report import markdown_report, write_report
 from orderlearn.commands.active_variants import check_selection_metric, fitted_links, selected_on_validation, variant_rows
+from orderlearn.errors import DataError
 from orderlearn.report.metrics import score_metrics
+from orderlearn.runs.fused import prior_width
+from orderlearn.runs.new_scale import direct_scores
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -87,9 +94,35 @@ def active_row(evidence: ActiveEvidence, base: scorers.Scorer, budget: int, batc
     return row, result
 
 
+def direct_prior_of(evidence: ActiveEvidence, truths: Truths) -> tuple[scorers.GaussianPrior, dict[str, Any]]:
+    """The fused route's prior for the test images (:mod:`orderlearn.runs.fused`): each face's direct
+    score from the run's direct head, the width the head's RMSE on the validation images; and what
+    the report says of it (the width, the direct route's test metrics)."""
+    loaded = evidence.loaded
+    direct_val, direct_test = direct_scores(loaded, evidence.val, "validation"), direct_scores(loaded, evidence.test, "test")
+    if direct_val is None or direct_test is None:
+        raise DataError(f"--direct-prior: {evidence.path} has no direct route to take the prior from (a comparator "
+                        "run needs its direct head, direct_baseline: true; a bundle carries none)")
+    if len(loaded.recipe.checkpoints) == 1:  # direct_scores loaded the selected weights; the bank route's are back
+        loaded.route.load_checkpoint(0)
+    width = prior_width(direct_val - truths.val.to(direct_val), truths.low, truths.high)
+    return (scorers.GaussianPrior(direct_test, width),
+            {"prior_std": width, "direct": score_metrics(direct_test.tolist(), truths.test.tolist())})
+
+
+def fused_columns(scores: scorers.Scores, truths: Truths, comparisons: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """A row's fused-route cells: its PC and MAE (and comparisons per image under a budget)."""
+    metrics = score_metrics(scores.value.tolist(), truths.test.tolist())
+    cells = {"fused_pc": metrics["pc"], "fused_mae": metrics["mae"]}
+    if comparisons is not None:
+        cells["fused_comparisons_mean"] = float(comparisons.double().mean())
+    return cells
+
+
 def evaluate_active(evidence: ActiveEvidence, budgets: Sequence[int] = DEFAULT_BUDGETS, batch: int = 4,
                     init: str = "median", scorer_name: Optional[str] = None, link: str = "run",
-                    seed: int = 0, references: str = "run", select: str = "val_pc") -> dict[str, Any]:
+                    seed: int = 0, references: str = "run", select: str = "val_pc",
+                    direct_prior: bool = False) -> dict[str, Any]:
     """Everything ``orderlearn active`` reports, as a dictionary (see the module doc).
 
     ``link`` chooses the base scorer's link: ``"run"`` (calibrated iff the run calibrated it),
@@ -100,6 +133,8 @@ def evaluate_active(evidence: ActiveEvidence, budgets: Sequence[int] = DEFAULT_B
     ``"calibrated"`` (positions fitted on validation × bank, :mod:`scorers.references`); the full
     bank, the active rows and the random rows all score against the same places. ``select`` is the
     validation metric the reported best variant is chosen on (:func:`selected_on_validation`).
+    ``direct_prior``: every row also scores the fused route (the same base scorer and budget, each
+    face's direct score as its prior, the active selection aimed at it): ``fused_pc``, ``fused_mae``.
     """
     check_selection_metric(select)
     budgets = sorted(set(int(b) for b in budgets))
@@ -134,11 +169,20 @@ def evaluate_active(evidence: ActiveEvidence, budgets: Sequence[int] = DEFAULT_B
                           truths.low, truths.high),
                 "comparator_seconds": test.seconds, "random_pc": math.nan, "random_mae": math.nan}
 
+    prior, fused = direct_prior_of(evidence, truths) if direct_prior else (None, None)
+    if prior is not None:
+        full_row.update(fused_columns(base.score(test.probs(both), truths.scoring_refs, prior=prior), truths))
     rows, per_image = [], {"full": full_scores.value.tolist()}
     for budget in budgets:
         if budget >= r:
             continue  # every reference: that is the full-bank row
         row, result = active_row(evidence, base, budget, batch, init, both, test, truths, seed)
+        if prior is not None:
+            active = scorers.ActiveScorer(base, budget=budget, batch=min(batch, budget), init=init)
+            calls = ComparatorCalls(evidence.members["test"], accelerator, both)
+            with_prior = active.score(calls, truths.scoring_refs.to(accelerator.device), n, test.forward.shape[-1],
+                                      prior=prior)
+            row.update(fused_columns(with_prior.scores, truths, with_prior.num_comparisons))
         rows.append(row)
         per_image[f"active_{budget}"] = result.scores.value.cpu().tolist()
         per_image[f"n_{budget}"] = result.num_comparisons.cpu().tolist()
@@ -162,6 +206,7 @@ def evaluate_active(evidence: ActiveEvidence, budgets: Sequence[int] = DEFAULT_B
                    "met": bool(within), "smallest_budget_within": min(within) if within else None},
         "variants": (variants := variant_rows(evidence, test, val, truths, default_link, calibrated)),
         "validation_selected": {**selected_on_validation(variants, select), "selected_on": select},
+        "fused": fused,
         "run_order_learned": run_results.get("order_learned"),
         "run_interval_coverage": run_results.get("interval_coverage"),
         "per_image": per_image,
@@ -170,11 +215,12 @@ def evaluate_active(evidence: ActiveEvidence, budgets: Sequence[int] = DEFAULT_B
 
 def run_active(run: Path, budgets: Sequence[int] = DEFAULT_BUDGETS, out: Optional[Path] = None, batch: int = 4,
                init: str = "median", scorer_name: Optional[str] = None, link: str = "run",
-               references: str = "run", select: str = "val_pc") -> dict[str, Any]:
+               references: str = "run", select: str = "val_pc", direct_prior: bool = False) -> dict[str, Any]:
     """``orderlearn active``: load, evaluate, and (main process) write the report; returns it."""
     check_selection_metric(select)  # before the run is loaded
     evidence = load_evidence(Path(run))
-    report = evaluate_active(evidence, budgets, batch, init, scorer_name, link, references=references, select=select)
+    report = evaluate_active(evidence, budgets, batch, init, scorer_name, link, references=references, select=select,
+                             direct_prior=direct_prior)
     if evidence.accelerator.is_main_process:
         target = Path(out) if out else Path(run) / "active"
         write_report(report, target, evidence.test)
@@ -189,5 +235,5 @@ def main(args: "argparse.Namespace") -> int:
 
     check_scorer_option(args.scorer)
     run_active(args.run, args.budgets, args.out, args.batch, scorer_name=args.scorer, link=args.link,
-               references=args.references, select=args.select)
+               references=args.references, select=args.select, direct_prior=args.direct_prior)
     return 0
