@@ -28,6 +28,7 @@ OVERVIEW = """The ``orderlearn`` command line.
   orderlearn synth --out DIR               write the synthetic SCUT-FBP5500-layout dataset
   orderlearn compare RUN_DIR ... --out D   direct vs order-learned table over runs (fold mean ± std)
   orderlearn active --run DIR [--budgets]  PC / MAE vs comparisons per image (active reference selection)
+  orderlearn blend RUN_A RUN_B --out D     two runs' scores averaged, the weight chosen on validation (a table folder)
   orderlearn predict PHOTO|DIR --model M   score your own photos (M: a run folder, a bundle, a hub id)
   orderlearn export RUN --out BUNDLE       a self-contained model folder (safetensors, JSON, model card)
   orderlearn serve --model M               a web page to score a photo (needs the `serve` extra)
@@ -58,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderlearn", description=OVERVIEW, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(required=True, metavar="command")
-    for add in (add_run, add_demo, add_score, add_evaluate, add_synth, add_compare, add_active, add_predict, add_export,
-                add_serve, add_models):
+    for add in (add_run, add_demo, add_score, add_evaluate, add_synth, add_compare, add_active, add_blend, add_predict,
+                add_export, add_serve, add_models):
         add(sub)
     return parser
 
@@ -143,6 +144,14 @@ def add_compare(sub: "argparse._SubParsersAction") -> None:
                          help="--new-scale: references per draw (default 10 25 50 100 200)")
     compare.add_argument("--draws", type=integer_at_least(1), default=5, help="--new-scale: seeded draws per N (default 5)")
     compare.add_argument("--seed", type=integer_at_least(0), default=0, help="--new-scale: seed of the draws (default 0)")
+
+
+def add_blend(sub: "argparse._SubParsersAction") -> None:
+    blend = _command(sub, "blend", "two finished runs' scores averaged per route, the weight chosen on validation")
+    blend.add_argument("runs", nargs=2, type=Path, metavar="RUN_DIR", help="two `orderlearn run` folders of the same data and split")
+    blend.add_argument("--out", required=True, type=Path, help="the blend's folder (config.yaml, results.json, scores.csv, report.md)")
+    blend.add_argument("--select", choices=["val_pc", "val_mae"], default="val_pc",
+                       help="the validation metric the weight is chosen on (default val_pc)")
 
 
 def add_active(sub: "argparse._SubParsersAction") -> None:
