@@ -12,7 +12,7 @@ import pytest
 from orderlearn.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ("run", "demo", "score", "evaluate", "synth", "compare", "active", "predict", "export", "serve", "models")
+COMMANDS = ("run", "demo", "score", "evaluate", "synth", "compare", "active", "blend", "predict", "export", "serve", "models")
 HEAVY = ("torch", "timm", "numpy", "transformers", "accelerate")
 
 
