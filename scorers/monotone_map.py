@@ -149,7 +149,7 @@ def fit_isotonic(x: np.ndarray, y: np.ndarray) -> MonotoneMap:
             weights[-2] = total
             for stack in (means, weights, centres):
                 stack.pop()
-    knots_x = tuple(c / w for c, w in zip(centres, weights))
+    knots_x = tuple(float(c / w) for c, w in zip(centres, weights))
     return MonotoneMap("isotonic", knots_x=knots_x, knots_y=tuple(means))
 
 
@@ -177,9 +177,28 @@ def leave_one_out_mae(kind: str, x: Values, y: Values) -> float:
     return float(np.abs(leave_one_out_residuals(kind, x, y)).mean())
 
 
-def choose_map(x: Values, y: Values, kinds: Sequence[str] = ("linear", "isotonic")) -> MonotoneMap:
+def keeps_order(fitted: MonotoneMap) -> bool:
+    """Whether ``fitted`` increases somewhere: identity, a linear map of positive slope, an isotonic
+    map of two levels or more. A flat map scores every face alike (no ranking left)."""
+    if fitted.kind == "linear":
+        return fitted.slope > 0
+    if fitted.kind == "isotonic":
+        return fitted.knots_y[-1] > fitted.knots_y[0]
+    return True
+
+
+def choose_map(x: Values, y: Values, kinds: Sequence[str] = ("linear", "isotonic"),
+               increasing: bool = False) -> MonotoneMap:
     """The map from ``x`` to ``y`` among ``kinds`` with the lowest leave-one-out MAE (module
-    docstring), fitted on every reference; ValueError for fewer than 2 pairs or non-finite values."""
+    docstring), fitted on every reference; ValueError for fewer than 2 pairs or non-finite values.
+
+    ``increasing``: only maps that keep the order of ``x`` are candidates (:func:`keeps_order`, on
+    the fit to every reference). Where ``x`` is already on the target scale's orientation (the
+    order-learned route's scores), a flat or decreasing map fits the references' mean better only
+    by throwing the comparator's ranking away; on a few references that happens (the leave-one-out
+    scores of 10 references can correlate negatively with their scores), and it leaves a route
+    that scores every face alike. Without ``increasing`` (the direct route's map) a negative slope
+    is allowed: the new scale may run the other way."""
     unknown = [k for k in kinds if k not in FITS]
     if unknown or not kinds:
         raise ValueError(f"map kinds {list(kinds)}: choose from {list(FITS)}")
@@ -190,6 +209,10 @@ def choose_map(x: Values, y: Values, kinds: Sequence[str] = ("linear", "isotonic
     if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
         raise ValueError("a monotone map needs finite scores on both scales")
     candidates = [k for k in kinds if len(xs) >= 3 or k != "isotonic"] or ["linear"]
+    if increasing:
+        candidates = [k for k in candidates if keeps_order(FITS[k](xs, ys))]
+        if not candidates:
+            raise ValueError(f"no order-keeping map among {list(kinds)}: every fit to the references is flat or decreasing")
     if len(candidates) == 1:
         return FITS[candidates[0]](xs, ys)
     errors = {kind: leave_one_out_mae(kind, xs, ys) for kind in candidates}

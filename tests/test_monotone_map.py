@@ -82,3 +82,14 @@ def test_a_recipe_scores_through_its_output_map_and_refuses_a_bad_one():
     assert recipe_problem(mapped) is None
     broken = ScoringRecipe(**{**plain.__dict__, "output_map": {"kind": "linear", "slope": "steep"}})
     assert recipe_problem(broken).startswith("output_map: a linear map needs finite slope")
+
+
+def test_an_order_keeping_choice_never_takes_a_flat_or_decreasing_map():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    y = np.array([3.0, 2.9, 3.1, 2.8, 3.0, 2.7])  # no trend: the references' mean predicts them best
+    free = choose_map(x, y, kinds=("identity", "linear", "isotonic"))
+    assert free.kind in ("linear", "isotonic") and np.ptp(free.apply(np.array([1.0, 6.0]))) < 0.5
+    kept = choose_map(x, y, kinds=("identity", "linear", "isotonic"), increasing=True)
+    assert kept.kind == "identity"  # the only order-keeping candidate left
+    with pytest.raises(ValueError, match="no order-keeping map"):
+        choose_map(x, -x, kinds=("linear", "isotonic"), increasing=True)

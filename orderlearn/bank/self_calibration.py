@@ -26,7 +26,8 @@ there are (R):
   unsure, Bradley–Terry pulls a score towards the middle of the references, and with a foreign
   bank no validation set can tell by how much. The references' leave-one-out scores can: a map
   from them to the known scores, identity, linear or isotonic, is chosen by a second
-  leave-one-out over the references (identity on a tie), and every score is passed through it.
+  leave-one-out over the references (identity on a tie; a flat or decreasing map is never a
+  candidate: it would score every face alike), and every score is passed through it.
   The direct route's map is fitted the same way on the same references (``runs.new_scale``), so
   the two routes are re-anchored alike. The leave-one-out scores are out of sample for the
   comparisons, not for the link and positions (fitted on all R): the map sees slightly
@@ -123,7 +124,7 @@ def self_calibrate(route: BankRoute, run_scores: torch.Tensor) -> tuple[ScoringR
         recipe = dataclasses.replace(recipe, interval_scale=interval_scale(leave_one_out, scores))
         report["fitted"].append("interval_scale")
     report["leave_one_out_mae"] = float((leave_one_out.value - scores).abs().mean())
-    output_map = choose_map(leave_one_out.value, scores, kinds=("identity", "linear", "isotonic"))
+    output_map = choose_map(leave_one_out.value, scores, kinds=("identity", "linear", "isotonic"), increasing=True)
     report["output_map"] = {"kind": output_map.kind, "leave_one_out_mae": output_map.leave_one_out_mae}
     if output_map.kind != "identity":
         recipe = dataclasses.replace(recipe, output_map=output_map.to_dict())
