@@ -67,6 +67,7 @@ def test_blend_writes_a_folder_compare_reads_with_the_weighted_test_scores(two_r
     table = tmp_path / "table"
     assert main(["compare", str(out), str(first), "--out", str(table)]) == 0
     assert "weighted on validation" in (table / "compare.md").read_text()
+    assert "each run's own" in (table / "compare.md").read_text()
 
 
 def test_runs_of_different_data_are_refused(two_runs, tmp_path, capsys):
