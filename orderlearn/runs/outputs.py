@@ -17,11 +17,11 @@ from orderlearn.report.foreign_bank_table import foreign_bank_markdown
 from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import extra_metric_names
 from orderlearn.report.plots import scatter_plot
+from orderlearn.report.scores_csv import FUSED  # the fused route's column: one name, read and written
 from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.types import ScoredImage
 
 SCORE_COLUMNS = ["path", "true_score", "score", "std", "lower95", "upper95", "direct_score"]
-FUSED_COLUMN = "fused_score"  # scorer.direct_prior: the fused route's score
 
 
 def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredImage], scores: scorers.Scores,
@@ -66,7 +66,7 @@ def write_scores_csv(path: Path, samples: Sequence[ScoredImage], scores: scorers
     and the fused route's score where there is one (a ``fused_score`` column only then)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(SCORE_COLUMNS + ([FUSED_COLUMN] if fused is not None else []))
+    writer.writerow(SCORE_COLUMNS + ([FUSED] if fused is not None else []))
     for i, sample in enumerate(samples):
         writer.writerow([
             str(sample.path), "" if math.isnan(sample.score) else f"{sample.score:.6f}", f"{float(scores.value[i]):.6f}",
