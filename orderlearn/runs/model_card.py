@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from comparators.backbones import weights_source
+
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.config import ExperimentConfig
 from orderlearn.report.markdown import markdown_table
@@ -62,6 +64,10 @@ def body(config: ExperimentConfig, manifest: dict[str, Any], bank: ReferenceBank
         "",
         data_section(config),
         "",
+        "## Pretrained weights and their licence",
+        "",
+        weights_section(config),
+        "",
         "## Results of the run this bundle was exported from",
         "",
         results_section(manifest.get("results")),
@@ -98,6 +104,17 @@ def data_section(config: ExperimentConfig) -> str:
     if data.kind == "synthetic":
         return "Generated synthetic faces (`orderlearn synth`): a pipeline check; its scores say nothing about real faces."
     return f"A manifest dataset ({data.root}, split `{data.split}`); see that dataset's own licence before any use."
+
+
+def weights_section(config: ExperimentConfig) -> str:
+    """What the model started from: each backbone branch's weights and licence (a bundle's
+    weights contain them, fine-tuned or not), or the base model a model without a backbone
+    option names in ``config.yaml``."""
+    args = config.model.args
+    if "backbone" not in args:
+        return ("The base model named in `config.yaml` (loaded by its id or path); its own licence applies "
+                "to the weights this bundle adds to it.")
+    return "\n".join(f"- {line}" for line in weights_source(args["backbone"], str(args.get("weights", "imagenet"))))
 
 
 def results_section(results: Any) -> str:
