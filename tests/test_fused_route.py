@@ -109,3 +109,43 @@ def test_active_with_the_direct_prior_reports_the_fused_route_per_budget(run, ca
     with (out / "active.csv").open() as handle:
         assert "fused_pc" in next(csv.reader(handle))
     assert "Fused route (`--direct-prior`)" in (out / "active.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_full_bank_fused_run_compares_the_validation_images_with_the_bank_once(synthetic_root, tmp_path, monkeypatch):
+    """Calibration and the fused route read the same validation × bank comparisons (they do not
+    depend on the link): the comparator answers them once, which matters for LLaVA."""
+    import orderlearn.bank.route as route_module
+    asked: list[str] = []
+    real = route_module.compare_members
+
+    def counted(members, accelerator, name, reverse):
+        asked.append(name)
+        return real(members, accelerator, name, reverse)
+
+    monkeypatch.setattr(route_module, "compare_members", counted)
+    raw = tiny_config(synthetic_root, tmp_path / "run", epochs=1)
+    raw["scorer"] = {**raw["scorer"], "direct_prior": True, "calibrate_link": True, "calibrate_intervals": True}
+    results = run_experiment(config_from_dict(raw))
+    assert asked.count("validation") == 1 and asked.count("test") == 1, asked
+    assert results["link_calibration"] is not None and results["fused_route"]["chosen_on_validation"]
+
+
+def test_the_direct_route_leaves_the_bank_routes_weights_in_the_model(run, tmp_path):
+    """``direct_scores`` loads the validation-selected checkpoint into the model the bank route
+    shares; afterwards the model holds the weights the route had loaded, whichever they were."""
+    import dataclasses
+    from safetensors.torch import load_file, save_file
+    loaded = LoadedRun.from_run(run)
+    own = loaded.route.recipe.checkpoints[0]
+    state = load_file(str(run / own))
+    moved = {k: v + 1.0 if v.is_floating_point() else v for k, v in state.items()}
+    save_file(moved, str(run / "moved.safetensors"))
+    recipe = dataclasses.replace(loaded.recipe, checkpoints=["moved.safetensors"])
+    other = dataclasses.replace(loaded, route=loaded.route.with_recipe(recipe))
+    list(other.route.views())  # the route's weights in the model, as before any comparison
+    val = load_training(loaded.config.data).val
+    assert direct_scores(other, val[:4], "validation") is not None
+    held = other.model.state_dict()
+    assert all(torch.equal(held[k].cpu(), v) for k, v in moved.items())
+    (run / "moved.safetensors").unlink()

@@ -9,14 +9,14 @@ images go through, and neither changes the recipe they start from.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
 from scorers.intervals import interval_scale
 from scorers.references import calibrate as calibrate_scorer
 
-from orderlearn.bank.route import BankRoute
+from orderlearn.bank.route import BankRoute, Comparisons
 from orderlearn.bank.scoring_recipe import ScoringRecipe, link_dict
 from orderlearn.types import ScoredImage
 
@@ -38,10 +38,12 @@ def fit_views(route: BankRoute, samples: Sequence[ScoredImage], margin: float) -
 
 
 def calibrate(route: BankRoute, samples: Sequence[ScoredImage], link: bool, intervals: bool,
-              references: bool = False) -> tuple[ScoringRecipe, dict[str, Any]]:
+              references: bool = False, comparisons: Optional[Comparisons] = None) -> tuple[ScoringRecipe, dict[str, Any]]:
     """Fit the scorer's link, the references' positions and/or the interval scale on ``samples`` ×
     bank comparisons (in that order: each uses what the previous fitted); the calibrated recipe
-    and what changed (the report ``results.json`` draws on).
+    and what changed (the report ``results.json`` draws on). ``comparisons``: ``samples`` × the
+    whole bank when the caller already has them (they depend on the route's weights and views,
+    not on the link or positions fitted here).
 
     Link and positions: :func:`scorers.references.calibrate` (one alternation when both).
     """
@@ -50,7 +52,7 @@ def calibrate(route: BankRoute, samples: Sequence[ScoredImage], link: bool, inte
         return recipe, {}
     truth = torch.tensor([s.score for s in samples], dtype=torch.float64)
     bank_scores = route.bank.scores
-    val = route.comparisons(samples, "validation", full_bank=True)  # link, positions: every validation x bank pair
+    val = comparisons if comparisons is not None else route.comparisons(samples, "validation", full_bank=True)  # every validation x bank pair
     report: dict[str, Any] = {}
     if link or references:
         scorer = recipe.make_scorer()

@@ -29,12 +29,15 @@ from orderlearn.types import ScoredImage
 @dataclass(frozen=True)
 class BankPhase:
     """What the bank phase fitted: the bank, the route under the calibrated recipe, the recipe
-    before calibration (views fitted) and the calibration's report."""
+    before calibration (views fitted), the calibration's report and, where a later phase asked
+    for them, the validation images' comparisons with the whole bank (the fused route scores
+    them again under its prior; a comparator as large as LLaVA should not answer them twice)."""
 
     bank: ReferenceBank
     route: BankRoute
     uncalibrated: ScoringRecipe
     calibration: dict[str, Any]
+    validation: Optional[Comparisons] = None
 
     @property
     def recipe(self) -> ScoringRecipe:
@@ -51,13 +54,17 @@ def bank_phase(model: Model, config: ExperimentConfig, splits: TrainingSplits, w
                bank: Optional[ReferenceBank] = None) -> BankPhase:
     """The bank (``config.bank`` over the training images, unless ``bank`` is given), the views fitted
     on validation × bank with ``config.pairs.margin``, the scorer calibrated as ``config.scorer``
-    says; ``checkpoints``: relative to ``weights_dir``, averaged."""
+    says; ``checkpoints``: relative to ``weights_dir``, averaged. With ``scorer.direct_prior`` and
+    no budget, the validation × bank comparisons are made once here and kept for the fused route."""
     if bank is None:
         bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
     route = BankRoute(model, ScoringRecipe.from_config(config, checkpoints), bank, weights_dir, features, accelerator,
                       config.train.eval_batch_size)
     route = route.with_recipe(fit_views(route, splits.val, config.pairs.margin))  # a regressor's view fits its link
     uncalibrated = route.recipe
+    kept = None
+    if config.scorer.direct_prior and route.recipe.budget is None:
+        kept = route.comparisons(splits.val, "validation", full_bank=True)
     calibrated, report = calibrate(route, splits.val, config.scorer.calibrate_link, config.scorer.calibrate_intervals,
-                                   config.scorer.calibrate_references)
-    return BankPhase(bank, route.with_recipe(calibrated), uncalibrated, report)
+                                   config.scorer.calibrate_references, kept)
+    return BankPhase(bank, route.with_recipe(calibrated), uncalibrated, report, kept)

@@ -80,6 +80,11 @@ class BankRoute:
         load_weights(self.model, self.weights_dir / self.recipe.checkpoints[index])
         self.model.to(self.accelerator.device).eval()
 
+    def restore_weights(self) -> None:
+        """The weights of the checkpoint whose view the route yielded last back in the model, after
+        something that shares the model (the direct route's selected checkpoint) loaded its own."""
+        self.load_checkpoint(self._checkpoint)
+
     def views(self) -> Iterator[tuple[int, Comparator]]:
         """(checkpoint index, comparator view with that checkpoint's weights and view state)."""
         for i in range(len(self.recipe.checkpoints)):

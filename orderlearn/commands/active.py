@@ -103,8 +103,6 @@ def direct_prior_of(evidence: ActiveEvidence, truths: Truths) -> tuple[scorers.G
     if direct_val is None or direct_test is None:
         raise DataError(f"--direct-prior: {evidence.path} has no direct route to take the prior from (a comparator "
                         "run needs its direct head, direct_baseline: true; a bundle carries none)")
-    if len(loaded.recipe.checkpoints) == 1:  # direct_scores loaded the selected weights; the bank route's are back
-        loaded.route.load_checkpoint(0)
     width = prior_width(direct_val - truths.val.to(direct_val), truths.low, truths.high)
     return (scorers.GaussianPrior(direct_test, width),
             {"prior_std": width, "direct": score_metrics(direct_test.tolist(), truths.test.tolist())})

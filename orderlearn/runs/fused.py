@@ -65,15 +65,17 @@ def fused_scores(route: BankRoute, samples: Sequence[ScoredImage], direct: torch
 
 def fused_route(route: BankRoute, val: Sequence[ScoredImage], test: Sequence[ScoredImage], direct_val: torch.Tensor,
                 direct_test: torch.Tensor, select_metric: str, cs_thresholds: Sequence[float] = (),
-                test_comparisons: Optional[Comparisons] = None) -> FusedRoute:
+                test_comparisons: Optional[Comparisons] = None, val_comparisons: Optional[Comparisons] = None) -> FusedRoute:
     """The fused route of a run (module docstring): its test scores and its report (the prior's
     width, validation metrics of both bank routes and of the direct route, the route chosen);
-    ``test_comparisons``: the plain route's, reused where they are the whole bank."""
+    ``test_comparisons`` / ``val_comparisons``: the plain route's, made earlier in the run (the
+    bank phase's), reused where they are the whole bank."""
     recipe = route.recipe
     val_truth = torch.tensor([s.score for s in val], dtype=torch.float64)
     width = prior_width(direct_val.double() - val_truth, recipe.low, recipe.high)
     truth = val_truth.tolist()
-    val_comparisons = route.comparisons(val, "validation")
+    if val_comparisons is None or recipe.budget is not None:
+        val_comparisons = route.comparisons(val, "validation")
     on_validation = {
         "order_learned": score_metrics(route.score(val_comparisons).value.tolist(), truth, cs_thresholds),
         "fused": score_metrics(fused_scores(route, val, direct_val, width, "validation (fused)", val_comparisons)

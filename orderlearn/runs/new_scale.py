@@ -64,7 +64,8 @@ def with_references(loaded: LoadedRun, references: ReferenceBank) -> tuple[Loade
 def direct_scores(loaded: LoadedRun, samples: Sequence[ScoredImage], name: str = "images") -> Optional[torch.Tensor]:
     """The run's direct scores of ``samples`` (float64 [N], the run's units), as the run computed its
     test set's: the validation-selected checkpoint, a regressor's own score or the comparator's
-    direct head; None where the run has no direct route (a bundle, a comparator without ``direct/``)."""
+    direct head; None where the run has no direct route (a bundle, a comparator without ``direct/``).
+    The model is left with the weights the bank route had loaded."""
     if loaded.is_bundle:
         return None
     store, head_store = CheckpointStore(loaded.source / loaded.config.task), CheckpointStore(loaded.source / "direct")
@@ -75,11 +76,14 @@ def direct_scores(loaded: LoadedRun, samples: Sequence[ScoredImage], name: str =
     except (OSError, KeyError, ValueError):
         return None
     model, accelerator = loaded.model, loaded.accelerator
-    load_weights(model, best)  # the bank route loads its own checkpoints again before it compares
-    model.to(accelerator.device).eval()
-    view = model.comparator_view().to(accelerator.device)
-    features = loaded.route.features(view, list(samples), f"features {name}")
-    embeddings = view_embeddings(view, features, accelerator, loaded.config.train.eval_batch_size)
+    load_weights(model, best)
+    try:
+        model.to(accelerator.device).eval()
+        view = model.comparator_view().to(accelerator.device)
+        features = loaded.route.features(view, list(samples), f"features {name}")
+        embeddings = view_embeddings(view, features, accelerator, loaded.config.train.eval_batch_size)
+    finally:  # the model is the bank route's too: it gets the route's weights back
+        loaded.route.restore_weights()
     if not comparator:
         return embeddings.reshape(-1).double()
     head = EmbeddingRegressor(embeddings.shape[-1])

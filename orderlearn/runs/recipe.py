@@ -221,7 +221,7 @@ def fused_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct) -
         raise ConfigError("scorer.direct_prior: the run has no direct head to take the prior from")
     run.accelerator.print("fused route: the direct score as each face's prior")
     return fused_route(banked.phase.route, fitted.splits.val, banked.test, direct.val_scores, direct.scores,
-                       config.train.select_metric, config.cs_thresholds, banked.comparisons)
+                       config.train.select_metric, config.cs_thresholds, banked.comparisons, banked.phase.validation)
 
 
 # ---------------------------------------------------------------------- bank.from
