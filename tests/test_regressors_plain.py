@@ -84,3 +84,31 @@ def test_head_bias_starts_at_the_training_mean_when_asked():
     assert model.head.bias.item() == 35.0
     with pytest.raises(ValueError, match="head_bias"):
         comparators.create("plain", **TINY, head_bias="mean")
+
+
+def test_hidden_head_is_an_mlp_on_pooled_features():
+    """head_hidden: Linear -> ReLU -> Dropout -> Linear on the pooled features (checked by hand),
+    trainable, and train-mean sets its output layer's bias; the default stays one Linear."""
+    from pathlib import Path
+
+    from orderlearn.types import ScoredImage
+
+    torch.manual_seed(0)
+    model = plain.build(**TINY, head_hidden=5, head_dropout=0.5).eval()
+    images = torch.randn(3, 3, 32, 32)
+    features = model.backbone(images)
+    first, last = model.head[0], model.head[-1]
+    assert first.out_features == 5 and last.in_features == 5
+    expected = torch.relu(features @ first.weight.T + first.bias) @ last.weight[0] + last.bias[0]
+    assert torch.allclose(model(images).score, expected, atol=1e-5)
+    model = plain.build(**TINY, head_hidden=5, head_bias="train-mean")
+    model.setup_from_training([ScoredImage(path=Path(f"{i}.jpg"), score=s) for i, s in enumerate((2.0, 4.0))])
+    assert model.head[-1].bias.item() == 3.0
+    assert isinstance(plain.build(**TINY).head, torch.nn.Linear)  # the baselines' checkpoint keys
+
+
+@pytest.mark.parametrize("options, match", [({"head_hidden": 0}, "head_hidden"), ({"head_hidden": 2.5}, "head_hidden"),
+                                            ({"head_hidden": True}, "head_hidden"), ({"head_dropout": 1.0}, "head_dropout")])
+def test_hidden_head_options_are_checked(options, match):
+    with pytest.raises(ValueError, match=match):
+        plain.PlainConfig(**options)

@@ -54,9 +54,19 @@ class PlainConfig(BackboneOptions):
     # training scores' mean). Ages of 2..80 start 35 years away from 0, which an L1 loss (a step
     # of about lr per update) would spend the run walking; beauty 1..5 barely cares (SCUT: default)
     head_bias: str = "default"
+    # the head: None, one Linear on the pooled features (the baselines'); an int, a hidden layer of
+    # that width with ReLU and ``head_dropout`` before the output, for a trunk frozen whole, whose
+    # fixed features (dlib's 128-d face descriptor) a linear map reads poorly
+    head_hidden: Optional[int] = None
+    head_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.head_hidden is not None and (isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int)
+                                             or self.head_hidden < 1):
+            raise ValueError(f"head_hidden must be a positive integer or null, got {self.head_hidden!r}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout!r}")
         if self.head_bias not in ("default", "train-mean"):
             raise ValueError(f"head_bias must be 'default' or 'train-mean', got {self.head_bias!r}")
         if self.loss not in LOSSES:
@@ -65,18 +75,19 @@ class PlainConfig(BackboneOptions):
 
 
 class PlainRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
-    """Backbone -> pooled features -> Linear(num_features, 1) -> score."""
+    """Backbone -> pooled features -> Linear(num_features, 1) -> score (or, with ``head_hidden``,
+    Linear -> ReLU -> Dropout -> Linear)."""
 
     def __init__(self, config: PlainConfig) -> None:
         super().__init__()
         self.config = config
         self.backbone = config.build_backbone()
-        self.head = nn.Linear(self.backbone.num_features, 1)
+        self.head = build_head(self.backbone.num_features, config.head_hidden, config.head_dropout)
 
     def setup_from_training(self, samples: Sequence[ScoredImage]) -> None:
         if self.config.head_bias == "train-mean":
             with torch.no_grad():
-                self.head.bias.fill_(sum(s.score for s in samples) / len(samples))
+                output_layer(self.head).bias.fill_(sum(s.score for s in samples) / len(samples))
 
     def forward_head(self, features: torch.Tensor) -> RegressorOutput:
         features = top(self.backbone, features)
@@ -91,6 +102,19 @@ class PlainRegressor(SplitBackboneRegressor, BackboneTransforms, Regressor):
         if self.config.loss == "l1":
             return F.l1_loss(output.score, target)
         return F.mse_loss(output.score, target)
+
+
+def build_head(num_features: int, hidden: Optional[int], dropout: float) -> nn.Module:
+    """The score head: a Linear (its state dict keys ``head.weight``/``head.bias``, as the
+    baselines' checkpoints have them), or a one-hidden-layer MLP."""
+    if hidden is None:
+        return nn.Linear(num_features, 1)
+    return nn.Sequential(nn.Linear(num_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+
+def output_layer(head: nn.Module) -> nn.Linear:
+    """The Linear that gives the score (the head itself, or the MLP's last layer)."""
+    return head if isinstance(head, nn.Linear) else head[-1]
 
 
 @register_model("plain", kind="regressor", options=PlainConfig,
