@@ -28,7 +28,7 @@ OVERVIEW = """The ``orderlearn`` command line.
   orderlearn synth --out DIR               write the synthetic SCUT-FBP5500-layout dataset
   orderlearn compare RUN_DIR ... --out D   direct vs order-learned table over runs (fold mean ± std)
   orderlearn active --run DIR [--budgets]  PC / MAE vs comparisons per image (active reference selection)
-  orderlearn blend RUN_A RUN_B --out D     two runs' scores averaged, the weight chosen on validation (a table folder)
+  orderlearn blend RUN_A RUN_B ... --out D  runs' scores averaged, the weights chosen on validation (a table folder)
   orderlearn predict PHOTO|DIR --model M   score your own photos (M: a run folder, a bundle, a hub id)
   orderlearn export RUN --out BUNDLE       a self-contained model folder (safetensors, JSON, model card)
   orderlearn serve --model M               a web page to score a photo (needs the `serve` extra)
@@ -147,11 +147,12 @@ def add_compare(sub: "argparse._SubParsersAction") -> None:
 
 
 def add_blend(sub: "argparse._SubParsersAction") -> None:
-    blend = _command(sub, "blend", "two finished runs' scores averaged per route, the weight chosen on validation")
-    blend.add_argument("runs", nargs=2, type=Path, metavar="RUN_DIR", help="two `orderlearn run` folders of the same data and split")
+    blend = _command(sub, "blend", "finished runs' scores averaged per route, the weights chosen on validation")
+    blend.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                       help="2 to 5 `orderlearn run` folders of the same data and split")
     blend.add_argument("--out", required=True, type=Path, help="the blend's folder (config.yaml, results.json, scores.csv, report.md)")
     blend.add_argument("--select", choices=["val_pc", "val_mae"], default="val_pc",
-                       help="the validation metric the weight is chosen on (default val_pc)")
+                       help="the validation metric the weights are chosen on (default val_pc)")
 
 
 def add_active(sub: "argparse._SubParsersAction") -> None:

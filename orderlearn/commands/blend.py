@@ -1,5 +1,5 @@
-"""``orderlearn blend RUN_A RUN_B --out DIR``: two finished runs' scores averaged per route, the
-weight chosen on validation (:mod:`orderlearn.runs.blend`); DIR is a table folder that
+"""``orderlearn blend RUN_A RUN_B [RUN ...] --out DIR``: finished runs' scores averaged per route,
+the weights chosen on validation (:mod:`orderlearn.runs.blend`); DIR is a table folder that
 ``orderlearn compare`` reads like a run's."""
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import shlex
 def main(args: argparse.Namespace) -> int:
     from orderlearn.runs.blend import blend_runs
 
-    first, second = args.runs
-    command = shlex.join(["orderlearn", "blend", str(first), str(second), "--out", str(args.out), "--select", args.select])
-    blend_runs(first, second, args.out, args.select, command)
+    command = shlex.join(["orderlearn", "blend", *map(str, args.runs), "--out", str(args.out), "--select", args.select])
+    blend_runs(args.runs, args.out, args.select, command)
     print((args.out / "report.md").read_text())
     return 0

@@ -105,7 +105,7 @@ def read_run(path: Path) -> Run:
 def trainable_part(config: dict[str, Any]) -> str:
     """What a run trained: ``whole network``, ``head`` (frozen features) or ``from <unit>``."""
     model = config.get("model") or {}
-    if model.get("name") == "blend":  # runs/blend.py: nothing trained, two runs' scores weighted
+    if model.get("name") == "blend":  # runs/blend.py: nothing trained, its runs' scores weighted
         return "each run's own"
     unit = model.get("trainable_from", (model.get("args") or {}).get("trainable_from"))  # a saved config nests options in args
     if isinstance(unit, (list, tuple)):  # a fused backbone's split per branch; null: that branch frozen whole

@@ -93,7 +93,7 @@ def shared_command(commands: Sequence[str]) -> str:
 
 def route_description(run: Run, route: Route) -> str:
     if run.model == "blend":
-        return f"two runs' {route.label} scores, weighted on validation"
+        return f"its runs' {route.label} scores, weighted on validation"
     if route.key == "direct":
         return "regressor output" if run.task == "regressor" else "embedding head"
     if route.key == "fused":

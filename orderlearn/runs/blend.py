@@ -1,26 +1,28 @@
-"""Two finished runs blended: per route, their scores averaged with a weight chosen on validation.
+"""Finished runs blended: per route, their scores averaged with weights chosen on validation.
 
 Why: two trunks that see different things (an ImageNet CNN fine-tuned on the task, dlib's
 face-recognition network) make errors that partly cancel. Trained jointly behind one head
 (``comparators.fusion``), the branch that fits the training faces best takes the residual and
-the other is barely used; two runs trained apart keep their errors apart, and a weighted mean of
+the other is barely used; runs trained apart keep their errors apart, and a weighted mean of
 their scores keeps what each sees. This is late fusion, the ensemble of the literature's
-strongest facial beauty systems, with its one parameter chosen where nothing is tested.
+strongest facial beauty systems, with its weights chosen where nothing is tested.
 
-Per route both runs have (``direct``: a regressor's own score or a comparator's direct head;
+Per route every run has (``direct``: a regressor's own score or a comparator's direct head;
 ``order_learned``: the run's bank route), each run scores its validation images and the test
-images as it scored its test set (its selected checkpoint and scoring recipe). Both runs must
+images as it scored its test set (its selected checkpoint and scoring recipe). All runs must
 have read the same data: the same test images and the same validation images carved from the
-training files, or the blend is refused naming what differs. The weight w of the first run is
-chosen on the validation images among 0, 0.05, ..., 1 (``select``: PC, or MAE; a tie keeps the
-weight nearer 0.5), and each test image scores w·a + (1 − w)·b. Nothing else is fitted.
+training files, or the blend is refused naming what differs. The weights (one per run, each a
+multiple of 0.05, summing to 1: :func:`weight_grid`) are chosen on the validation images
+(``select``: PC, or MAE; a tie keeps the weights nearest the plain mean), and each test image
+scores the weighted mean of the runs' test scores. Nothing else is fitted.
 
 The output folder is a table folder for ``orderlearn compare`` (``config.yaml``, ``results.json``,
-``scores.csv``, ``report.md``): the method is named after both runs and its minutes are both runs'
+``scores.csv``, ``report.md``): the method is named after its runs and its minutes are all runs'
 (what the method costs); it is not a model, so photos are scored with each run and blended alike.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +44,8 @@ from orderlearn.runs.new_scale import direct_scores
 from orderlearn.runs.outputs import write_scores_csv
 from orderlearn.types import ScoredImage
 
-WEIGHTS = tuple(round(0.05 * k, 2) for k in range(21))
+STEPS = 20  # weights are multiples of 1 / STEPS
+MAX_RUNS = 5  # the grid has C(STEPS + n - 1, n - 1) points: 10,626 for five runs
 SELECTS = {"val_pc": ("pc", True), "val_mae": ("mae", False)}
 ROUTES = ("direct", "order_learned")
 
@@ -55,16 +58,18 @@ class RouteScores:
     test: torch.Tensor
 
 
-def same_images(a: LoadedRun, b: LoadedRun) -> tuple[list[ScoredImage], list[ScoredImage]]:
-    """The validation and test images both runs read (DataError naming the difference otherwise)."""
+def same_images(runs: Sequence[LoadedRun]) -> tuple[list[ScoredImage], list[ScoredImage]]:
+    """The validation and test images all ``runs`` read (DataError naming the difference otherwise)."""
     parts = {}
     for name, read in (("validation", lambda run: load_training(run.config.data).val),
                        ("test", lambda run: load_test(run.config.data))):
-        first, second = read(a), read(b)
-        if [s.path.resolve() for s in first] != [s.path.resolve() for s in second] or \
-                [s.score for s in first] != [s.score for s in second]:
-            raise DataError(f"blend: {a.source} and {b.source} read different {name} images "
-                            f"({len(first)} and {len(second)}); blend runs of the same data, split and val_fraction")
+        first = read(runs[0])
+        for other in runs[1:]:
+            images = read(other)
+            if [s.path.resolve() for s in first] != [s.path.resolve() for s in images] or \
+                    [s.score for s in first] != [s.score for s in images]:
+                raise DataError(f"blend: {runs[0].source} and {other.source} read different {name} images "
+                                f"({len(first)} and {len(images)}); blend runs of the same data, split and val_fraction")
         parts[name] = first
     return parts["validation"], parts["test"]
 
@@ -78,62 +83,84 @@ def route_scores(run: LoadedRun, route: str, val: Sequence[ScoredImage],
     return RouteScores(run.score(val, "validation")[1].value.double().cpu(), run.score(test, "test")[1].value.double().cpu())
 
 
-def choose_weight(a: torch.Tensor, b: torch.Tensor, truth: Sequence[float], select: str = "val_pc") -> tuple[float, list[dict[str, float]]]:
-    """The weight of ``a`` among :data:`WEIGHTS` with the best validation ``select`` metric, and
-    every weight's validation metrics (a tie keeps the weight nearer 0.5)."""
+def weight_grid(n: int) -> list[tuple[float, ...]]:
+    """Every weighting of ``n`` runs whose weights are multiples of 1 / :data:`STEPS` summing to 1
+    (for two runs: (0, 1), (0.05, 0.95), ..., (1, 0))."""
+    grid = []
+    for cuts in itertools.combinations(range(STEPS + n - 1), n - 1):  # stars and bars
+        bounds = (-1, *cuts, STEPS + n - 1)
+        grid.append(tuple(round((bounds[i + 1] - bounds[i] - 1) / STEPS, 2) for i in range(n)))
+    return grid
+
+
+def choose_weights(members: Sequence[torch.Tensor], truth: Sequence[float],
+                   select: str = "val_pc") -> tuple[tuple[float, ...], list[dict[str, Any]]]:
+    """The weights of ``members`` on :func:`weight_grid` with the best validation ``select``
+    metric, and every weighting's validation metrics (a tie keeps the weights nearest the plain
+    mean, so identical runs get equal weights)."""
     metric, higher = SELECTS[select]
-    table = [{"weight": w, **score_metrics((w * a + (1 - w) * b).tolist(), list(truth))} for w in WEIGHTS]
-    best = max(table, key=lambda row: ((row[metric] if higher else -row[metric]), -abs(row["weight"] - 0.5)))
-    return float(best["weight"]), table
+    stacked = torch.stack([m.double() for m in members])
+    table = [{"weights": list(w), **score_metrics((torch.tensor(w, dtype=torch.float64) @ stacked).tolist(), list(truth))}
+             for w in weight_grid(len(members))]
+    mean = 1.0 / len(members)
+    # metrics equal to 1e-9 tie: weightings that give the same scores differ only in rounding
+    best = max(table, key=lambda row: (round(row[metric] if higher else -row[metric], 9),
+                                       -sum((w - mean) ** 2 for w in row["weights"])))
+    return tuple(best["weights"]), table
 
 
-def blend_runs(first: Path, second: Path, out: Path, select: str = "val_pc", command: Optional[str] = None) -> dict[str, Any]:
-    """Blend the finished runs ``first`` and ``second`` into the table folder ``out`` (module
-    docstring); returns its results.json."""
+def blend_runs(runs: Sequence[Path], out: Path, select: str = "val_pc", command: Optional[str] = None) -> dict[str, Any]:
+    """Blend the finished ``runs`` into the table folder ``out`` (module docstring); returns its results.json."""
     if select not in SELECTS:
         raise DataError(f"blend: --select {select!r}: choose from {list(SELECTS)}")
+    if not 2 <= len(runs) <= MAX_RUNS:
+        raise DataError(f"blend: give 2 to {MAX_RUNS} run folders, got {len(runs)}")
     started = time.time()
-    a, b = LoadedRun.from_run(Path(first)), LoadedRun.from_run(Path(second))
-    if a.is_bundle or b.is_bundle:
-        raise DataError("blend: give two run folders (a bundle has no validation split or direct route)")
-    val, test = same_images(a, b)
+    loaded = [LoadedRun.from_run(Path(run)) for run in runs]
+    if any(run.is_bundle for run in loaded):
+        raise DataError("blend: give run folders (a bundle has no validation split or direct route)")
+    val, test = same_images(loaded)
     val_truth, truth = [s.score for s in val], [s.score for s in test]
-    results: dict[str, Any] = {"blend": {"runs": [str(a.source), str(b.source)], "select": select, "weights": {}}}
+    results: dict[str, Any] = {"blend": {"runs": [str(run.source) for run in loaded], "select": select, "weights": {}}}
     blended: dict[str, torch.Tensor] = {}
     for route in ROUTES:
-        scores_a, scores_b = route_scores(a, route, val, test), route_scores(b, route, val, test)
-        if scores_a is None or scores_b is None:
+        scores = [route_scores(run, route, val, test) for run in loaded]
+        if any(s is None for s in scores):
             continue
-        weight, table = choose_weight(scores_a.val, scores_b.val, val_truth, select)
-        blended[route] = weight * scores_a.test + (1 - weight) * scores_b.test
-        results[route] = score_metrics(blended[route].tolist(), truth, a.config.cs_thresholds)
-        results["blend"]["weights"][route] = {"first": weight, "validation": table,
-                                              "members_test": {"first": score_metrics(scores_a.test.tolist(), truth),
-                                                               "second": score_metrics(scores_b.test.tolist(), truth)}}
+        weights, table = choose_weights([s.val for s in scores], val_truth, select)
+        blended[route] = sum(w * s.test for w, s in zip(weights, scores))
+        results[route] = score_metrics(blended[route].tolist(), truth, loaded[0].config.cs_thresholds)
+        results["blend"]["weights"][route] = {"members": list(weights), "validation": table,
+                                              "members_test": [score_metrics(s.test.tolist(), truth) for s in scores]}
     if "order_learned" not in blended:
         raise DataError("blend: the runs share no route to blend")
-    seconds = [float((run.results or {}).get("seconds", np.nan)) for run in (a, b)]
-    results.update({"name": f"blend-{a.config.name}-{b.config.name}", "method": "blend", "task": "regressor",
+    seconds = [float((run.results or {}).get("seconds", np.nan)) for run in loaded]
+    results.update({"name": "blend-" + "-".join(run.config.name for run in loaded), "method": "blend", "task": "regressor",
                     "seconds": sum(seconds) + time.time() - started, "command": command or ""})
-    write_blend_folder(Path(out), a, b, test, blended, results)
+    write_blend_folder(Path(out), loaded, test, blended, results)
     return results
 
 
-def write_blend_folder(out: Path, a: LoadedRun, b: LoadedRun, test: Sequence[ScoredImage],
+def write_blend_folder(out: Path, runs: Sequence[LoadedRun], test: Sequence[ScoredImage],
                        blended: dict[str, torch.Tensor], results: dict[str, Any]) -> None:
     """config.yaml (the first run's data section, the blend as the model: its members by method
     name, so the folds of one blend agree), results.json, scores.csv and report.md in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    config = {"name": results["name"], "task": "regressor", "data": a.config.to_dict()["data"],
-              "model": {"name": "blend", "members": [a.config.name, b.config.name]}}
+    config = {"name": results["name"], "task": "regressor", "data": runs[0].config.to_dict()["data"],
+              "model": {"name": "blend", "members": [run.config.name for run in runs]}}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     write_scores_csv(out / "scores.csv", test, scorers.Scores(blended["order_learned"]), blended.get("direct"))
     atomic_write_json(out / "results.json", results, default=float)
-    weights = results["blend"]["weights"]
-    rows = [{"route": route.replace("_", "-"), "weight of first": weights[route]["first"],
-             **{f"first {m}": weights[route]["members_test"]["first"][m] for m in ("pc", "mae")},
-             **{f"second {m}": weights[route]["members_test"]["second"][m] for m in ("pc", "mae")},
-             **{m: results[route][m] for m in ("pc", "mae", "rmse")}} for route in ROUTES if route in results]
-    columns = ["route", "weight of first", "first pc", "first mae", "second pc", "second mae", "pc", "mae", "rmse"]
-    atomic_write_text(out / "report.md", f"# {results['name']}\n\nfirst: {a.source}\nsecond: {b.source}\n"
-                      f"weights chosen on validation {results['blend']['select']}\n\n{markdown_table(rows, columns)}\n")
+    rows = []
+    for route in ROUTES:
+        if route not in results:
+            continue
+        chosen = results["blend"]["weights"][route]
+        row: dict[str, Any] = {"route": route.replace("_", "-")}
+        for k, (weight, member) in enumerate(zip(chosen["members"], chosen["members_test"]), start=1):
+            row.update({f"w{k}": weight, f"run {k} pc": member["pc"], f"run {k} mae": member["mae"]})
+        rows.append({**row, **{m: results[route][m] for m in ("pc", "mae", "rmse")}})
+    members = "".join(f"run {k}: {run.source}\n" for k, run in enumerate(runs, start=1))
+    atomic_write_text(out / "report.md", f"# {results['name']}\n\n{members}"
+                      f"weights (w1, w2, ...) chosen on validation {results['blend']['select']}\n\n"
+                      f"{markdown_table(rows, list(rows[0]))}\n")
