@@ -3,6 +3,7 @@ PC of each method and route over folds (``orderlearn compare``)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,7 +47,10 @@ def pc_plot(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     import matplotlib.pyplot as plt
 
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(methods) + 2.0), 3.8))
+    # names wrapped at their hyphens: a blend is named after all its runs, too long for one tick
+    labels = [textwrap.fill(m, 26) for m in methods]
+    lines = max(label.count("\n") + 1 for label in labels)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.9 * len(methods) + 1.5), 3.4 + 0.17 * lines))
     for offset, route, marker in ((-0.12, "direct", "o"), (0.12, "order-learned", "s")):
         xs, ys, es = [], [], []
         for i, method in enumerate(methods):
@@ -57,7 +61,7 @@ def pc_plot(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
                     es.append(0.0 if math.isnan(r["pc_std"]) else r["pc_std"])
         if xs:
             ax.errorbar(xs, ys, yerr=es, fmt=marker, capsize=3, label=route)
-    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    ax.set_xticks(range(len(methods)), labels, fontsize=8)
     ax.set(ylabel="PC (Pearson)", title="PC per method and route")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
