@@ -58,7 +58,7 @@ class PlainConfig(BackboneOptions):
     # that width with ReLU and ``head_dropout`` before the output, for a trunk frozen whole, whose
     # fixed features (dlib's 128-d face descriptor) a linear map reads poorly
     head_hidden: Optional[int] = None
-    head_dropout: float = 0.0
+    head_dropout: float = 0.0  # head_hidden only: dropout between the hidden layer and the output
 
     def __post_init__(self) -> None:
         super().__post_init__()
