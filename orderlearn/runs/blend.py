@@ -99,9 +99,10 @@ def choose_weights(members: Sequence[torch.Tensor], truth: Sequence[float],
     metric, and every weighting's validation metrics (a tie keeps the weights nearest the plain
     mean, so identical runs get equal weights)."""
     metric, higher = SELECTS[select]
-    stacked = torch.stack([m.double() for m in members])
-    table = [{"weights": list(w), **score_metrics((torch.tensor(w, dtype=torch.float64) @ stacked).tolist(), list(truth))}
-             for w in weight_grid(len(members))]
+    grid = weight_grid(len(members))
+    blends = torch.tensor(grid, dtype=torch.float64) @ torch.stack([m.double() for m in members])  # one row per weighting
+    truth = list(truth)
+    table = [{"weights": list(w), **score_metrics(row.tolist(), truth)} for w, row in zip(grid, blends)]
     mean = 1.0 / len(members)
     # metrics equal to 1e-9 tie: weightings that give the same scores differ only in rounding
     best = max(table, key=lambda row: (round(row[metric] if higher else -row[metric], 9),
@@ -124,8 +125,13 @@ def blend_runs(runs: Sequence[Path], out: Path, select: str = "val_pc", command:
     results: dict[str, Any] = {"blend": {"runs": [str(run.source) for run in loaded], "select": select, "weights": {}}}
     blended: dict[str, torch.Tensor] = {}
     for route in ROUTES:
-        scores = [route_scores(run, route, val, test) for run in loaded]
-        if any(s is None for s in scores):
+        scores = []
+        for run in loaded:  # a run without the route ends it before the others score their faces
+            run_scores = route_scores(run, route, val, test)
+            if run_scores is None:
+                break
+            scores.append(run_scores)
+        if len(scores) < len(loaded):
             continue
         weights, table = choose_weights([s.val for s in scores], val_truth, select)
         blended[route] = sum(w * s.test for w, s in zip(weights, scores))
