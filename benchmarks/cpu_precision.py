@@ -37,6 +37,7 @@ SETTINGS: dict[str, tuple[Callable[[], ContextManager], torch.memory_format]] = 
     "float32": (contextlib.nullcontext, torch.contiguous_format),
     "bf16 autocast": (lambda: torch.autocast("cpu", dtype=torch.bfloat16), torch.contiguous_format),
     "float32 channels-last": (contextlib.nullcontext, torch.channels_last),
+    "bf16 channels-last": (lambda: torch.autocast("cpu", dtype=torch.bfloat16), torch.channels_last),
 }
 
 

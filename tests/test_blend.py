@@ -15,6 +15,7 @@ import yaml
 
 from orderlearn.cli import main
 from orderlearn.config import config_from_dict
+from orderlearn.data.splits import load_training
 from orderlearn.runs.blend import choose_weights, weight_grid
 from orderlearn.runs.recipe import run_experiment
 
@@ -107,3 +108,61 @@ def test_runs_of_different_data_are_refused(two_runs, tmp_path, capsys):
     (other / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["blend", str(two_runs[0]), str(other), "--out", str(tmp_path / "x")]) != 0
     assert "read different validation images" in capsys.readouterr().err
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_a_run_saves_its_validation_scores_as_a_reload_scores_them(two_runs):
+    """val_scores.csv holds what the loaded run computes for its validation images, by both
+    routes: what a blend used to score again with every run."""
+    from orderlearn.runs.loaded import LoadedRun
+    from orderlearn.runs.new_scale import direct_scores
+
+    run = two_runs[0]
+    saved = _rows(run / "val_scores.csv")
+    loaded = LoadedRun.from_run(run)
+    val = load_training(loaded.config.data).val
+    assert [row["path"] for row in saved] == [str(s.path) for s in val] and len(val) > 0
+    bank_route = loaded.score(val, "validation")[1].value
+    direct = direct_scores(loaded, val, "validation")
+    for row, ol, own, sample in zip(saved, bank_route, direct, val):
+        assert float(row["true_score"]) == pytest.approx(sample.score, abs=1e-6)
+        assert float(row["score"]) == pytest.approx(float(ol), abs=2e-6)
+        assert float(row["direct_score"]) == pytest.approx(float(own), abs=2e-6)
+
+
+@pytest.mark.slow
+def test_a_blend_of_saved_scores_equals_the_blend_that_scores_again(two_runs, tmp_path):
+    """Runs made before val_scores.csv existed are scored again; the blend is the same."""
+    old = []
+    for run in two_runs:
+        copy = tmp_path / f"old-{run.name}"
+        shutil.copytree(run, copy)
+        (copy / "val_scores.csv").unlink()
+        old.append(copy)
+    assert main(["blend", *map(str, two_runs), "--out", str(tmp_path / "saved")]) == 0
+    assert main(["blend", *map(str, old), "--out", str(tmp_path / "again")]) == 0
+    saved = json.loads((tmp_path / "saved" / "results.json").read_text())["blend"]["weights"]
+    again = json.loads((tmp_path / "again" / "results.json").read_text())["blend"]["weights"]
+    for route in ("direct", "order_learned"):
+        assert saved[route]["members"] == again[route]["members"]
+    for x, y in zip(_rows(tmp_path / "saved" / "scores.csv"), _rows(tmp_path / "again" / "scores.csv")):
+        assert float(x["score"]) == pytest.approx(float(y["score"]), abs=2e-6)
+        assert float(x["direct_score"]) == pytest.approx(float(y["direct_score"]), abs=2e-6)
+
+
+def test_saved_scores_of_other_images_are_refused_naming_the_file(two_runs, tmp_path, capsys):
+    other = tmp_path / "edited"
+    shutil.copytree(two_runs[1], other)
+    rows = _rows(other / "val_scores.csv")
+    with (other / "val_scores.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[1:])  # one validation image dropped
+    assert main(["blend", str(two_runs[0]), str(other), "--out", str(tmp_path / "x")]) != 0
+    err = capsys.readouterr().err
+    assert "val_scores.csv does not list the" in err and str(other) in err

@@ -8,10 +8,12 @@ their scores keeps what each sees. This is late fusion, the ensemble of the lite
 strongest facial beauty systems, with its weights chosen where nothing is tested.
 
 Per route every run has (``direct``: a regressor's own score or a comparator's direct head;
-``order_learned``: the run's bank route), each run scores its validation images and the test
-images as it scored its test set (its selected checkpoint and scoring recipe). All runs must
-have read the same data: the same test images and the same validation images carved from the
-training files, or the blend is refused naming what differs. The weights (one per run, each a
+``order_learned``: the run's bank route), the blend reads the scores the run wrote for its
+validation images (``val_scores.csv``) and its test images (``scores.csv``), so a blend costs
+seconds; a run made before runs wrote ``val_scores.csv`` is loaded and scores both sets again, as
+it scored its test set (its selected checkpoint and scoring recipe). All runs must have read the
+same data: the same test images and the same validation images carved from the training files,
+or the blend is refused naming what differs. The weights (one per run, each a
 multiple of 0.05, summing to 1: :func:`weight_grid`) are chosen on the validation images
 (``select``: PC, or MAE; a tie keeps the weights nearest the plain mean), and each test image
 scores the weighted mean of the runs' test scores. Nothing else is fitted.
@@ -23,6 +25,7 @@ The output folder is a table folder for ``orderlearn compare`` (``config.yaml``,
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +37,17 @@ import yaml
 
 import scorers
 
+from orderlearn.config import ExperimentConfig, load_config
 from orderlearn.data.splits import load_test, load_training
 from orderlearn.errors import DataError
 from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.report.markdown import markdown_table
 from orderlearn.report.metrics import score_metrics
+from orderlearn.report.scores_csv import DIRECT, SCORE, ScoresTable, read_scores_csv
+from orderlearn.runs.bundle_format import MANIFEST_FILE
 from orderlearn.runs.loaded import LoadedRun
 from orderlearn.runs.new_scale import direct_scores
-from orderlearn.runs.outputs import write_scores_csv
+from orderlearn.runs.outputs import VAL_SCORES_FILE, write_scores_csv
 from orderlearn.types import ScoredImage
 
 STEPS = 20  # weights are multiples of 1 / STEPS
@@ -58,7 +64,50 @@ class RouteScores:
     test: torch.Tensor
 
 
-def same_images(runs: Sequence[LoadedRun]) -> tuple[list[ScoredImage], list[ScoredImage]]:
+@dataclass
+class Member:
+    """One run of the blend: its folder, config and results.json; loaded (its model built) only
+    when it has no saved validation scores to read."""
+
+    source: Path
+    config: ExperimentConfig
+    results: dict[str, Any]
+    _loaded: Optional[LoadedRun] = None
+
+    @classmethod
+    def open(cls, source: Path) -> "Member":
+        """A run folder (a DataError for a bundle, which has no validation split or direct route,
+        and for a folder that is no run)."""
+        if (source / MANIFEST_FILE).is_file():
+            raise DataError(f"blend: {source} is a bundle; give run folders (a bundle has no validation split or "
+                            "direct route)")
+        if not (source / "config.yaml").is_file():
+            raise DataError(f"blend: {source} is not an `orderlearn run` folder (no config.yaml)")
+        results_file = source / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+        return cls(source, load_config(source / "config.yaml"), results)
+
+    def loaded(self) -> LoadedRun:
+        if self._loaded is None:
+            self._loaded = LoadedRun.from_run(self.source)
+        return self._loaded
+
+    def saved(self, val: Sequence[ScoredImage], test: Sequence[ScoredImage]) -> Optional[tuple[ScoresTable, ScoresTable]]:
+        """The run's ``val_scores.csv`` and ``scores.csv`` (None when it wrote no validation scores),
+        checked to list ``val`` and ``test`` in order (a DataError naming the file otherwise)."""
+        if not (self.source / VAL_SCORES_FILE).is_file():
+            return None
+        tables = []
+        for name, samples in ((VAL_SCORES_FILE, val), ("scores.csv", test)):
+            table = read_scores_csv(self.source / name)
+            if [Path(p).resolve() for p in table.image_paths] != [s.path.resolve() for s in samples]:
+                raise DataError(f"blend: {self.source / name} does not list the {len(samples)} images its config reads "
+                                f"({len(table)} rows); was the data changed after the run?")
+            tables.append(table)
+        return tables[0], tables[1]
+
+
+def same_images(runs: Sequence[Member]) -> tuple[list[ScoredImage], list[ScoredImage]]:
     """The validation and test images all ``runs`` read (DataError naming the difference otherwise)."""
     parts = {}
     for name, read in (("validation", lambda run: load_training(run.config.data).val),
@@ -74,13 +123,23 @@ def same_images(runs: Sequence[LoadedRun]) -> tuple[list[ScoredImage], list[Scor
     return parts["validation"], parts["test"]
 
 
-def route_scores(run: LoadedRun, route: str, val: Sequence[ScoredImage],
+def route_scores(run: Member, route: str, val: Sequence[ScoredImage],
                  test: Sequence[ScoredImage]) -> Optional[RouteScores]:
-    """``run``'s scores of ``route`` on the validation and test images, or None where it has no such route."""
+    """``run``'s scores of ``route`` on the validation and test images (saved by the run, or scored
+    again), or None where it has no such route."""
+    saved = run.saved(val, test)
+    if saved is not None:
+        column = DIRECT if route == "direct" else SCORE
+        on_val, on_test = saved[0].column(column), saved[1].column(column)
+        if on_val is None or on_test is None:
+            return None
+        return RouteScores(torch.from_numpy(on_val).double(), torch.from_numpy(on_test).double())
+    loaded = run.loaded()
     if route == "direct":
-        val_scores = direct_scores(run, val, "validation")
-        return None if val_scores is None else RouteScores(val_scores, direct_scores(run, test, "test"))
-    return RouteScores(run.score(val, "validation")[1].value.double().cpu(), run.score(test, "test")[1].value.double().cpu())
+        val_scores = direct_scores(loaded, val, "validation")
+        return None if val_scores is None else RouteScores(val_scores, direct_scores(loaded, test, "test"))
+    return RouteScores(loaded.score(val, "validation")[1].value.double().cpu(),
+                       loaded.score(test, "test")[1].value.double().cpu())
 
 
 def weight_grid(n: int) -> list[tuple[float, ...]]:
@@ -117,9 +176,7 @@ def blend_runs(runs: Sequence[Path], out: Path, select: str = "val_pc", command:
     if not 2 <= len(runs) <= MAX_RUNS:
         raise DataError(f"blend: give 2 to {MAX_RUNS} run folders, got {len(runs)}")
     started = time.time()
-    loaded = [LoadedRun.from_run(Path(run)) for run in runs]
-    if any(run.is_bundle for run in loaded):
-        raise DataError("blend: give run folders (a bundle has no validation split or direct route)")
+    loaded = [Member.open(Path(run)) for run in runs]
     val, test = same_images(loaded)
     val_truth, truth = [s.score for s in val], [s.score for s in test]
     results: dict[str, Any] = {"blend": {"runs": [str(run.source) for run in loaded], "select": select, "weights": {}}}
@@ -140,14 +197,14 @@ def blend_runs(runs: Sequence[Path], out: Path, select: str = "val_pc", command:
                                               "members_test": [score_metrics(s.test.tolist(), truth) for s in scores]}
     if "order_learned" not in blended:
         raise DataError("blend: the runs share no route to blend")
-    seconds = [float((run.results or {}).get("seconds", np.nan)) for run in loaded]
+    seconds = [float(run.results.get("seconds", np.nan)) for run in loaded]
     results.update({"name": "blend-" + "-".join(run.config.name for run in loaded), "method": "blend", "task": "regressor",
                     "seconds": sum(seconds) + time.time() - started, "command": command or ""})
     write_blend_folder(Path(out), loaded, test, blended, results)
     return results
 
 
-def write_blend_folder(out: Path, runs: Sequence[LoadedRun], test: Sequence[ScoredImage],
+def write_blend_folder(out: Path, runs: Sequence[Member], test: Sequence[ScoredImage],
                        blended: dict[str, torch.Tensor], results: dict[str, Any]) -> None:
     """config.yaml (the first run's data section, the blend as the model: its members by method
     name, so the folds of one blend agree), results.json, scores.csv and report.md in ``out``."""

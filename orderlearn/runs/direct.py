@@ -37,19 +37,19 @@ HEAD_EPOCHS, HEAD_BATCH = 30, 64
 
 @dataclass(frozen=True)
 class DirectScores:
-    """The direct route's scores (float64, clamped to the score range): of the test images, and of
-    the validation images where the run computed them (a comparator's head: the fused route's
-    prior width is measured on them; None for a regressor, which does not need them)."""
+    """The direct route's scores (float64; a comparator's head clamps to the score range): of the
+    test images and of the validation images (``val_scores.csv``; the fused route measures its
+    prior width on a comparator's)."""
 
     test: torch.Tensor
-    val: Optional[torch.Tensor] = None
+    val: torch.Tensor
 
 
 def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, test: list[ScoredImage],
                   config: ExperimentConfig, accelerator: Accelerator, features: FeatureExtractor,
                   store: CheckpointStore) -> Optional[DirectScores]:
-    """Direct scores of ``test`` (and of the validation images, for a comparator), or None for a
-    comparator without ``direct_baseline`` (``store``: where its direct head keeps its checkpoints)."""
+    """Direct scores of ``test`` and of the validation images, or None for a comparator without
+    ``direct_baseline`` (``store``: where its direct head keeps its checkpoints)."""
     if isinstance(model, Comparator) and not config.direct_baseline:
         return None
     load_weights(model, best_checkpoint)
@@ -60,7 +60,8 @@ def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, t
         return view_embeddings(view, features(view, samples, f"features {name}"), accelerator, config.train.eval_batch_size)
 
     if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
-        return DirectScores(embeddings(test, "test").reshape(-1).double())
+        return DirectScores(embeddings(test, "test").reshape(-1).double(),
+                            embeddings(splits.val, "validation").reshape(-1).double())
     train_x, val_x, test_x = embeddings(splits.train, "train"), embeddings(splits.val, "validation"), embeddings(test, "test")
     val, test_scores = fit_embedding_head(train_x, val_x, test_x, splits, config, accelerator, store)
     return DirectScores(test_scores, val)

@@ -1,6 +1,7 @@
-"""What a finished run leaves for people and for other commands: ``scores.csv``,
-``results.json``, ``report.md`` (the direct-vs-order-learned table, and with ``bank.from`` the
-draws from another dataset) and ``scatter.png``."""
+"""What a finished run leaves for people and for other commands: ``scores.csv`` (and
+``val_scores.csv``, the same columns for the validation images), ``results.json``,
+``report.md`` (the direct-vs-order-learned table, and with ``bank.from`` the draws from
+another dataset) and ``scatter.png``."""
 from __future__ import annotations
 
 import csv
@@ -22,6 +23,7 @@ from orderlearn.files import atomic_write_json, atomic_write_text
 from orderlearn.types import ScoredImage
 
 SCORE_COLUMNS = ["path", "true_score", "score", "std", "lower95", "upper95", "direct_score"]
+VAL_SCORES_FILE = "val_scores.csv"  # the validation images, scored by both routes as the test images were
 
 
 def write_run_outputs(out: Path, name: str, method: str, test: Sequence[ScoredImage], scores: scorers.Scores,

@@ -18,7 +18,9 @@ bank, under the same scorer options, as any comparator; its direct route is its 
 comparator's direct head), ``bank.json``, ``scorer.json`` (the
 :class:`~orderlearn.bank.scoring_recipe.ScoringRecipe` that ``score``, ``active``, ``predict`` and
 ``export`` load),
-``scores.csv``, ``results.json``, ``report.md``, ``scatter.png``.
+``scores.csv``, ``val_scores.csv`` (the validation images scored by both routes, as the test
+images were: what ``orderlearn blend`` chooses its weights on without scoring anything again),
+``results.json``, ``report.md``, ``scatter.png``.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ from orderlearn.engine.training import TrainResult
 from orderlearn.runs.fused import FusedRoute, fused_route
 from orderlearn.runs.foreign_bank import ForeignData, foreign_bank_results, load_foreign_data, loaded_in_run
 from orderlearn.runs.model_setup import build_model, feature_extractor, place_model
-from orderlearn.runs.outputs import write_run_outputs
+from orderlearn.runs.outputs import VAL_SCORES_FILE, write_run_outputs, write_scores_csv
 from orderlearn.runs.lock import LOCK_NAME, run_lock
 from orderlearn.types import ScoredImage
 
@@ -160,24 +162,25 @@ def fit_phase(run: RunSetup, splits: TrainingSplits) -> Fitted:
 class Banked:
     """The bank route's state: the fitted bank phase (references, calibrated scoring recipe, the
     recipe before calibration, the calibration's report), the test images, their comparisons
-    with the bank and their scores."""
+    with the bank and their scores, and the validation images' scores."""
 
     phase: bank_route.BankPhase
     test: list[ScoredImage]
     comparisons: Comparisons
     scores: "scorers.Scores"
+    val_scores: "scorers.Scores"
 
 
 def bank_phase(run: RunSetup, fitted: Fitted, test: list[ScoredImage]) -> Banked:
     """The order-learned route: the bank phase of :mod:`orderlearn.bank.phase` (bank, views and
-    calibration on validation), then the ``test`` images compared with the bank and scored."""
+    calibration on validation), then the validation and the ``test`` images scored through the bank."""
     config, out = run.config, run.out
     checkpoints = [str(c.relative_to(out)) for c in bank_checkpoints(fitted.trained, config)]
     phase = bank_route.bank_phase(fitted.model, config, fitted.splits, out, checkpoints, fitted.features,
                                   run.accelerator)
     run.accelerator.print(f"bank: {len(phase.bank)} references; test: {len(test)} images")
     comparisons, scores = phase.score(test)
-    return Banked(phase, test, comparisons, scores)
+    return Banked(phase, test, comparisons, scores, phase.score_validation(fitted.splits.val))
 
 
 def bank_checkpoints(trained: TrainResult, config: ExperimentConfig) -> list[Path]:
@@ -195,7 +198,7 @@ class Direct:
 
     scores: Optional[torch.Tensor]
     classified: dict[str, float]
-    val_scores: Optional[torch.Tensor] = None  # a comparator's direct head on the validation images
+    val_scores: Optional[torch.Tensor] = None  # the same route on the validation images
 
 
 def direct_phase(run: RunSetup, fitted: Fitted, tests: list[list[ScoredImage]]) -> Direct:
@@ -264,6 +267,7 @@ def report_phase(run: RunSetup, fitted: Fitted, banked: Banked, direct: Direct, 
         model.write_figures(out)
         phase.bank.save(out / "bank.json")
         phase.recipe.save(out / RECIPE_FILE)
+        write_scores_csv(out / VAL_SCORES_FILE, fitted.splits.val, banked.val_scores, direct.val_scores)
         print("\n" + write_run_outputs(out, config.name, config.model.name, banked.test, banked.scores, direct.scores,
                                        results, None if fused is None else fused.scores.value))
     accelerator.end_training()
