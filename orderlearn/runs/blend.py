@@ -73,6 +73,7 @@ class Member:
     config: ExperimentConfig
     results: dict[str, Any]
     _loaded: Optional[LoadedRun] = None
+    _saved: Optional[tuple[ScoresTable, ScoresTable]] = None  # read once, for both routes
 
     @classmethod
     def open(cls, source: Path) -> "Member":
@@ -95,6 +96,8 @@ class Member:
     def saved(self, val: Sequence[ScoredImage], test: Sequence[ScoredImage]) -> Optional[tuple[ScoresTable, ScoresTable]]:
         """The run's ``val_scores.csv`` and ``scores.csv`` (None when it wrote no validation scores),
         checked to list ``val`` and ``test`` in order (a DataError naming the file otherwise)."""
+        if self._saved is not None:
+            return self._saved
         if not (self.source / VAL_SCORES_FILE).is_file():
             return None
         tables = []
@@ -104,7 +107,8 @@ class Member:
                 raise DataError(f"blend: {self.source / name} does not list the {len(samples)} images its config reads "
                                 f"({len(table)} rows); was the data changed after the run?")
             tables.append(table)
-        return tables[0], tables[1]
+        self._saved = tables[0], tables[1]
+        return self._saved
 
 
 def same_images(runs: Sequence[Member]) -> tuple[list[ScoredImage], list[ScoredImage]]:
