@@ -67,7 +67,9 @@ class Comparator(Model):
         return None
 
     def view_state(self) -> dict[str, Any]:
-        """What the bank route needs besides the checkpoint to rebuild this view (JSON-able)."""
+        """What the bank route needs besides the checkpoint to rebuild this view (JSON-able). It
+        changes only what :meth:`compare` answers, never the embeddings: a run computes a face's
+        embedding once per checkpoint and its bank and direct routes both read it."""
         return {}
 
     def load_view_state(self, state: Mapping[str, Any]) -> None:

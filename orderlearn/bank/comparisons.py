@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 from comparators.base import Comparator
 
 from orderlearn.engine.parallel import gather_in_order
+from orderlearn.types import ScoredImage
 
 
 @torch.no_grad()
@@ -43,6 +45,36 @@ def view_embeddings(view: Comparator, features: torch.Tensor, accelerator: Accel
         with accelerator.autocast():
             out += [view.embed_from_features(chunk[i:i + 1]).float().cpu() for i in range(len(chunk))]
     return torch.cat(out) if out else features
+
+
+class EmbeddingMemo:
+    """Per-face embeddings of a comparator view under one checkpoint, kept for a run's later phases.
+
+    A run embeds the same faces under the same weights more than once: the bank phase fits the
+    views and compares on the validation faces, and a regressor's direct route reads its view's
+    embedding of every test and validation face as its score (a comparator's direct head reads the
+    embeddings the bank route compares). Each face is embedded on its own (see the module), so
+    these passes cost as much as scoring; computed once here, every phase reads the same numbers.
+
+    Keyed by the checkpoint file and the faces' paths: a view's embeddings depend on the
+    checkpoint's weights alone (:meth:`~comparators.base.Comparator.view_state` changes only
+    ``compare``). Sets larger than ``max_bytes`` (a LLaVA's image tokens) are not kept, so the
+    memo never holds what the run would otherwise have freed."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._kept: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
+
+    def get(self, checkpoint: Path, samples: Sequence[ScoredImage], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The embeddings of ``samples`` under ``checkpoint``: kept ones, or ``compute()``'s."""
+        key = (str(Path(checkpoint).resolve()), tuple(str(s.path) for s in samples))
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        embeddings = compute()
+        if embeddings.numel() * embeddings.element_size() <= self.max_bytes:
+            self._kept[key] = embeddings
+        return embeddings
 
 
 @torch.no_grad()

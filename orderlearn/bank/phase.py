@@ -17,6 +17,7 @@ import scorers
 from comparators.base import Model
 
 from orderlearn.bank.calibration import calibrate, fit_views
+from orderlearn.bank.comparisons import EmbeddingMemo
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.bank.route import BankRoute, Comparisons
 from orderlearn.bank.scoring_recipe import ScoringRecipe
@@ -60,15 +61,16 @@ class BankPhase:
 
 def bank_phase(model: Model, config: ExperimentConfig, splits: TrainingSplits, weights_dir: Path,
                checkpoints: Sequence[str], features: FeatureExtractor, accelerator: Accelerator,
-               bank: Optional[ReferenceBank] = None) -> BankPhase:
+               bank: Optional[ReferenceBank] = None, memo: Optional[EmbeddingMemo] = None) -> BankPhase:
     """The bank (``config.bank`` over the training images, unless ``bank`` is given), the views fitted
     on validation × bank with ``config.pairs.margin``, the scorer calibrated as ``config.scorer``
     says; ``checkpoints``: relative to ``weights_dir``, averaged. Without a budget, the validation ×
-    bank comparisons are made once here and kept (:class:`BankPhase`)."""
+    bank comparisons are made once here and kept (:class:`BankPhase`); ``memo``: the run's
+    embeddings per checkpoint, which its direct route reads too."""
     if bank is None:
         bank = ReferenceBank.select(splits.train, config.bank.bin_width, config.bank.per_bin, config.bank.seed)
     route = BankRoute(model, ScoringRecipe.from_config(config, checkpoints), bank, weights_dir, features, accelerator,
-                      config.train.eval_batch_size)
+                      config.train.eval_batch_size, memo=memo)
     route = route.with_recipe(fit_views(route, splits.val, config.pairs.margin))  # a regressor's view fits its link
     uncalibrated = route.recipe
     kept = None

@@ -22,7 +22,7 @@ from accelerate import Accelerator
 import scorers
 from comparators.base import Comparator, Model
 
-from orderlearn.bank.comparisons import ComparatorCalls, Member, compare_members, view_embeddings
+from orderlearn.bank.comparisons import ComparatorCalls, EmbeddingMemo, Member, compare_members, view_embeddings
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.bank.scoring_recipe import ScoringRecipe
 from orderlearn.engine.features import FeatureExtractor
@@ -50,12 +50,15 @@ class BankRoute:
 
     def __init__(self, model: Model, recipe: ScoringRecipe, bank: ReferenceBank, weights_dir: Path,
                  features: FeatureExtractor, accelerator: Accelerator, batch_size: int,
-                 stored_bank_embeddings: Optional[Sequence[torch.Tensor]] = None) -> None:
+                 stored_bank_embeddings: Optional[Sequence[torch.Tensor]] = None,
+                 memo: Optional[EmbeddingMemo] = None) -> None:
         """``weights_dir``: the folder the recipe's checkpoints are relative to (a run, a bundle);
         ``stored_bank_embeddings``: per checkpoint, what :meth:`bank_embeddings` would compute
-        (an exported bundle carries them, so it scores without the bank's images)."""
+        (an exported bundle carries them, so it scores without the bank's images); ``memo``: the
+        faces' embeddings per checkpoint, shared with the run's other phases (a new one if None)."""
         self.model, self.recipe, self.bank, self.weights_dir = model, recipe, bank, Path(weights_dir)
         self.features, self.accelerator, self.batch_size = features, accelerator, batch_size
+        self.memo = memo if memo is not None else EmbeddingMemo()
         self.stored_bank_embeddings = _checked_bank_embeddings(stored_bank_embeddings, recipe, bank)
         self._checkpoint = 0  # the checkpoint whose view views() yielded last
         # per checkpoint: the bank as compare() reads it, computed once (calibration, validation
@@ -69,9 +72,9 @@ class BankRoute:
             if self.stored_bank_embeddings is not None:
                 raise DataError("stored bank embeddings belong to the recipe's checkpoints; they cannot change")
             return BankRoute(self.model, recipe, self.bank, self.weights_dir, self.features, self.accelerator,
-                             self.batch_size)
+                             self.batch_size, memo=self.memo)
         route = BankRoute(self.model, recipe, self.bank, self.weights_dir, self.features, self.accelerator,
-                          self.batch_size, self.stored_bank_embeddings)
+                          self.batch_size, self.stored_bank_embeddings, self.memo)
         route._bank = self._bank
         return route
 
@@ -96,7 +99,11 @@ class BankRoute:
             yield i, view.to(self.accelerator.device).eval()
 
     def embeddings(self, view: Comparator, samples: Sequence[ScoredImage], desc: str) -> torch.Tensor:
-        return view_embeddings(view, self.features(view, samples, desc), self.accelerator, self.batch_size)
+        """What ``view`` (the one :meth:`views` yielded last) compares for ``samples``: computed once
+        per checkpoint and kept in the route's :class:`~.comparisons.EmbeddingMemo`."""
+        checkpoint = self.weights_dir / self.recipe.checkpoints[self._checkpoint]
+        return self.memo.get(checkpoint, samples, lambda: view_embeddings(
+            view, self.features(view, samples, desc), self.accelerator, self.batch_size))
 
     def bank_embeddings(self, view: Comparator) -> torch.Tensor:
         """The references as ``view.compare`` reads them (their images, or their known scores)."""

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from comparators.base import Comparator, Model, Regressor, RegressorOutput
 from comparators.direct_head import EmbeddingRegressor
 
-from orderlearn.bank.comparisons import view_embeddings
+from orderlearn.bank.comparisons import EmbeddingMemo, view_embeddings
 from orderlearn.config import ExperimentConfig
 from orderlearn.data.splits import TrainingSplits
 from orderlearn.data.images import sample_targets
@@ -47,17 +47,20 @@ class DirectScores:
 
 def direct_scores(model: Model, best_checkpoint: Path, splits: TrainingSplits, test: list[ScoredImage],
                   config: ExperimentConfig, accelerator: Accelerator, features: FeatureExtractor,
-                  store: CheckpointStore) -> Optional[DirectScores]:
+                  store: CheckpointStore, memo: Optional[EmbeddingMemo] = None) -> Optional[DirectScores]:
     """Direct scores of ``test`` and of the validation images, or None for a comparator without
-    ``direct_baseline`` (``store``: where its direct head keeps its checkpoints)."""
+    ``direct_baseline`` (``store``: where its direct head keeps its checkpoints; ``memo``: the
+    embeddings the bank route computed under the same checkpoint, read instead of computed again)."""
     if isinstance(model, Comparator) and not config.direct_baseline:
         return None
     load_weights(model, best_checkpoint)
     model.to(accelerator.device).eval()
     view = model.comparator_view().to(accelerator.device)  # the embeddings the bank route compares
+    memo = memo if memo is not None else EmbeddingMemo()
 
     def embeddings(samples: list[ScoredImage], name: str) -> torch.Tensor:
-        return view_embeddings(view, features(view, samples, f"features {name}"), accelerator, config.train.eval_batch_size)
+        return memo.get(best_checkpoint, samples, lambda: view_embeddings(
+            view, features(view, samples, f"features {name}"), accelerator, config.train.eval_batch_size))
 
     if not isinstance(model, Comparator):  # a regressor's view embeds an image as its score
         return DirectScores(embeddings(test, "test").reshape(-1).double(),

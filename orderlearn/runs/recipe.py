@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -38,6 +38,7 @@ from accelerate import Accelerator
 import scorers
 from comparators.base import Comparator, Model
 
+from orderlearn.bank.comparisons import EmbeddingMemo
 from orderlearn.bank.references import ReferenceBank
 from orderlearn.bank import phase as bank_route
 from orderlearn.bank.route import BankRoute, Comparisons
@@ -136,13 +137,15 @@ def claim_output_dir(out: Path, overwrite: bool, main_process: bool) -> None:
 # ---------------------------------------------------------------------- fit
 @dataclass
 class Fitted:
-    """The trained model (its last epoch's weights in memory), the data it was fitted on and
-    the feature extractor every later phase computes features through."""
+    """The trained model (its last epoch's weights in memory), the data it was fitted on,
+    the feature extractor every later phase computes features through and the faces' embeddings
+    per checkpoint that the bank and direct routes share."""
 
     model: Model
     splits: TrainingSplits
     features: FeatureExtractor
     trained: TrainResult
+    embeddings: EmbeddingMemo = field(default_factory=EmbeddingMemo)
 
 
 def fit_phase(run: RunSetup, splits: TrainingSplits) -> Fitted:
@@ -177,7 +180,7 @@ def bank_phase(run: RunSetup, fitted: Fitted, test: list[ScoredImage]) -> Banked
     config, out = run.config, run.out
     checkpoints = [str(c.relative_to(out)) for c in bank_checkpoints(fitted.trained, config)]
     phase = bank_route.bank_phase(fitted.model, config, fitted.splits, out, checkpoints, fitted.features,
-                                  run.accelerator)
+                                  run.accelerator, memo=fitted.embeddings)
     run.accelerator.print(f"bank: {len(phase.bank)} references; test: {len(test)} images")
     comparisons, scores = phase.score(test)
     return Banked(phase, test, comparisons, scores, phase.score_validation(fitted.splits.val))
@@ -207,7 +210,7 @@ def direct_phase(run: RunSetup, fitted: Fitted, tests: list[list[ScoredImage]]) 
     config, accelerator = run.config, run.accelerator
     model, features = fitted.model, fitted.features
     direct = direct_scores(model, fitted.trained.best_checkpoint, fitted.splits, tests[0], config, accelerator, features,
-                           CheckpointStore(run.out / "direct"))
+                           CheckpointStore(run.out / "direct"), fitted.embeddings)
     if direct is None:
         return Direct(None, {})
     return Direct(direct.test, direct_classifications(model, tests, config, accelerator, features), direct.val)
