@@ -37,7 +37,6 @@ used to take most of a row's time (80–90 s of a 64-comparison row on 1100 imag
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -96,18 +95,6 @@ class ActiveScorer:
         low, high = self.scorer.low, self.scorer.high
         n = int(round((high - low) / self.grid_step)) + 1
         return torch.linspace(low, high, n, dtype=torch.float64, device=device)
-
-    def _log_prior(self, grid: torch.Tensor, refs: torch.Tensor, given: Optional[GaussianPrior]) -> torch.Tensor:
-        """The log-prior on the selection grid: [N, G] for a per-image ``given`` prior, else [G]
-        (the base scorer's fixed prior, or flat)."""
-        if given is not None:
-            return given.log_density(grid)
-        prior_std = self.scorer.prior_std
-        if prior_std is None:
-            return torch.zeros_like(grid)
-        mean = self.scorer.prior_mean
-        mean = float(refs.mean()) if mean is None else mean
-        return -0.5 * ((grid - mean) / prior_std) ** 2
 
     def log_likelihood(self, answers: torch.Tensor, chosen: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Log-likelihood on the selection grid of a batch of answers: [M, G].
@@ -168,8 +155,6 @@ class ActiveScorer:
             raise ValueError(f"num_tests must be >= 1, got {num_tests}")
         if num_classes not in (2, 3):
             raise ValueError(f"num_classes must be 2 or 3, got {num_classes}")
-        if prior is not None:
-            prior.check(num_tests)
         device = ref_scores.device
         refs = ref_scores.to(torch.float64)
         n, r = int(num_tests), refs.shape[0]
@@ -177,16 +162,19 @@ class ActiveScorer:
         low, high = self.scorer.low, self.scorer.high
         grid = self._grid(device)
         info = self.scorer.link.fisher_information(grid[:, None] - refs[None, :], num_classes).float()  # [G, R]
-        log_prior = self._log_prior(grid, refs, prior)  # [G], or [N, G] per image
+        aimed = prior is not None  # a per-image prior aims the first batch, whatever `init` says
+        # the base scorer's fixed prior too, resolved once on the whole bank: the base scorer then
+        # scores each image's few comparisons under the prior the full bank would give
+        prior = self.scorer.effective_prior(refs, n, prior)
+        log_prior = torch.zeros_like(grid) if prior is None else prior.log_density(grid)  # [G] flat, or [N, G]
         table = self.bank_table(grid, refs, num_classes)  # [R, 3, G]
-        if prior is not None:
+        if aimed:
             start = torch.softmax(log_prior, dim=1)  # [N, G]
         elif self.init == "median":
             start = torch.zeros_like(grid)
             start[(grid - refs.median()).abs().argmin()] = 1.0
         else:
-            start = torch.softmax(log_prior, dim=0)
-        scorer = self._compact_scorer(refs)
+            start = torch.softmax(log_prior, dim=-1)  # the flat or the fixed prior: [G] or [N, G]
 
         value = torch.full((n,), float(refs.median().clamp(low, high)), dtype=torch.float64, device=device)
         std = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
@@ -225,7 +213,7 @@ class ActiveScorer:
             # to decide whether it stops): rescoring every image every round took most of the time
             scored = idx if self.stop_std is not None else idx[done]
             if scored.numel():
-                sub = self._score_made(scorer, probs, refs, mask, asked, used, scored,
+                sub = self._score_made(self.scorer, probs, refs, mask, asked, used, scored,
                                        None if prior is None else prior.take(scored))
                 value[scored] = sub.value.to(torch.float64)
                 if sub.std is not None:
@@ -250,12 +238,3 @@ class ActiveScorer:
             made = asked[rows, :int(used[rows[0]])]
             return scorer.score(probs[rows[:, None], made], refs[made], prior=prior)
         return scorer.score(probs[rows], refs, mask[rows], prior=prior)
-
-    def _compact_scorer(self, refs: torch.Tensor) -> Scorer:
-        """The base scorer, with a default prior mean pinned to the whole bank's mean, so scoring
-        a subset of references (per-image form) keeps the prior the full bank would give."""
-        if self.scorer.prior_std is None or self.scorer.prior_mean is not None:
-            return self.scorer
-        pinned = copy.copy(self.scorer)
-        pinned.prior_mean = float(refs.mean())
-        return pinned

@@ -112,7 +112,8 @@ class Scorer(abc.ABC):
     likelihood of a label given the score gap: what the active scorer ranks references by),
     reads hard or ``soft`` labels, and may have a Gaussian prior (``prior_std``, ``prior_mean``;
     None: a flat prior, and a mean of None means the bank's mean score). ``score`` also takes a
-    per-image :class:`GaussianPrior`, which replaces that fixed one.
+    per-image :class:`GaussianPrior`, which replaces that fixed one; :meth:`effective_prior` turns
+    either into the one form the arithmetic reads.
     """
 
     low: float
@@ -127,3 +128,20 @@ class Scorer(abc.ABC):
     def score(self, probs: torch.Tensor, ref_scores: torch.Tensor,
               mask: Optional[torch.Tensor] = None, prior: Optional[GaussianPrior] = None) -> Scores:
         raise NotImplementedError
+
+    def effective_prior(self, ref_scores: torch.Tensor, num_images: int,
+                        given: Optional[GaussianPrior] = None) -> Optional[GaussianPrior]:
+        """The prior ``num_images`` images are scored under, as a :class:`GaussianPrior`: ``given``,
+        else the scorer's fixed one (``prior_std`` around ``prior_mean``, or around the mean of
+        ``ref_scores``: the bank the scores are placed among) with the same mean for every image,
+        else None (flat). One form for both, so the scorers and the active loop have a single
+        prior path; a subset of the bank (the active scorer's) keeps the prior resolved on the
+        whole bank by passing it on as ``given``."""
+        if given is not None:
+            given.check(num_images)
+            return given
+        if self.prior_std is None:
+            return None
+        mean = self.prior_mean if self.prior_mean is not None else float(ref_scores.mean())
+        return GaussianPrior(torch.full((num_images,), mean, dtype=torch.float64, device=ref_scores.device),
+                             self.prior_std)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import torch
 
@@ -46,7 +46,6 @@ from .likelihood import (NewtonTerms, boundary_derivative_table, boundary_weight
 from .link import Link
 from .registry import register
 
-_Mean = Union[float, torch.Tensor]  # a prior's mean: one number, or one per image [N]
 
 Z95 = 1.959963984540054
 
@@ -102,9 +101,9 @@ class ExactBTScorer(Scorer):
                      with_value: bool = True):
         tau = effective_tie_width(self.link, w, num_classes)
         f, g, h = nll_derivatives(s, refs, w, self.link, tau, with_value)
-        if self.prior_std is not None:
-            mu = self.prior_mean if self.prior_mean is not None else float(refs.mean())
-            prec = 1.0 / self.prior_std ** 2
+        prior = self.effective_prior(refs, s.shape[0])
+        if prior is not None:
+            mu, prec = prior.mean.to(s), prior.precision
             if f is not None:
                 f = f + 0.5 * prec * (s - mu) ** 2
             g = g + prec * (s - mu)
@@ -115,12 +114,10 @@ class ExactBTScorer(Scorer):
               mask: Optional[torch.Tensor] = None, prior: Optional[GaussianPrior] = None) -> Scores:
         """MAP (or maximum-likelihood) scores; ``prior``: a per-image Gaussian replacing the scorer's own."""
         check_inputs(probs, ref_scores, per_image=True)
-        if prior is not None:
-            prior.check(probs.shape[0])
         tau = self._tie_width(probs, mask)
         terms = boundary_weights(probs, self.soft, mask)  # [N, 2R]: no [N, R, 3] class weights on the way
         refs = ref_scores.to(device=terms.device, dtype=torch.float64)
-        prior = self._prior(refs, prior)
+        prior = self._prior(refs, probs.shape[0], prior)
         start = self._start_shared(terms, refs, tau, prior) if refs.dim() == 1 else self._start_per_image(probs, mask, refs, tau, prior)
 
         def accurate(rows: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,15 +141,14 @@ class ExactBTScorer(Scorer):
             return effective_tie_width(self.link, class_weights(probs, self.soft, mask), 3)
         return self.link.tie_width
 
-    def _prior(self, refs: torch.Tensor, given: Optional[GaussianPrior] = None) -> Optional[tuple["_Mean", float]]:
-        """(mean, precision) of the Gaussian prior, or None for the plain maximum likelihood; the
-        mean is one number, or one per image [N] for a ``given`` per-image prior."""
-        if given is not None:
-            return given.mean.to(device=refs.device, dtype=torch.float64), given.precision
-        if self.prior_std is None:
+    def _prior(self, refs: torch.Tensor, num_images: int,
+               given: Optional[GaussianPrior] = None) -> Optional[tuple[torch.Tensor, float]]:
+        """(mean [N], precision) of the prior (:meth:`~scorers.base.Scorer.effective_prior`), or None
+        for the plain maximum likelihood."""
+        prior = self.effective_prior(refs, num_images, given)
+        if prior is None:
             return None
-        mu = self.prior_mean if self.prior_mean is not None else float(refs.mean())
-        return mu, 1.0 / self.prior_std ** 2
+        return prior.mean.to(device=refs.device, dtype=torch.float64), prior.precision
 
     def _start_shared(self, terms: torch.Tensor, refs: torch.Tensor, tau: float,
                       prior: Optional[tuple[float, float]]) -> "_Start":

@@ -100,8 +100,7 @@ class GridBTScorer(Scorer):
         """Scores of ``probs`` against ``ref_scores``: the grid argmin of the NLL (minus the log of
         ``prior``, a per-image Gaussian, when given: the posterior mode)."""
         check_inputs(probs, ref_scores)
-        if prior is not None:
-            prior.check(probs.shape[0])
+        prior = self.effective_prior(ref_scores.double(), probs.shape[0], prior)
         w = class_weights(probs, self.soft, mask)
         table = self._table(w, ref_scores, probs.shape[2])
         grid = self.grid(probs.device)

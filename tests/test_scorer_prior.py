@@ -73,3 +73,17 @@ def test_a_bad_prior_is_refused_with_the_argument_named():
     for scorer in (GridBTScorer(), ExactBTScorer()):
         with pytest.raises(ValueError, match="4 prior means for 5 images"):
             scorer.score(probs, refs, prior=GaussianPrior(torch.ones(4, dtype=torch.float64), 1.0))
+
+
+def test_effective_prior_is_the_one_form_of_both_priors():
+    """A fixed prior becomes a per-image one around ``prior_mean`` (or the bank's mean); a given
+    per-image prior wins and is checked against the image count; no prior stays None (flat)."""
+    refs = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    assert ExactBTScorer().effective_prior(refs, 4) is None
+    around_bank = ExactBTScorer(prior_std=0.5).effective_prior(refs, 4)
+    assert around_bank.mean.tolist() == [7 / 3] * 4 and around_bank.precision == pytest.approx(4.0)
+    assert ExactBTScorer(prior_std=0.5, prior_mean=3.0).effective_prior(refs, 2).mean.tolist() == [3.0, 3.0]
+    given = GaussianPrior(torch.tensor([1.5, 4.5], dtype=torch.float64), 1.0)
+    assert ExactBTScorer(prior_std=0.5).effective_prior(refs, 2, given) is given
+    with pytest.raises(ValueError):
+        ExactBTScorer().effective_prior(refs, 3, given)
