@@ -28,6 +28,7 @@ in branch order (:mod:`comparators.fusion_partial`). Both kinds of split are a
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator, Optional, Sequence, Union
 
 import torch
@@ -196,10 +197,18 @@ def frozen_modules(backbone: nn.Module) -> list[nn.Module]:
 def feature_key_config(backbone: nn.Module, name: str, config: object) -> object:
     """What determines a split model's cached features besides the trunk's weights and the
     transform: the backbone's name and the split (the method's other options do not touch the
-    trunk); an unsplit model's whole ``config``."""
+    trunk); an unsplit model's ``config`` with the options only its head reads (the options
+    class's ``head_options``) put back to their defaults, so a trunk frozen whole keeps its
+    cached features while a head is tried in several widths. An option missing from
+    ``head_options`` costs a recomputation, never a wrong feature."""
     if isinstance(backbone, SplitBackbone):
         return f"{type(backbone).__name__}(backbone={name!r}, trainable_from={backbone.trainable_from!r})"
-    return config
+    head_only = getattr(config, "head_options", ())
+    if not head_only or not dataclasses.is_dataclass(config):
+        return config
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                for f in dataclasses.fields(config) if f.name in head_only}
+    return dataclasses.replace(config, **defaults)
 
 
 def check_trainable_from(value: object, branches: Optional[Sequence[str]] = None) -> TrainableFrom:

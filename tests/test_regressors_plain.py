@@ -112,3 +112,19 @@ def test_hidden_head_is_an_mlp_on_pooled_features():
 def test_hidden_head_options_are_checked(options, match):
     with pytest.raises(ValueError, match=match):
         plain.PlainConfig(**options)
+
+
+def test_a_trunk_frozen_whole_keeps_its_feature_key_when_only_head_options_change():
+    """The feature cache keys an unsplit model on its options less those only the head reads:
+    a new head width reuses the descriptors; a change the trunk sees does not."""
+    from orderlearn.engine.features import model_key
+
+    def key(**options) -> str:
+        torch.manual_seed(0)  # the same random trunk weights for every model
+        model = plain.build(**{**TINY, **options})
+        return model_key(model, model.preprocess())
+
+    base = key()
+    assert key(head_hidden=64, head_dropout=0.1, head_bias="train-mean", loss="mse", score_range=(1.0, 5.0)) == base
+    assert key(image_size=64) != base
+    assert key(backbone="mobilenetv2_050") != base

@@ -15,7 +15,7 @@ every 50 epochs; 200 epochs; batch 64; 224 px random crop, colour jitter and rot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,9 @@ class PlainConfig(BackboneOptions):
     # fixed features (dlib's 128-d face descriptor) a linear map reads poorly
     head_hidden: Optional[int] = None
     head_dropout: float = 0.0  # head_hidden only: dropout between the hidden layer and the output
+    # read by the head and the loss alone, never by the backbone: a trunk frozen whole keeps its
+    # cached features when they change (comparators.partial.feature_key_config)
+    head_options: ClassVar[tuple[str, ...]] = ("loss", "score_range", "head_bias", "head_hidden", "head_dropout")
 
     def __post_init__(self) -> None:
         super().__post_init__()
